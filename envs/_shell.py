@@ -1,0 +1,61 @@
+"""Helpers shared by the Gymnasium shells and the SB3 adapter: build a core, convert tensors to numpy."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+import torch
+
+from recgym.common.config import ConfigError, suggest
+from recgym.envs.config import EnvConfig
+from recgym.envs.core import RankingCore
+from recgym.envs.factory import make_env_config, make_world
+from recgym.envs.world import World
+
+
+def build_core(
+    world: str | World,
+    config: EnvConfig | Mapping[str, Any] | None,
+    overrides: Mapping[str, Any],
+    *,
+    world_config: Mapping[str, Any] | None,
+    data_dir: str | None,
+    encoder: str | None,
+    device: str | torch.device,
+    components: Mapping[str, Any],
+) -> RankingCore:
+    """Validate the config first (fail fast), then build or fetch the world, then the core."""
+    cfg = make_env_config(config, overrides)
+    w = make_world(world, world_config=world_config, data_dir=data_dir, encoder=encoder)
+    return RankingCore(w, cfg, device=device, **components)
+
+
+def to_numpy(tensors: Mapping[str, torch.Tensor], squeeze: bool = False) -> dict[str, np.ndarray]:
+    """Fresh numpy copies (never views of live tensors); drop the batch dim when ``squeeze``."""
+    out = {}
+    for k, v in tensors.items():
+        a = v.detach().cpu().numpy().copy()
+        out[k] = a[0] if squeeze else a
+    return out
+
+
+def check_options(options: Mapping[str, Any] | None, known: tuple[str, ...]) -> dict[str, Any]:
+    """Reject unknown ``reset(options=...)`` keys with a suggestion."""
+    options = dict(options or {})
+    for key in options:
+        if key not in known:
+            raise ConfigError(
+                f"reset(options): unknown key {key!r}{suggest(str(key), known)}; expected one of: {', '.join(known) or 'none'}"
+            )
+    return options
+
+
+def check_seed(seed: Any) -> int | None:
+    """A seed must be ``None`` or a non-negative int."""
+    if seed is None:
+        return None
+    if isinstance(seed, (bool, np.bool_)) or not isinstance(seed, (int, np.integer)) or seed < 0:
+        raise ValueError(f"seed: expected None or a non-negative int, received {seed!r}")
+    return int(seed)

@@ -1,0 +1,430 @@
+"""The batched simulator core: B users at once, all tensors on one device, no Python loop over users.
+
+:class:`RankingCore` holds the frozen world tensors (:class:`WorldTensors`), the swappable components
+(candidate pools, choice model, response model, reward) and one seeded ``torch.Generator``. Its
+:meth:`RankingCore.step` takes a :class:`SimState` and a slate ``(B, K)`` of candidate positions and returns
+the next observation, reward, ``terminated`` / ``truncated`` flags and an info dict of tensors.
+
+Like JAX's buffer donation, ``step`` and ``reset_rows`` update the state's tensors in place (the ``seen``
+matrix is ``(B, M)``: copying it every step would dominate the cost); call :meth:`SimState.clone` to keep a
+snapshot. The Gymnasium shells (:mod:`recgym.envs.ranking`, :mod:`recgym.envs.vector`) and the SB3 adapter
+(:mod:`recgym.envs.sb3`) are thin wrappers over this class.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, fields
+
+import numpy as np
+import torch
+
+from recgym.common.device import resolve_device
+from recgym.envs.candidates import build_pools, coprime_strides, rotate_candidates
+from recgym.envs.choice import ChoiceModel, make_choice_model, sample_clicks
+from recgym.envs.config import EnvConfig
+from recgym.envs.response import QualityResponse, ResponseModel, RewardFn, make_reward
+from recgym.envs.world import World
+
+__all__ = ["RankingCore", "SimState", "WorldTensors", "CONTEXT_FEATURES"]
+
+CONTEXT_FEATURES = ("budget_fraction", "step_fraction", "last_click_rate", "cold_user")
+
+
+@dataclass(frozen=True, eq=False)
+class WorldTensors:
+    """Frozen world arrays on the core's device. ``item_static`` ``(M,)`` is the state-independent part of
+    the click logit: ``popularity_weight * log(M * pop) + appeal_weight * appeal + bias``."""
+
+    item_emb: torch.Tensor  # (M, d) float32, observable
+    item_latent: torch.Tensor  # (M, k) float32, hidden
+    item_static: torch.Tensor  # (M,) float32, hidden
+    item_quality: torch.Tensor  # (M,) float32, hidden
+    item_genre: torch.Tensor  # (M,) int64
+    item_popularity: torch.Tensor  # (M,) float32
+    item_new: torch.Tensor  # (M,) bool
+    item_head: torch.Tensor  # (M,) bool
+    item_release: torch.Tensor  # (M,) int64 env step of release (0 initial; huge = never)
+    new_order: torch.Tensor  # (n_new,) int64 new items in release order
+    user_emb: torch.Tensor  # (U, d) float32, observable
+    user_latent: torch.Tensor  # (U, k) float32, hidden
+    user_bias: torch.Tensor  # (U,) float32, hidden
+    user_history: torch.Tensor  # (U, H) int64, -1 padded
+    user_cold: torch.Tensor  # (U,) bool
+    affinity_scale: float
+    num_genres: int
+
+    @classmethod
+    def from_world(cls, world: World, config: EnvConfig, device: torch.device) -> WorldTensors:
+        c, p, pref = world.catalog, world.population, world.preference
+        m = c.num_items
+        static = (
+            pref.popularity_weight * np.log(np.maximum(c.popularity, 1e-12) * m)
+            + pref.appeal_weight * c.appeal
+            + pref.bias
+        ).astype(np.float32)
+        new_idx = np.flatnonzero(c.is_new)
+        never = np.iinfo(np.int64).max // 4
+        release = np.zeros(m, dtype=np.int64)
+        if config.new_items_per_step > 0:
+            release[new_idx] = np.ceil((np.arange(len(new_idx)) + 1) / config.new_items_per_step).astype(np.int64)
+        else:
+            release[new_idx] = never
+
+        def t(a: np.ndarray) -> torch.Tensor:
+            return torch.as_tensor(np.ascontiguousarray(a), device=device)
+
+        return cls(
+            item_emb=t(c.embeddings), item_latent=t(c.latent), item_static=t(static),
+            item_quality=t(c.quality), item_genre=t(c.genres), item_popularity=t(c.popularity),
+            item_new=t(c.is_new), item_head=t(c.head_mask()), item_release=t(release), new_order=t(new_idx),
+            user_emb=t(p.embeddings), user_latent=t(p.latent), user_bias=t(p.bias), user_history=t(p.history),
+            user_cold=t(p.cold), affinity_scale=float(pref.affinity_scale), num_genres=len(c.genre_names),
+        )
+
+
+@dataclass(eq=False)
+class SimState:
+    """Per-user simulation state, every field batched on dim 0 (B users)."""
+
+    user: torch.Tensor  # (B,) int64 population index
+    interest: torch.Tensor  # (B, k) float32 current latent interest (drifts)
+    history: torch.Tensor  # (B, d) float32 summary of consumed items' LM embeddings
+    budget: torch.Tensor  # (B,) float32 remaining time budget
+    step: torch.Tensor  # (B,) int64 slates shown in this episode
+    last_click_rate: torch.Tensor  # (B,) float32 clicks / K of the previous slate
+    genre_fatigue: torch.Tensor  # (B, G) float32
+    recent: torch.Tensor  # (B, R, K) int64 consumed items of the last R slates (-1 = none), ring by step
+    pool: torch.Tensor  # (B, P) int64 retrieval pool
+    candidates: torch.Tensor  # (B, N) int64 item indices
+    mask: torch.Tensor  # (B, N) bool, True = may be recommended
+    seen: torch.Tensor  # (B, M) bool, shown in this episode
+    relaxed: torch.Tensor  # (B,) bool, the mask let shown items back in this episode (repeats possible)
+
+    def clone(self) -> SimState:
+        return SimState(**{f.name: getattr(self, f.name).clone() for f in fields(self)})
+
+    @property
+    def batch_size(self) -> int:
+        return int(self.user.shape[0])
+
+
+class RankingCore:
+    """Batched recommendation simulator over a :class:`~recgym.envs.world.World`.
+
+    Args:
+        world: the world (catalogue, population, hidden preferences).
+        config: :class:`~recgym.envs.config.EnvConfig`.
+        device: ``"auto"``, ``"cpu"``, ``"cuda"``.
+        choice_model / response_model / reward_fn: swappable components; default from ``config``.
+        seed: seed of the core's only random source, a ``torch.Generator``.
+    """
+
+    def __init__(
+        self,
+        world: World,
+        config: EnvConfig | None = None,
+        *,
+        device: str | torch.device = "cpu",
+        choice_model: ChoiceModel | None = None,
+        response_model: ResponseModel | None = None,
+        reward_fn: RewardFn | None = None,
+        seed: int | None = None,
+    ) -> None:
+        self.world = world
+        self.config = config = config or EnvConfig()
+        self.device = resolve_device(device)
+        n_initial = int((~world.catalog.is_new).sum())
+        if config.pool_size > n_initial:
+            raise ValueError(
+                f"env.pool_size: expected <= the {n_initial} initial items of world {world.name!r}, "
+                f"received {config.pool_size}"
+            )
+        self.w = WorldTensors.from_world(world, config, self.device)
+        self.choice = choice_model or make_choice_model(
+            config.choice_model, no_click_logit=config.no_click_logit, pbm_eta=config.pbm_eta
+        )
+        self.response = response_model or QualityResponse(config.dwell_scale, config.dwell_noise, config.quality_threshold)
+        self.reward_fn = reward_fn or make_reward(config.reward, config.reward_weights)
+        self.strides = coprime_strides(config.pool_size).to(self.device)
+        test = world.population.test
+        cohorts = {"train": np.flatnonzero(~test), "test": np.flatnonzero(test), "all": np.arange(len(test))}
+        self.cohort_users = torch.as_tensor(cohorts[config.cohort], device=self.device)
+        if len(self.cohort_users) == 0:
+            raise ValueError(f"env.cohort: the {config.cohort!r} cohort of world {world.name!r} has no users")
+        self.budget_cap = 2.0 * config.initial_budget
+        self.generator = torch.Generator(device=self.device)
+        self.generator.manual_seed(int(np.random.SeedSequence(seed).generate_state(1)[0]) if seed is None else seed)
+        self.t_global = 0  # env steps since the last seeding; drives item injection
+
+    # ----------------------------------------------------------------- randomness
+    def seed(self, seed: int | None) -> None:
+        """Re-seed the generator (``None``: fresh OS entropy) and restart the injection clock."""
+        s = int(np.random.SeedSequence().generate_state(1)[0]) if seed is None else int(seed)
+        self.generator.manual_seed(s)
+        self.t_global = 0
+
+    def _rand(self, *shape: int) -> torch.Tensor:
+        return torch.rand(shape, generator=self.generator, device=self.device)
+
+    # ----------------------------------------------------------------- state
+    def released(self) -> torch.Tensor:
+        """``(M,)`` bool: items in the catalogue at the current env step."""
+        return self.w.item_release <= self.t_global
+
+    def sample_users(self, n: int) -> torch.Tensor:
+        """``(n,)`` int64 users drawn uniformly (with replacement) from the configured cohort."""
+        idx = torch.randint(0, len(self.cohort_users), (n,), generator=self.generator, device=self.device)
+        return self.cohort_users[idx]
+
+    def init_state(self, users: torch.Tensor) -> SimState:
+        """A fresh state for ``users`` ``(B,)`` int64 (population indices)."""
+        b, cfg, w, dev = len(users), self.config, self.w, self.device
+        k, d, m = w.item_latent.shape[1], w.item_emb.shape[1], w.item_emb.shape[0]
+        state = SimState(
+            user=torch.zeros(b, dtype=torch.int64, device=dev),
+            interest=torch.zeros(b, k, device=dev),
+            history=torch.zeros(b, d, device=dev),
+            budget=torch.zeros(b, device=dev),
+            step=torch.zeros(b, dtype=torch.int64, device=dev),
+            last_click_rate=torch.zeros(b, device=dev),
+            genre_fatigue=torch.zeros(b, w.num_genres, device=dev),
+            recent=torch.full((b, cfg.recent_length, cfg.slate_size), -1, dtype=torch.int64, device=dev),
+            pool=torch.zeros(b, cfg.pool_size, dtype=torch.int64, device=dev),
+            candidates=torch.zeros(b, cfg.num_candidates, dtype=torch.int64, device=dev),
+            mask=torch.ones(b, cfg.num_candidates, dtype=torch.bool, device=dev),
+            seen=torch.zeros(b, m, dtype=torch.bool, device=dev),
+            relaxed=torch.zeros(b, dtype=torch.bool, device=dev),
+        )
+        self.reset_rows(state, torch.arange(b, device=dev), users)
+        return state
+
+    def validate_users(self, users: torch.Tensor | np.ndarray | list[int]) -> torch.Tensor:
+        """Check population indices; return them as an int64 tensor on the device."""
+        arr = np.asarray(users)
+        n_users = self.w.user_emb.shape[0]
+        if arr.ndim != 1 or not np.issubdtype(arr.dtype, np.integer):
+            raise ValueError(f"user indices: expected a 1-D integer array, received {arr.dtype} shape {arr.shape}")
+        bad = np.flatnonzero((arr < 0) | (arr >= n_users))
+        if bad.size:
+            raise ValueError(f"user indices[{bad[0]}]: expected 0 <= index < {n_users}, received {arr[bad[0]]}")
+        return torch.as_tensor(arr, dtype=torch.int64, device=self.device)
+
+    def reset_rows(self, state: SimState, rows: torch.Tensor, users: torch.Tensor) -> None:
+        """Start new episodes in ``rows`` ``(R,)`` for ``users`` ``(R,)`` (in place); refresh their candidates."""
+        if len(rows) == 0:
+            return
+        w, cfg = self.w, self.config
+        state.user[rows] = users
+        state.interest[rows] = w.user_latent[users]
+        hist = w.user_history[users]
+        valid = hist >= 0
+        summed = (w.item_emb[hist.clamp_min(0)] * valid.unsqueeze(-1)).sum(1)
+        state.history[rows] = summed / valid.sum(1, keepdim=True).clamp_min(1)
+        state.budget[rows] = cfg.initial_budget
+        state.step[rows] = 0
+        state.last_click_rate[rows] = 0.0
+        state.genre_fatigue[rows] = 0.0
+        state.recent[rows] = -1
+        state.seen[rows] = False
+        state.relaxed[rows] = False
+        query = torch.nn.functional.normalize(w.user_emb[users] + state.history[rows], dim=1)
+        mix = cfg.candidate_mix
+        state.pool[rows] = build_pools(
+            query, w.item_emb, w.item_popularity, self.released(), pool_size=cfg.pool_size,
+            mix=(mix.nearest, mix.popular, mix.random), temperature=cfg.similarity_temperature,
+            generator=self.generator,
+        )
+        self._refresh_candidates(state, rows)
+
+    def _refresh_candidates(self, state: SimState, rows: torch.Tensor | None = None) -> None:
+        cfg, w = self.config, self.w
+        pool = state.pool if rows is None else state.pool[rows]
+        cand = rotate_candidates(pool, cfg.num_candidates, self.strides, self.generator)
+        n_new = self._recent_new_range()
+        s = cfg.new_item_slots
+        dup = torch.zeros_like(cand, dtype=torch.bool)
+        if s > 0 and n_new is not None:
+            lo, hi = n_new
+            j = lo + (self._rand(cand.shape[0], s) * (hi - lo)).long().clamp_(max=hi - lo - 1)
+            new_items = w.new_order[j]
+            cand[:, -s:] = new_items
+            # A new item may also sit in the pool block, or be drawn twice: mask the later copy.
+            dup[:, -s:] = (new_items.unsqueeze(2) == cand[:, :-s].unsqueeze(1)).any(2)
+            same = new_items.unsqueeze(2) == new_items.unsqueeze(1)
+            dup[:, -s:] |= torch.tril(same, diagonal=-1).any(2)
+        seen = state.seen if rows is None else state.seen[rows]
+        mask = ~dup
+        if cfg.mask_shown:
+            mask = mask & ~seen.gather(1, cand)
+            # Never leave fewer than K choices: when the user has seen nearly all the pool, shown items return.
+            short = mask.sum(1) < cfg.slate_size
+            mask = torch.where(short.unsqueeze(1), ~dup, mask)
+            if rows is None:
+                state.relaxed |= short
+            else:
+                state.relaxed[rows] |= short
+        if rows is None:
+            state.candidates, state.mask = cand, mask
+        else:
+            state.candidates[rows], state.mask[rows] = cand, mask
+
+    def _recent_new_range(self) -> tuple[int, int] | None:
+        """[lo, hi) positions in ``new_order`` of items released within the last ``new_item_window`` steps."""
+        n = len(self.w.new_order)
+        rate = self.config.new_items_per_step
+        if n == 0 or rate <= 0:
+            return None
+        hi = min(n, int(math.floor(self.t_global * rate + 1e-9)))
+        lo = max(0, int(math.floor((self.t_global - self.config.new_item_window) * rate + 1e-9)))
+        return (lo, hi) if hi > lo else None
+
+    # ----------------------------------------------------------------- hidden model
+    def slate_logits(self, state: SimState, items: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Hidden click logits ``(B, K)`` of ``items`` ``(B, K)`` for each user now, and their latents."""
+        w, cfg = self.w, self.config
+        lat = w.item_latent[items]  # (B, K, k)
+        logits = w.affinity_scale * (lat * state.interest.unsqueeze(1)).sum(-1)
+        logits = logits + w.item_static[items] + w.user_bias[state.user].unsqueeze(1)
+        if cfg.genre_fatigue_weight > 0:
+            logits = logits - cfg.genre_fatigue_weight * state.genre_fatigue.gather(1, w.item_genre[items])
+        if cfg.item_fatigue_weight > 0:
+            logits = self._apply_item_fatigue(state, items, logits)
+        return logits, lat
+
+    def _apply_item_fatigue(self, state: SimState, items: torch.Tensor, logits: torch.Tensor) -> torch.Tensor:
+        """Subtract ``item_fatigue_weight * sum_recent decay^age [item consumed]`` from ``logits``.
+
+        With ``mask_shown`` a consumed item can only come back in rows whose mask was relaxed, so only
+        those rows are computed (the others have no repeat to penalise)."""
+        if self.config.mask_shown:
+            rows = state.relaxed.nonzero().flatten()
+            if len(rows) == 0:
+                return logits
+            logits = logits.clone()
+            logits[rows] -= self.config.item_fatigue_weight * self._item_fatigue(
+                state.recent[rows], state.step[rows], items[rows]
+            )
+            return logits
+        return logits - self.config.item_fatigue_weight * self._item_fatigue(state.recent, state.step, items)
+
+    def _item_fatigue(self, recent: torch.Tensor, step: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
+        b, r, k = recent.shape
+        age = (step.unsqueeze(1) - 1 - torch.arange(r, device=self.device)) % r  # (B, R)
+        weight = (self.config.fatigue_decay ** age.to(torch.float32)).unsqueeze(2).expand(b, r, k)
+        hit = items.unsqueeze(2) == recent.view(b, 1, r * k)  # (B, K, R*K)
+        return torch.einsum("bkj,bj->bk", hit.to(torch.float32), weight.reshape(b, r * k))
+
+    def candidate_logits(self, state: SimState) -> torch.Tensor:
+        """Hidden click logits ``(B, N)`` of every current candidate (for the myopic oracle and NDCG)."""
+        return self.slate_logits(state, state.candidates)[0]
+
+    # ----------------------------------------------------------------- step
+    def observe(self, state: SimState, copy: bool = True) -> dict[str, torch.Tensor]:
+        """Observation tensors: profile ``(B,d)``, history ``(B,d)``, context ``(B,4)``, candidates ``(B,N)``
+        int64, mask ``(B,N)`` int8. With ``copy=False`` ``history`` and ``candidates`` alias the state (valid
+        until the next step; the shells copy them into numpy anyway)."""
+        w, cfg = self.w, self.config
+        context = torch.stack(
+            [
+                (state.budget / self.budget_cap).clamp(0.0, 1.0),
+                state.step.to(torch.float32) / cfg.max_steps,
+                state.last_click_rate,
+                w.user_cold[state.user].to(torch.float32),
+            ],
+            dim=1,
+        )
+        return {
+            "profile": w.user_emb[state.user],
+            "history": state.history.clone() if copy else state.history,
+            "context": context,
+            "candidates": state.candidates.clone() if copy else state.candidates,
+            "mask": state.mask.to(torch.int8),
+        }
+
+    def step(self, state: SimState, slate: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, dict]:
+        """Show ``slate`` ``(B, K)`` int64 candidate positions to every user; update ``state`` in place.
+
+        Returns ``(reward (B,) float32, terminated (B,) bool, truncated (B,) bool, info)``; ``info`` holds
+        fresh tensors: ``slate_items``, ``click_probs``, ``clicks``, ``engagement`` (B,K), ``satisfaction``
+        (B,), ``user``, ``user_cold`` (B,), ``item_new``, ``item_head`` (B,K), and ``candidate_click_probs``
+        (B,N) when ``config.info_candidate_relevance``. The slate is not validated here (the shells do it).
+        """
+        w, cfg = self.w, self.config
+        b = state.batch_size
+        if cfg.info_candidate_relevance:
+            cand_probs = torch.sigmoid(self.candidate_logits(state))
+        items = state.candidates.gather(1, slate)
+        logits, lat = self.slate_logits(state, items)
+        probs = self.choice.click_probs(logits)
+        clicks = sample_clicks(probs, self._rand(b, cfg.slate_size), self.choice.multi_click)
+        noise = torch.randn((b, cfg.slate_size), generator=self.generator, device=self.device)
+        resp = self.response(clicks, w.item_quality[items], noise)
+        reward = self.reward_fn(resp)
+        self._advance(state, items, lat, clicks, resp.satisfaction)
+        terminated = state.budget <= 0
+        truncated = (state.step >= cfg.max_steps) & ~terminated
+        info = {
+            "slate_items": items,
+            "click_probs": probs,
+            "clicks": clicks,
+            "engagement": resp.engagement,
+            "satisfaction": resp.satisfaction,
+            "user": state.user.clone(),
+            "user_cold": w.user_cold[state.user],
+            "item_new": w.item_new[items],
+            "item_head": w.item_head[items],
+        }
+        if cfg.info_candidate_relevance:
+            info["candidate_click_probs"] = cand_probs
+        self.t_global += 1
+        self._refresh_candidates(state)
+        return reward, terminated, truncated, info
+
+    def _advance(
+        self, state: SimState, items: torch.Tensor, lat: torch.Tensor, clicks: torch.Tensor, satisfaction: torch.Tensor
+    ) -> None:
+        """User dynamics after a slate: budget, fatigue, interest drift, history summary, seen set."""
+        w, cfg = self.w, self.config
+        b, k = items.shape
+        cf = clicks.to(torch.float32)
+        n_clicks = cf.sum(1)
+        state.seen.scatter_(1, items, True)
+        state.budget.add_(cfg.budget_gain * satisfaction - cfg.step_cost).clamp_(max=self.budget_cap)
+        state.genre_fatigue.mul_(cfg.fatigue_decay).scatter_add_(
+            1, w.item_genre[items], cf + cfg.exposure_fatigue * (1.0 - cf)
+        )
+        slot = state.step % cfg.recent_length
+        state.recent[torch.arange(b, device=self.device), slot] = torch.where(clicks, items, -1)
+        state.step.add_(1)
+        state.last_click_rate = n_clicks / k
+        pairs = clicks.nonzero()
+        if len(pairs) == 0:
+            return
+        clicked = n_clicks > 0
+        # Interest drifts toward the mean latent of consumed items, keeping its norm.
+        mean_lat = (cf.unsqueeze(2) * lat).sum(1) / n_clicks.clamp_min(1).unsqueeze(1)
+        moved = state.interest + cfg.interest_drift * (mean_lat - state.interest)
+        moved = moved * (state.interest.norm(dim=1, keepdim=True) / moved.norm(dim=1, keepdim=True).clamp_min(1e-8))
+        state.interest = torch.where(clicked.unsqueeze(1), moved, state.interest)
+        # History summary: EMA of consumed LM embeddings, computed on the sparse clicks only.
+        rows, inverse = torch.unique_consecutive(pairs[:, 0], return_inverse=True)
+        emb = w.item_emb[items[pairs[:, 0], pairs[:, 1]]]
+        agg = torch.zeros(len(rows), emb.shape[1], device=self.device).index_add_(0, inverse, emb)
+        agg = agg / n_clicks[rows].unsqueeze(1)
+        a = cfg.history_ema
+        state.history[rows] = (1 - a) * state.history[rows] + a * agg
+
+    # ----------------------------------------------------------------- persistence
+    def __getstate__(self) -> dict:
+        d = self.__dict__.copy()
+        d["generator"] = self.generator.get_state()
+        d["_device_str"] = str(self.device)
+        return d
+
+    def __setstate__(self, d: dict) -> None:
+        gen_state = d.pop("generator")
+        d.pop("_device_str", None)
+        self.__dict__.update(d)
+        self.generator = torch.Generator(device=self.device)
+        self.generator.set_state(gen_state)

@@ -1,0 +1,77 @@
+"""Build worlds by name and cores from user-facing arguments (shared by every shell).
+
+Known worlds: ``synthetic`` (the offline default), ``analytic`` (closed-form optimum), and the real-data
+worlds ``movielens-100k``, ``ml-latest-small`` and ``log`` (fitted to interactions; need ``data_dir``).
+Worlds are memoised per process by their arguments, so ``gym.make`` twice does not rebuild (or re-encode)
+anything; a world is frozen, so sharing it is safe.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+from collections.abc import Mapping
+from typing import Any
+
+from recgym.common.config import ConfigError, suggest
+from recgym.envs.config import EnvConfig
+from recgym.envs.world import World
+
+__all__ = ["KNOWN_WORLDS", "make_world", "make_env_config"]
+
+KNOWN_WORLDS = ("synthetic", "analytic", "movielens-100k", "ml-latest-small", "log")
+
+
+def make_env_config(config: EnvConfig | Mapping[str, Any] | None, overrides: Mapping[str, Any]) -> EnvConfig:
+    """Merge an :class:`EnvConfig` (or mapping) with keyword overrides; unknown keys raise with a suggestion."""
+    base = config.model_dump() if isinstance(config, EnvConfig) else dict(config or {})
+    return EnvConfig.model_validate({**base, **overrides})
+
+
+def make_world(
+    world: str | World = "synthetic",
+    *,
+    world_config: Mapping[str, Any] | None = None,
+    data_dir: str | None = None,
+    encoder: str | None = None,
+) -> World:
+    """Return a :class:`World` instance for a name (memoised), or ``world`` itself when it already is one.
+
+    Args:
+        world: a name in :data:`KNOWN_WORLDS` or a :class:`World`.
+        world_config: the world's own settings (e.g. ``SyntheticWorldConfig`` fields).
+        data_dir: folder of the real data (real-data worlds; else ``RECGYM_DATA``).
+        encoder: ``None`` (default MiniLM), ``"hashing"`` or a local model directory.
+    """
+    if isinstance(world, World):
+        return world
+    if world not in KNOWN_WORLDS:
+        raise ConfigError(f"world: expected one of {', '.join(KNOWN_WORLDS)}, received {world!r}{suggest(world, KNOWN_WORLDS)}")
+    key = json.dumps(dict(world_config or {}), sort_keys=True, default=str)
+    return _cached_world(world, key, data_dir, encoder)
+
+
+def _encoder_from_spec(spec: str | None):  # noqa: ANN202 - returns a TextEncoder
+    from recgym.encoders import HashingEncoder, TransformerEncoder
+
+    if spec is None:
+        return TransformerEncoder()
+    if spec == "hashing":
+        return HashingEncoder()
+    return TransformerEncoder(spec)
+
+
+@functools.lru_cache(maxsize=8)
+def _cached_world(name: str, world_config_json: str, data_dir: str | None, encoder: str | None) -> World:
+    cfg = json.loads(world_config_json)
+    if name == "analytic":
+        from recgym.envs.worlds.analytic import make_analytic_world
+
+        return make_analytic_world(**cfg)
+    if name == "synthetic":
+        from recgym.envs.worlds.synthetic import SyntheticWorldConfig, make_synthetic_world
+
+        return make_synthetic_world(SyntheticWorldConfig(**cfg), encoder=_encoder_from_spec(encoder))
+    from recgym.envs.worlds.fitted import make_fitted_world
+
+    return make_fitted_world(name, data_dir=data_dir, encoder=_encoder_from_spec(encoder), **cfg)

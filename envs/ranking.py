@@ -1,0 +1,166 @@
+"""``recgym/Ranking-v0``: one simulated user per env, a thin Gymnasium shell over :class:`RankingCore`."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+import torch
+
+from recgym.envs._shell import build_core, check_options, check_seed, to_numpy
+from recgym.envs.config import EnvConfig
+from recgym.envs.spaces import action_space, actions_to_slate, observation_space
+from recgym.envs.world import World
+
+__all__ = ["RankingEnv"]
+
+
+class RankingEnv(gym.Env):
+    """Rank candidate items for one simulated user whose tastes are language-model vectors.
+
+    ## Description
+    Each step the user is offered ``N`` candidates (a per-user retrieval pool mixing LM-nearest, popular and
+    random items, plus slots for newly injected items); the policy returns a slate of ``K`` of them; a
+    choice model (multinomial logit with a no-click option, cascade or position-based) samples clicks from
+    the hidden click probabilities; clicked items yield dwell (from hidden quality) and satisfaction; the
+    user's interest drifts toward consumed items, fatigue builds per item and per genre, and the time budget
+    drains fast on clickbait (high appeal, low quality) and slowly on good items.
+
+    ## Action Space
+    ``action_type="scores"`` (default): ``Box(-1, 1, (N,), float32)``; the top-K unmasked scores form the
+    slate (any finite float is accepted). ``"slate"``: ``MultiDiscrete([N]*K)``, distinct unmasked candidate
+    positions, best first. ``"item"``: ``Discrete(N)`` with ``slate_size=1``. With ``strict=True`` an invalid
+    action (shape, dtype, range, duplicate, NaN/inf, masked) raises :class:`~recgym.envs.spaces.InvalidActionError`
+    before any state changes.
+
+    ## Observation Space
+    ``Dict``: ``profile`` ``(d,)`` LM profile embedding; ``history`` ``(d,)`` EMA of consumed items' LM
+    embeddings (zeros for a new user); ``context`` ``(4,)`` = budget fraction, step fraction, last slate's
+    click rate, cold-user flag; ``candidates`` ``(N,)`` int64 item indices into :attr:`item_embeddings`;
+    ``mask`` ``(N,)`` int8, 0 for items already shown this episode (and duplicates).
+
+    ## Rewards
+    ``reward="clicks"`` (default): number of clicks; ``"engagement"``: total dwell; ``"satisfaction"``: sum
+    of ``quality - quality_threshold`` over clicks; ``"mix"``: weighted sum (``reward_weights``).
+
+    ## Starting State
+    A user drawn uniformly from the ``cohort`` (``train``/``test``/``all``) or ``options={"user_index": u}``;
+    interest = the user's hidden latent; history summary from their prior history; budget = ``initial_budget``.
+
+    ## Episode End
+    ``terminated`` when the budget reaches 0 (the user leaves); ``truncated`` after ``max_steps`` slates.
+
+    ## Arguments
+    ``world`` (``"synthetic"`` default, ``"analytic"``, ``"movielens-100k"``, ``"ml-latest-small"``, ``"log"``
+    or a :class:`~recgym.envs.world.World`), ``config`` (:class:`~recgym.envs.config.EnvConfig` or mapping),
+    ``world_config``, ``data_dir``, ``encoder``, ``device``, ``choice_model``/``response_model``/``reward_fn``
+    (components), ``render_mode`` (``"ansi"``), and any :class:`EnvConfig` field as a keyword (unknown keywords
+    raise with a suggestion).
+
+    ## Version History
+    * v0: initial version.
+    """
+
+    metadata = {"render_modes": ["ansi"], "render_fps": 4}
+
+    def __init__(
+        self,
+        world: str | World = "synthetic",
+        config: EnvConfig | Mapping[str, Any] | None = None,
+        *,
+        world_config: Mapping[str, Any] | None = None,
+        data_dir: str | None = None,
+        encoder: str | None = None,
+        device: str | torch.device = "cpu",
+        choice_model: Any = None,
+        response_model: Any = None,
+        reward_fn: Any = None,
+        render_mode: str | None = None,
+        **config_overrides: Any,
+    ) -> None:
+        if render_mode is not None and render_mode not in self.metadata["render_modes"]:
+            raise ValueError(f"render_mode: expected None or 'ansi', received {render_mode!r}")
+        components = {"choice_model": choice_model, "response_model": response_model, "reward_fn": reward_fn}
+        self.core = build_core(
+            world, config, config_overrides, world_config=world_config, data_dir=data_dir, encoder=encoder,
+            device=device, components=components,
+        )
+        self.config = self.core.config
+        self.render_mode = render_mode
+        cat = self.core.world.catalog
+        self.observation_space = observation_space(self.config, cat.dim, cat.num_items)
+        self.action_space = action_space(self.config)
+        self._state = None
+        self._done = False
+        self._last: dict[str, np.ndarray] | None = None
+        self._needs_seed = True
+
+    # --------------------------------------------------------------------- public helpers
+    @property
+    def item_embeddings(self) -> np.ndarray:
+        """``(M, d)`` float32 read-only LM item embeddings; index with ``obs["candidates"]``."""
+        arr = self.core.world.catalog.embeddings.view()
+        arr.flags.writeable = False
+        return arr
+
+    @property
+    def world(self) -> World:
+        return self.core.world
+
+    def oracle_scores(self) -> np.ndarray:
+        """``(N,)`` hidden click logits of the current candidates. For the myopic oracle and metrics only."""
+        self._require_running("oracle_scores")
+        return self.core.candidate_logits(self._state)[0].cpu().numpy().copy()
+
+    # --------------------------------------------------------------------- gym API
+    def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
+        seed = check_seed(seed)
+        opts = check_options(options, ("user_index",))
+        super().reset(seed=seed)
+        if seed is not None or self._needs_seed:
+            # The torch generator is the env's one random source; it is seeded from Gymnasium's np_random.
+            self.core.seed(int(self.np_random.integers(0, 2**63 - 1)))
+            self._needs_seed = False
+        if "user_index" in opts:
+            users = self.core.validate_users([opts["user_index"]])
+        else:
+            users = self.core.sample_users(1)
+        self._state = self.core.init_state(users)
+        self._done = False
+        self._last = None
+        obs = to_numpy(self.core.observe(self._state, copy=False), squeeze=True)
+        info = {"user": int(users[0]), "user_cold": bool(self.core.w.user_cold[users[0]])}
+        return obs, info
+
+    def step(self, action: Any):
+        self._require_running("step")
+        slate = actions_to_slate(action, self._state.mask, self.config, batched=False, strict=self.config.strict)
+        reward, terminated, truncated, info_t = self.core.step(self._state, slate)
+        self._done = bool(terminated[0] or truncated[0])
+        obs = to_numpy(self.core.observe(self._state, copy=False), squeeze=True)
+        info = to_numpy(info_t, squeeze=True)
+        info["user"] = int(info["user"])
+        info["user_cold"] = bool(info["user_cold"])
+        self._last = info
+        return obs, float(reward[0]), bool(terminated[0]), bool(truncated[0]), info
+
+    def render(self) -> str | None:
+        if self.render_mode != "ansi":
+            return None
+        if self._last is None:
+            return "(no slate shown yet)"
+        titles = self.core.world.catalog.titles
+        lines = [f"user {self._last['user']} slate:"]
+        for pos, (item, click, p) in enumerate(
+            zip(self._last["slate_items"], self._last["clicks"], self._last["click_probs"], strict=True)
+        ):
+            lines.append(f"  {pos + 1:2d}. {'*' if click else ' '} {titles[item]}  (p={p:.3f})")
+        return "\n".join(lines)
+
+    def _require_running(self, what: str) -> None:
+        if self._state is None:
+            raise RuntimeError(f"{what}() called before reset(); call env.reset() first")
+        if self._done:
+            raise RuntimeError(f"{what}() called after the episode ended; call env.reset() first")

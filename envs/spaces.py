@@ -1,0 +1,153 @@
+"""Observation/action spaces and strict action validation shared by every shell.
+
+Observation (``Dict``): ``profile`` ``(d,)`` and ``history`` ``(d,)`` float32 in [-1, 1]; ``context`` ``(4,)``
+float32 in [0, 1] (:data:`~recgym.envs.core.CONTEXT_FEATURES`); ``candidates`` ``(N,)`` int64 item indices
+into the env's ``item_embeddings`` table; ``mask`` ``(N,)`` int8, 1 = may be recommended. Memory per step is
+O(d + N): policies look candidate vectors up in the table themselves.
+
+Actions: ``scores`` ``Box(-1, 1, (N,))`` (any finite float is accepted; the env takes the top-K unmasked
+scores; ties are broken deterministically); ``slate`` ``MultiDiscrete([N] * K)`` (distinct, unmasked positions, best first);
+``item`` ``Discrete(N)`` (slate of one).
+
+``strict=True`` (default) rejects an invalid action with :class:`InvalidActionError` naming the offending
+index. ``strict=False`` *repairs* it instead: non-finite scores count as masked; out-of-range, duplicate or
+masked slots are replaced, in slot order, by the lowest-index unused valid candidates. Random samples of a
+``MultiDiscrete`` space are usually invalid slates, so the environment checkers run in repair mode.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from gymnasium import spaces
+
+from recgym.envs.config import EnvConfig
+
+__all__ = ["InvalidActionError", "observation_space", "action_space", "actions_to_slate"]
+
+
+class InvalidActionError(ValueError):
+    """An action was rejected; nothing in the env changed."""
+
+
+def observation_space(config: EnvConfig, dim: int, num_items: int) -> spaces.Dict:
+    n = config.num_candidates
+    return spaces.Dict(
+        {
+            "profile": spaces.Box(-1.0, 1.0, (dim,), np.float32),
+            "history": spaces.Box(-1.0, 1.0, (dim,), np.float32),
+            "context": spaces.Box(0.0, 1.0, (4,), np.float32),
+            "candidates": spaces.Box(0, num_items - 1, (n,), np.int64),
+            "mask": spaces.Box(0, 1, (n,), np.int8),
+        }
+    )
+
+
+def action_space(config: EnvConfig) -> spaces.Space:
+    n, k = config.num_candidates, config.slate_size
+    if config.action_type == "scores":
+        return spaces.Box(-1.0, 1.0, (n,), np.float32)
+    if config.action_type == "slate":
+        return spaces.MultiDiscrete(np.full(k, n, dtype=np.int64))
+    return spaces.Discrete(n)
+
+
+def _where(batched: bool, b: int, j: int | None = None) -> str:
+    if batched:
+        return f"action[{b}]" if j is None else f"action[{b}, {j}]"
+    return "action" if j is None else f"action[{j}]"
+
+
+def actions_to_slate(
+    action: np.ndarray | torch.Tensor, mask: torch.Tensor, config: EnvConfig, *, batched: bool, strict: bool = True
+) -> torch.Tensor:
+    """Turn a (batch of) action(s) into a ``(B, K)`` int64 slate of candidate positions.
+
+    Args:
+        action: single env: scores ``(N,)``, slate ``(K,)`` or an item index; batched: with a leading ``B``.
+        mask: ``(B, N)`` bool, True = may be recommended.
+        strict: validate shape, dtype, range, duplicates, finiteness and the mask.
+    Raises:
+        InvalidActionError: names the offending index, what was expected and what was received.
+    """
+    b, n = mask.shape
+    k = config.slate_size
+    dev = mask.device
+    a = torch.as_tensor(np.asarray(action) if not isinstance(action, torch.Tensor) else action, device=dev)
+    kind = config.action_type
+    expected = {"scores": (n,), "slate": (k,), "item": ()}[kind]
+    shape = ((b, *expected) if batched else expected)
+    if strict and tuple(a.shape) != shape:
+        if not (kind == "item" and not batched and tuple(a.shape) == (1,)):
+            raise InvalidActionError(f"action: expected shape {shape} for action_type={kind!r}, received {tuple(a.shape)}")
+    a = a.reshape(b, *expected) if kind != "item" else a.reshape(b, 1)
+    if not strict:
+        return _repair(a, mask, k) if kind != "scores" else _top_k(a.to(torch.float32).nan_to_num(float("-inf")), mask, k)
+    if kind == "scores":
+        if strict and (a.dtype == torch.bool or a.is_complex()):
+            raise InvalidActionError(f"action: expected real-valued scores, received dtype {a.dtype}")
+        scores = a.to(torch.float32)
+        if strict:
+            bad = (~torch.isfinite(scores)).nonzero()
+            if len(bad):
+                i, j = bad[0].tolist()
+                raise InvalidActionError(f"{_where(batched, i, j)}: expected a finite score, received {scores[i, j].item()}")
+        return _top_k(scores, mask, k)
+    if strict:
+        if a.dtype == torch.bool or a.is_floating_point() or a.is_complex():
+            raise InvalidActionError(
+                f"action: expected integer candidate indices for action_type={kind!r}, received dtype {a.dtype}"
+            )
+        bad = ((a < 0) | (a >= n)).nonzero()
+        if len(bad):
+            i, j = bad[0].tolist()
+            jj = j if kind == "slate" else None
+            raise InvalidActionError(
+                f"{_where(batched, i, jj)}: expected a candidate index in [0, {n}), received {a[i, j].item()}"
+            )
+    slate = a.to(torch.int64)
+    if strict:
+        if k > 1:
+            srt = torch.sort(slate, dim=1).values
+            dup = (srt[:, 1:] == srt[:, :-1]).nonzero()
+            if len(dup):
+                i, j = dup[0].tolist()
+                v = srt[i, j].item()
+                first, second = (slate[i] == v).nonzero().flatten()[:2].tolist()
+                raise InvalidActionError(
+                    f"{_where(batched, i, second)}: expected distinct candidates, received {v} again "
+                    f"(also at slot {first})"
+                )
+        masked = (~mask.gather(1, slate)).nonzero()
+        if len(masked):
+            i, j = masked[0].tolist()
+            jj = j if kind == "slate" else None
+            raise InvalidActionError(
+                f"{_where(batched, i, jj)}: candidate {slate[i, j].item()} is masked "
+                f"(already shown or a duplicate); expected an index with mask == 1"
+            )
+    return slate
+
+
+def _top_k(scores: torch.Tensor, mask: torch.Tensor, k: int) -> torch.Tensor:
+    """Positions of the K highest unmasked scores, best first (ties: deterministic per device)."""
+    scores = scores.masked_fill(~mask, float("-inf"))
+    return torch.topk(scores, k, dim=1, sorted=True).indices
+
+
+def _repair(a: torch.Tensor, mask: torch.Tensor, k: int) -> torch.Tensor:
+    """Keep valid slots (in range, unmasked, first occurrence); fill the others with unused valid candidates."""
+    b, n = mask.shape
+    a = torch.nan_to_num(a.to(torch.float64), nan=-1.0).to(torch.int64) if a.is_floating_point() else a.to(torch.int64)
+    in_range = (a >= 0) & (a < n)
+    a = a.clamp(0, n - 1)
+    used = torch.zeros_like(mask)
+    ok = torch.zeros_like(in_range)
+    rows = torch.arange(b, device=mask.device)
+    for j in range(a.shape[1]):  # K slots, not users
+        okj = in_range[:, j] & mask[rows, a[:, j]] & ~used[rows, a[:, j]]
+        used[rows, a[:, j]] |= okj
+        ok[:, j] = okj
+    free = torch.sort((~(mask & ~used)).to(torch.int8), dim=1, stable=True).indices
+    rank = (torch.cumsum((~ok).to(torch.int64), dim=1) - 1).clamp_min(0)
+    return torch.where(ok, a, free.gather(1, rank))[:, :k].contiguous()

@@ -1,0 +1,181 @@
+"""Native batched ``gymnasium.vector.VectorEnv`` for ``recgym/Ranking-v0`` (B users on one core).
+
+``gym.make_vec("recgym/Ranking-v0", num_envs=B, vectorization_mode="vector_entry_point")`` builds it.
+
+Autoreset (Gymnasium 1.x, ``metadata["autoreset_mode"]``):
+
+* ``"next_step"`` (default, what Gymnasium's vector wrappers expect): the step that ends a user's episode
+  returns that final observation; the *next* ``step`` starts a new user in that slot, ignores its action
+  there and returns the first observation with reward 0 and both flags False.
+* ``"same_step"``: the slot is reset inside the step that ends it; the returned observation is the new
+  user's first one, and ``info["final_obs"]`` (a dict of ``(B, ...)`` arrays, rows valid where
+  ``info["_final_obs"]``) holds the final one. This is the SB3 convention (see :mod:`recgym.envs.sb3`).
+
+``info`` follows the vector convention: every key is a ``(B, ...)`` array with a boolean ``"_key"`` mask.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+import torch
+from gymnasium.utils import seeding
+from gymnasium.vector import AutoresetMode, VectorEnv
+from gymnasium.vector.utils import batch_space
+
+from recgym.envs._shell import build_core, check_options, check_seed, to_numpy
+from recgym.envs.config import EnvConfig
+from recgym.envs.spaces import action_space, actions_to_slate, observation_space
+from recgym.envs.world import World
+
+__all__ = ["RankingVectorEnv"]
+
+_MODES = {"next_step": AutoresetMode.NEXT_STEP, "same_step": AutoresetMode.SAME_STEP}
+
+
+class RankingVectorEnv(VectorEnv):
+    """B simulated users stepped together. Arguments as :class:`~recgym.envs.ranking.RankingEnv`, plus
+    ``num_envs`` and ``autoreset_mode`` (``"next_step"`` or ``"same_step"``)."""
+
+    def __init__(
+        self,
+        num_envs: int = 1,
+        world: str | World = "synthetic",
+        config: EnvConfig | Mapping[str, Any] | None = None,
+        *,
+        autoreset_mode: str = "next_step",
+        world_config: Mapping[str, Any] | None = None,
+        data_dir: str | None = None,
+        encoder: str | None = None,
+        device: str | torch.device = "cpu",
+        choice_model: Any = None,
+        response_model: Any = None,
+        reward_fn: Any = None,
+        render_mode: str | None = None,
+        **config_overrides: Any,
+    ) -> None:
+        if not isinstance(num_envs, (int, np.integer)) or isinstance(num_envs, bool) or num_envs < 1:
+            raise ValueError(f"num_envs: expected a positive int, received {num_envs!r}")
+        if autoreset_mode not in _MODES:
+            raise ValueError(f"autoreset_mode: expected 'next_step' or 'same_step', received {autoreset_mode!r}")
+        if render_mode is not None:
+            raise ValueError(f"render_mode: the vector env does not render, received {render_mode!r}")
+        components = {"choice_model": choice_model, "response_model": response_model, "reward_fn": reward_fn}
+        self.core = build_core(
+            world, config, config_overrides, world_config=world_config, data_dir=data_dir, encoder=encoder,
+            device=device, components=components,
+        )
+        self.config = self.core.config
+        self.num_envs = int(num_envs)
+        self.metadata = {"autoreset_mode": _MODES[autoreset_mode]}
+        self.render_mode = None
+        cat = self.core.world.catalog
+        self.single_observation_space = observation_space(self.config, cat.dim, cat.num_items)
+        self.single_action_space = action_space(self.config)
+        self.observation_space = batch_space(self.single_observation_space, self.num_envs)
+        self.action_space = batch_space(self.single_action_space, self.num_envs)
+        self._state = None
+        self._pending_reset = torch.zeros(self.num_envs, dtype=torch.bool, device=self.core.device)
+        self._needs_seed = True
+
+    @property
+    def item_embeddings(self) -> np.ndarray:
+        """``(M, d)`` float32 read-only LM item embeddings."""
+        arr = self.core.world.catalog.embeddings.view()
+        arr.flags.writeable = False
+        return arr
+
+    @property
+    def world(self) -> World:
+        return self.core.world
+
+    def oracle_scores(self) -> np.ndarray:
+        """``(B, N)`` hidden click logits of the current candidates (myopic oracle and metrics only)."""
+        self._require_reset("oracle_scores")
+        return self.core.candidate_logits(self._state).cpu().numpy().copy()
+
+    def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
+        if isinstance(seed, (list, tuple)):
+            raise ValueError("seed: the native vector env takes one int seed for all users, received a list")
+        seed = check_seed(seed)
+        opts = check_options(options, ("user_indices",))
+        if seed is not None:
+            self._np_random, self._np_random_seed = seeding.np_random(seed)
+        if seed is not None or self._needs_seed:
+            self.core.seed(int(self.np_random.integers(0, 2**63 - 1)))
+            self._needs_seed = False
+        if "user_indices" in opts:
+            users = self.core.validate_users(opts["user_indices"])
+            if len(users) != self.num_envs:
+                raise ValueError(f"reset(options['user_indices']): expected {self.num_envs} users, received {len(users)}")
+        else:
+            users = self.core.sample_users(self.num_envs)
+        self._state = self.core.init_state(users)
+        self._pending_reset.zero_()
+        return to_numpy(self.core.observe(self._state, copy=False)), self._vector_info({"user": users.clone()})
+
+    def step(self, actions: Any):
+        self._require_reset("step")
+        state, core = self._state, self.core
+        pending = self._pending_reset
+        any_pending = bool(pending.any())
+        if any_pending:
+            # Slots being reset ignore their action: substitute a valid placeholder so validation passes.
+            actions = self._neutralise(actions, pending)
+        slate = actions_to_slate(actions, state.mask, self.config, batched=True, strict=self.config.strict)
+        reward, terminated, truncated, info_t = core.step(state, slate)
+        done = terminated | truncated
+        info_t["episode_step"] = state.step.clone()
+        if self.metadata["autoreset_mode"] is AutoresetMode.SAME_STEP:
+            final_obs = to_numpy(core.observe(state, copy=False)) if bool(done.any()) else None
+            self._reset_slots(done)
+            obs = to_numpy(core.observe(state, copy=False))
+            info = self._vector_info(info_t)
+            if final_obs is not None:
+                done_np = done.cpu().numpy()
+                info["final_obs"], info["_final_obs"] = final_obs, done_np
+        else:
+            if any_pending:
+                self._reset_slots(pending)
+                reward = torch.where(pending, torch.zeros_like(reward), reward)
+                terminated, truncated = terminated & ~pending, truncated & ~pending
+            self._pending_reset = terminated | truncated
+            obs = to_numpy(core.observe(state, copy=False))
+            info = self._vector_info(info_t, valid=~pending if any_pending else None)
+        return (
+            obs,
+            reward.cpu().numpy().astype(np.float64),
+            terminated.cpu().numpy(),
+            truncated.cpu().numpy(),
+            info,
+        )
+
+    def _reset_slots(self, slots: torch.Tensor) -> None:
+        rows = slots.nonzero().flatten()
+        if len(rows):
+            self.core.reset_rows(self._state, rows, self.core.sample_users(len(rows)))
+
+    def _neutralise(self, actions: Any, pending: torch.Tensor) -> Any:
+        kind = self.config.action_type
+        a = np.array(actions, copy=True)
+        rows = pending.cpu().numpy()
+        if kind == "scores":
+            a[rows] = 0.0
+        else:
+            valid = self._state.mask[pending]
+            first = torch.sort((~valid).to(torch.int8), dim=1, stable=True).indices[:, : self.config.slate_size]
+            a[rows] = first.cpu().numpy().reshape(a[rows].shape)
+        return a
+
+    def _vector_info(self, tensors: Mapping[str, torch.Tensor], valid: torch.Tensor | None = None) -> dict:
+        info = to_numpy(tensors)
+        mask = np.ones(self.num_envs, dtype=bool) if valid is None else valid.cpu().numpy()
+        for k in list(info):
+            info["_" + k] = mask.copy()
+        return info
+
+    def _require_reset(self, what: str) -> None:
+        if self._state is None:
+            raise RuntimeError(f"{what}() called before reset(); call env.reset() first")

@@ -1,0 +1,114 @@
+"""Env throughput benchmark: user-steps per second of the batched simulator.
+
+One user-step = one slate shown to one user, including candidate generation, the choice model, the
+dynamics and the observation. Two levels are timed: ``core`` (torch tensors in/out, what a GPU-resident
+agent uses) and ``vector`` (the Gymnasium VectorEnv: numpy in/out, strict action validation, info arrays,
+autoreset). Actions are random scores generated before timing.
+
+    python -m recgym.experiments.bench_env --num-envs 8192 --json
+    recgym bench env --num-envs 8192 --json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import time
+
+import torch
+
+__all__ = ["run_env_benchmark"]
+
+
+def run_env_benchmark(
+    num_envs: int = 1024,
+    candidates: int = 100,
+    slate_size: int = 10,
+    device: str = "cpu",
+    steps: int | None = None,
+    world: str = "synthetic",
+    threads: int | None = None,
+    level: str = "both",
+    seed: int = 0,
+) -> dict:
+    """Time ``steps`` env steps of ``num_envs`` users; return figures and settings as a dict."""
+    from recgym.common.device import resolve_device
+    from recgym.envs import RankingVectorEnv
+    from recgym.envs.spaces import actions_to_slate
+
+    if threads is not None:
+        torch.set_num_threads(threads)
+    dev = resolve_device(device)
+    steps = steps or max(20, min(2000, 400_000 // num_envs))
+    env = RankingVectorEnv(num_envs, world, num_candidates=candidates, slate_size=slate_size, device=dev,
+                           autoreset_mode="same_step")
+    result: dict = {
+        "num_envs": num_envs, "candidates": candidates, "slate_size": slate_size, "device": str(dev),
+        "dim": env.core.world.catalog.dim, "items": env.core.world.catalog.num_items, "world": env.core.world.name,
+        "steps": steps, "threads": torch.get_num_threads(), "torch": torch.__version__,
+        "cpu": platform.processor() or platform.machine(),
+    }
+    gen = torch.Generator(device=dev).manual_seed(seed)
+    n_actions = 8
+    scores_t = [torch.rand(num_envs, candidates, generator=gen, device=dev) * 2 - 1 for _ in range(n_actions)]
+
+    def sync() -> None:
+        if dev.type == "cuda":
+            torch.cuda.synchronize()
+
+    if level in ("both", "core"):
+        core = env.core
+        state = core.init_state(core.sample_users(num_envs))
+        for i in range(3):  # warm-up
+            core.step(state, actions_to_slate(scores_t[i], state.mask, core.config, batched=True, strict=False))
+        sync()
+        t0 = time.perf_counter()
+        for i in range(steps):
+            slate = actions_to_slate(scores_t[i % n_actions], state.mask, core.config, batched=True, strict=False)
+            _, term, trunc, _ = core.step(state, slate)
+            done = term | trunc
+            rows = done.nonzero().flatten()
+            if len(rows):
+                core.reset_rows(state, rows, core.sample_users(len(rows)))
+            core.observe(state, copy=False)
+        sync()
+        dt = time.perf_counter() - t0
+        result["core_user_steps_per_s"] = num_envs * steps / dt
+    if level in ("both", "vector"):
+        scores_np = [s.cpu().numpy() for s in scores_t]
+        env.reset(seed=seed)
+        for i in range(3):
+            env.step(scores_np[i])
+        v_steps = max(10, steps // 2)
+        sync()
+        t0 = time.perf_counter()
+        for i in range(v_steps):
+            env.step(scores_np[i % n_actions])
+        sync()
+        result["vector_user_steps_per_s"] = num_envs * v_steps / (time.perf_counter() - t0)
+    result["user_steps_per_s"] = result.get("core_user_steps_per_s", result.get("vector_user_steps_per_s"))
+    return result
+
+
+def main(argv: list[str] | None = None) -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--num-envs", type=int, nargs="+", default=[1, 64, 1024, 8192])
+    p.add_argument("--candidates", type=int, default=100)
+    p.add_argument("--slate-size", type=int, default=10)
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--threads", type=int, default=None)
+    p.add_argument("--world", default="synthetic")
+    p.add_argument("--json", action="store_true")
+    a = p.parse_args(argv)
+    for b in a.num_envs:
+        r = run_env_benchmark(b, a.candidates, a.slate_size, a.device, world=a.world, threads=a.threads)
+        if a.json:
+            print(json.dumps(r))
+        else:
+            print(f"B={b:6d}  core {r['core_user_steps_per_s']:>12,.0f} user-steps/s   "
+                  f"vector env {r['vector_user_steps_per_s']:>12,.0f} user-steps/s")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,3 @@
+from recgym.cli import main
+
+main()

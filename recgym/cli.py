@@ -1,0 +1,165 @@
+"""The ``recgym`` command line (also ``python -m recgym``). Heavy imports happen inside each command."""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+app = typer.Typer(
+    help="recgym: a reinforcement-learning recommendation simulator with language-model users and items.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+bench_app = typer.Typer(help="Benchmarks: print figures (--json: one JSON object on the last line).", no_args_is_help=True)
+data_app = typer.Typer(help="Real datasets: download MovieLens for use as RECGYM_DATA.", no_args_is_help=True)
+app.add_typer(bench_app, name="bench")
+app.add_typer(data_app, name="data")
+
+EncoderOpt = Annotated[
+    Optional[str],  # noqa: UP045 - typer needs Optional on 3.10
+    typer.Option("--encoder", help="'hashing', or a local HF model directory (default: bundled MiniLM)."),
+]
+
+
+def _encoder(spec: str | None):  # noqa: ANN202 - returns a TextEncoder
+    from recgym.encoders import HashingEncoder, TransformerEncoder
+
+    if spec == "hashing":
+        return HashingEncoder()
+    return TransformerEncoder(spec)
+
+
+def _fail(exc: BaseException) -> None:
+    typer.secho(f"error: {exc}", err=True, fg=typer.colors.RED)
+    raise typer.Exit(2)
+
+
+@app.command()
+def encode(
+    world: Annotated[str, typer.Option(help="a named world whose texts to encode: synthetic")] = "synthetic",
+    texts: Annotated[Optional[Path], typer.Option(help="a UTF-8 file, one text per line (instead of a world)")] = None,  # noqa: UP045
+    encoder: EncoderOpt = None,
+    cache_dir: Annotated[Optional[Path], typer.Option(help="cache folder (default $RECGYM_CACHE or ~/.cache/recgym)")] = None,  # noqa: UP045
+    batch_size: Annotated[int, typer.Option(min=1, help="encoder batch size")] = 64,
+) -> None:
+    """Encode texts (a file, or a world's item and profile texts) into the verified embedding cache."""
+    from recgym.encoders import encode_with_cache
+
+    try:
+        if texts is not None:
+            if not texts.is_file():
+                raise FileNotFoundError(f"--texts: expected a file, {texts} does not exist")
+            lines = [ln for ln in texts.read_text(encoding="utf-8").splitlines() if ln.strip()]
+            jobs = {texts.stem: lines}
+        elif world == "synthetic":
+            from recgym.envs.worlds.synthetic import make_synthetic_texts
+
+            items, users = make_synthetic_texts()
+            jobs = {"synthetic-items": [i.text for i in items], "synthetic-profiles": [u.text for u in users]}
+        else:
+            raise ValueError(f"--world: expected 'synthetic' (real-data worlds encode when built), received {world!r}")
+        enc = _encoder(encoder)
+        if hasattr(enc, "batch_size"):
+            enc.batch_size = batch_size
+        for name, job in jobs.items():
+            t0 = time.perf_counter()
+            res = encode_with_cache(enc, job, cache_dir, name=name, progress=True)
+            dt = time.perf_counter() - t0
+            state = "cache hit" if res.hit else "encoded"
+            typer.echo(
+                f"{name}: {len(job)} texts, dim {res.vectors.shape[1]}, {dt:.1f} s ({state}), "
+                f"truncated {res.truncated}, cache {res.path}"
+            )
+    except (ValueError, FileNotFoundError, TypeError) as exc:
+        _fail(exc)
+
+
+@bench_app.command("env")
+def bench_env(
+    num_envs: Annotated[list[int], typer.Option("--num-envs", help="batch sizes B (repeatable)")] = [1, 64, 1024, 8192],  # noqa: B006
+    candidates: Annotated[int, typer.Option(min=2, help="candidates N")] = 100,
+    slate_size: Annotated[int, typer.Option(min=1, help="slate size K")] = 10,
+    device: Annotated[str, typer.Option(help="cpu, cuda or auto")] = "cpu",
+    threads: Annotated[Optional[int], typer.Option(help="torch intra-op threads (default: torch's)")] = None,  # noqa: UP045
+    world: Annotated[str, typer.Option(help="world name")] = "synthetic",
+    as_json: Annotated[bool, typer.Option("--json", help="one JSON object per B; the last line is the last B")] = False,
+) -> None:
+    """User-steps/s of the batched simulator (candidate generation, choice, dynamics, observation)."""
+    from recgym.experiments.bench_env import run_env_benchmark
+
+    for b in num_envs:
+        r = run_env_benchmark(b, candidates, slate_size, device, world=world, threads=threads)
+        if as_json:
+            typer.echo(json.dumps(r))
+        else:
+            typer.echo(
+                f"B={b:6d} N={candidates} K={slate_size} d={r['dim']} {r['device']} threads={r['threads']}: "
+                f"core {r['core_user_steps_per_s']:>12,.0f} user-steps/s   vector env {r['vector_user_steps_per_s']:>12,.0f}"
+            )
+
+
+@bench_app.command("encode")
+def bench_encode(
+    n_items: Annotated[int, typer.Option(min=1, help="item texts of the default world")] = 2000,
+    batch_sizes: Annotated[list[int], typer.Option("--batch-size", help="MiniLM batch sizes (repeatable)")] = [64, 256],  # noqa: B006
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """Encoding throughput (MiniLM, hashing) and warm-cache load time."""
+    from recgym.experiments.bench_encode import default_world_texts, run_encode_benchmark
+
+    texts, source = default_world_texts(n_items)
+    res = {"texts_source": source, **run_encode_benchmark(texts, batch_sizes=batch_sizes)}
+    if not as_json:
+        for bs, tps in res["minilm_texts_per_s"].items():
+            typer.echo(f"MiniLM batch {bs}: {tps:,.0f} texts/s")
+        typer.echo(f"HashingEncoder: {res['hashing_texts_per_s']:,.0f} texts/s")
+        typer.echo(f"warm cache 10k x 384 load: {res['warm_cache']['load_cache_s'] * 1000:.0f} ms")
+    typer.echo(json.dumps(res, sort_keys=True))
+
+
+@data_app.command("download")
+def data_download(
+    name: Annotated[str, typer.Argument(help="ml-100k or ml-latest-small")],
+    dest: Annotated[Path, typer.Option(help="folder to hold the dataset (then export RECGYM_DATA=DEST)")] = Path("data"),
+) -> None:
+    """Download a MovieLens archive from GroupLens and verify every file's sha256."""
+    from recgym.envs.datasets import download_dataset
+
+    try:
+        path = download_dataset(name, dest)
+    except Exception as exc:  # noqa: BLE001 - every failure is reported the same way
+        _fail(exc)
+    typer.echo(f"{name}: ready in {path}; export RECGYM_DATA={Path(dest).resolve()}")
+
+
+@app.command()
+def fidelity(
+    world: Annotated[str, typer.Option(help="movielens-100k, ml-latest-small or log")],
+    out: Annotated[Path, typer.Option(help="output folder for fidelity.md, fidelity.json and PNGs")],
+    data_dir: Annotated[Optional[str], typer.Option(help="data folder (default $RECGYM_DATA)")] = None,  # noqa: UP045
+    encoder: EncoderOpt = None,
+) -> None:
+    """Fidelity report card of a real-data world: held-out ranking, calibration, distributions."""
+    from recgym.experiments.fidelity import fidelity_report
+
+    try:
+        report = fidelity_report(world, data_dir, out, encoder=_encoder(encoder) if encoder else None)
+    except (ValueError, FileNotFoundError) as exc:
+        _fail(exc)
+    typer.echo(f"fidelity report for {world}: {Path(out) / 'fidelity.md'}")
+    typer.echo(json.dumps(report.get("bars", {}), default=str))
+
+
+def main() -> None:
+    """Console entry point."""
+    app(prog_name="recgym")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,232 @@
+"""Contract tests of the Gymnasium/SB3 shells: checkers, determinism, parity, bad input."""
+
+from __future__ import annotations
+
+import copy
+import pickle
+import warnings
+
+import gymnasium as gym
+import numpy as np
+import pytest
+from gymnasium.utils.env_checker import check_env as gym_check_env
+from gymnasium.utils.env_match import check_environments_match
+from stable_baselines3.common.env_checker import check_env as sb3_check_env
+from stable_baselines3.common.vec_env import VecCheckNan
+
+import recgym  # noqa: F401  (registers the ids)
+from recgym.common.config import ConfigError
+from recgym.envs import InvalidActionError, RankingEnv, RankingVectorEnv
+from recgym.envs.sb3 import RankingSB3VecEnv
+
+ACTION_TYPES = [("scores", 5), ("slate", 5), ("item", 1)]
+
+
+def make(world, action_type="scores", k=5, **kw):
+    settings = dict(num_candidates=40, pool_size=120, new_item_slots=3, new_items_per_step=0.5, max_steps=30)
+    settings.update(kw)
+    return gym.make("recgym/Ranking-v0", world=world, action_type=action_type, slate_size=k, **settings)
+
+
+@pytest.mark.parametrize("action_type,k", ACTION_TYPES)
+def test_checkers_pass_with_warnings_as_errors(small_world, action_type, k):
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        env = make(small_world, action_type, k, strict=False, render_mode="ansi")
+        gym_check_env(env.unwrapped, skip_render_check=False)
+        sb3_check_env(RankingEnv(small_world, action_type=action_type, slate_size=k, num_candidates=40, pool_size=120,
+                                 strict=False))
+
+
+def test_registered_id_default_world_passes_checkers():
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        env = gym.make("recgym/Ranking-v0", strict=False)
+        gym_check_env(env.unwrapped)
+        sb3_check_env(env.unwrapped)
+    obs, _ = env.reset(seed=0)
+    assert obs["profile"].shape == (384,) and env.unwrapped.world.catalog.num_items >= 2000
+
+
+def test_same_seed_matches_over_500_steps(small_world):
+    check_environments_match(make(small_world), make(small_world), num_steps=500, seed=7, info_comparison="equivalence")
+
+
+def test_different_seeds_give_different_users(small_world):
+    env = make(small_world)
+    users = {env.reset(seed=s)[1]["user"] for s in range(10)}
+    assert len(users) > 3
+    a, _ = env.reset(seed=1)
+    b, _ = env.reset(seed=2)
+    assert not np.array_equal(a["candidates"], b["candidates"])
+
+
+def test_parity_make_vs_make_vec_vs_sb3(small_world):
+    """Same seed, same actions: one user through the three shells gives identical trajectories."""
+    kw = dict(world=small_world, num_candidates=40, pool_size=120, new_item_slots=3, new_items_per_step=0.5,
+              max_steps=15, slate_size=5)
+    single = gym.make("recgym/Ranking-v0", **kw).unwrapped
+    vec = gym.make_vec("recgym/Ranking-v0", num_envs=1, vectorization_mode="vector_entry_point",
+                       autoreset_mode="same_step", **kw)
+    sb3 = RankingSB3VecEnv(1, seed=3, **kw)
+    rng = np.random.default_rng(0)
+    o1, _ = single.reset(seed=3)
+    o2, _ = vec.reset(seed=3)
+    o3 = sb3.reset()
+    episodes = 0
+    for _ in range(120):
+        for key in o1:
+            np.testing.assert_array_equal(o1[key], o2[key][0], err_msg=key)
+            np.testing.assert_array_equal(o1[key], o3[key][0], err_msg=key)
+        a = rng.uniform(-1, 1, 40).astype(np.float32)
+        o1, r1, te1, tr1, i1 = single.step(a)
+        o2, r2, te2, tr2, i2 = vec.step(a[None])
+        o3, r3, d3, i3 = sb3.step(a[None])
+        assert r1 == pytest.approx(r2[0]) == pytest.approx(r3[0])
+        assert (te1, tr1) == (te2[0], tr2[0]) and (te1 or tr1) == d3[0]
+        np.testing.assert_array_equal(i1["slate_items"], i2["slate_items"][0])
+        if te1 or tr1:
+            episodes += 1
+            for key in o1:
+                np.testing.assert_array_equal(o1[key], i2["final_obs"][key][0])
+                np.testing.assert_array_equal(o1[key], i3[0]["terminal_observation"][key])
+            assert i3[0]["TimeLimit.truncated"] == (tr1 and not te1)
+            o1, _ = single.reset()
+    assert episodes >= 3
+
+
+def test_next_step_autoreset_semantics(small_world):
+    env = RankingVectorEnv(4, small_world, num_candidates=40, pool_size=120, max_steps=3, slate_size=5)
+    env.reset(seed=0)
+    a = np.zeros((4, 40), np.float32)
+    for _ in range(3):
+        obs, r, te, tr, info = env.step(a)
+    assert tr.all() and not te.any()
+    obs, r, te, tr, info = env.step(np.full((4, 40), np.nan, np.float32) * 0 + a)  # actions ignored on reset
+    assert (r == 0).all() and not (te | tr).any()
+    assert (obs["context"][:, 1] == 0).all()  # step fraction of a fresh episode
+    assert not info["_clicks"].any()
+
+
+def test_vecchecknan_10k_random_steps(small_world):
+    venv = VecCheckNan(RankingSB3VecEnv(100, seed=0, world=small_world, num_candidates=40, pool_size=120, max_steps=20),
+                       raise_exception=True)
+    venv.reset()
+    rng = np.random.default_rng(0)
+    space = venv.observation_space
+    for _ in range(100):
+        obs, r, d, _ = venv.step(rng.uniform(-1, 1, (100, 40)).astype(np.float32))
+        assert np.isfinite(r).all()
+        assert all(space[k].contains(obs[k][0]) for k in obs)
+
+
+def test_pickle_and_deepcopy_round_trip(small_world):
+    env = make(small_world).unwrapped
+    env.reset(seed=5)
+    for _ in range(3):
+        env.step(np.linspace(-1, 1, 40, dtype=np.float32))
+    for clone in (pickle.loads(pickle.dumps(env)), copy.deepcopy(env)):
+        a = np.random.default_rng(1).uniform(-1, 1, 40).astype(np.float32)
+        o1, r1, *_ = clone.step(a)
+        snapshot = pickle.loads(pickle.dumps(env))
+        o2, r2, *_ = snapshot.step(a)
+        assert r1 == r2
+        for key in o1:
+            np.testing.assert_array_equal(o1[key], o2[key])
+
+
+def test_step_before_reset_and_after_end_raise(small_world):
+    env = make(small_world, max_steps=2).unwrapped
+    with pytest.raises(RuntimeError, match=r"before reset\(\)"):
+        env.step(np.zeros(40, np.float32))
+    env.reset(seed=0)
+    env.step(np.zeros(40, np.float32))
+    env.step(np.zeros(40, np.float32))
+    with pytest.raises(RuntimeError, match="after the episode ended"):
+        env.step(np.zeros(40, np.float32))
+
+
+@pytest.mark.parametrize(
+    "action_type,k,action,pattern",
+    [
+        ("slate", 5, np.array([0, 1, 2, 3, 40]), r"action\[4\]: expected a candidate index in \[0, 40\), received 40"),
+        ("slate", 5, np.array([0, 1, -1, 3, 4]), r"action\[2\]: .*received -1"),
+        ("slate", 5, np.array([0, 1, 2, 1, 4]), r"action\[3\]: expected distinct candidates, received 1 again \(also at slot 1\)"),
+        ("slate", 5, np.array([0, 1, 2, 3]), r"expected shape \(5,\).*received \(4,\)"),
+        ("slate", 5, np.array([0.0, 1, 2, 3, 4]), r"expected integer candidate indices.*float"),
+        ("slate", 5, np.array([True, False, True, False, True]), r"expected integer candidate indices.*bool"),
+        ("scores", 5, np.r_[np.zeros(39), np.nan].astype(np.float32), r"action\[39\]: expected a finite score, received nan"),
+        ("scores", 5, np.r_[np.zeros(39), np.inf].astype(np.float32), r"action\[39\]: expected a finite score, received inf"),
+        ("scores", 5, np.zeros(41, np.float32), r"expected shape \(40,\)"),
+        ("item", 1, 40, r"expected a candidate index in \[0, 40\), received 40"),
+        ("item", 1, 2.0, r"expected integer candidate indices"),
+    ],
+)
+def test_invalid_actions_raise_and_change_nothing(small_world, action_type, k, action, pattern):
+    env = make(small_world, action_type, k).unwrapped
+    env.reset(seed=0)
+    before = env._state.clone()
+    t_before = env.core.t_global
+    gen_before = env.core.generator.get_state()
+    with pytest.raises(InvalidActionError, match=pattern):
+        env.step(action)
+    after = env._state
+    for name in ("user", "interest", "budget", "step", "candidates", "mask", "seen", "history"):
+        assert np.array_equal(getattr(before, name).numpy(), getattr(after, name).numpy()), name
+    assert env.core.t_global == t_before and bool((env.core.generator.get_state() == gen_before).all())
+
+
+def test_masked_candidate_is_rejected(small_world):
+    env = make(small_world, "slate", 5).unwrapped
+    obs, _ = env.reset(seed=0)
+    env.step(np.arange(5))
+    obs, *_ = env.step(np.flatnonzero(env._state.mask[0].numpy())[:5])
+    masked = np.flatnonzero(obs["mask"] == 0)
+    assert masked.size >= 1
+    valid = np.flatnonzero(obs["mask"] == 1)
+    with pytest.raises(InvalidActionError, match=rf"action\[0\]: candidate {masked[0]} is masked"):
+        env.step(np.r_[masked[0], valid[:4]])
+
+
+def test_config_and_option_errors(small_world):
+    with pytest.raises(ConfigError, match=r"unknown key 'slate_sise'.*did you mean 'slate_size'"):
+        RankingEnv(small_world, slate_sise=3)
+    with pytest.raises(ConfigError, match=r"slate_size: expected <= num_candidates"):
+        RankingEnv(small_world, num_candidates=10, slate_size=9, new_item_slots=3, pool_size=100)
+    with pytest.raises(ConfigError, match="action_type: 'item' picks one item but slate_size=5"):
+        RankingEnv(small_world, action_type="item", slate_size=5)
+    with pytest.raises(ConfigError, match=r"world: expected one of .* received 'synthtic' \(did you mean 'synthetic'\?\)"):
+        RankingEnv("synthtic")
+    env = make(small_world).unwrapped
+    with pytest.raises(ConfigError, match=r"unknown key 'user_idx'.*did you mean 'user_index'"):
+        env.reset(options={"user_idx": 1})
+    with pytest.raises(ValueError, match=r"expected 0 <= index < 40, received 40"):
+        env.reset(options={"user_index": 40})
+    with pytest.raises(ValueError, match="seed: expected None or a non-negative int, received -1"):
+        env.reset(seed=-1)
+    with pytest.raises(ValueError, match="seed: expected None or a non-negative int"):
+        env.reset(seed=1.5)
+
+
+def test_info_holds_copies(small_world):
+    env = make(small_world).unwrapped
+    env.reset(seed=0)
+    _, _, _, _, info = env.step(np.zeros(40, np.float32))
+    info["click_probs"][:] = 99
+    assert not (env.core.w.item_quality == 99).any()
+    obs, *_ = env.step(np.zeros(40, np.float32))
+    obs["history"][:] = 5
+    assert float(env._state.history.abs().max()) <= 1.0 + 1e-5
+
+
+def test_repair_mode_turns_any_slate_into_a_valid_one(small_world):
+    env = make(small_world, "slate", 5, strict=False).unwrapped
+    env.reset(seed=0)
+    env.step(np.arange(5))
+    mask = env._state.mask[0].numpy().astype(bool)
+    masked = np.flatnonzero(~mask)
+    _, _, _, _, info = env.step(np.array([masked[0], 7, 7, 99, -3]))
+    items = info["slate_items"]
+    assert len(set(items.tolist())) == 5
+    cand = env._state  # state advanced; check via the slate positions instead
+    assert cand is not None

@@ -1,0 +1,188 @@
+"""Behaviour of the simulator: choice models, fatigue, clickbait trade-off, cold start, analytic optimum."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from recgym.envs import EnvConfig, InvalidActionError, RankingCore, RankingEnv, RankingVectorEnv
+from recgym.envs.choice import Cascade, MultinomialLogit, PositionBased, sample_clicks
+from recgym.envs.worlds.analytic import (
+    analytic_config,
+    analytic_logits,
+    analytic_optimal_return,
+    make_analytic_world,
+)
+
+CHOICES = [MultinomialLogit(0.0), Cascade(), PositionBased(1.0)]
+
+
+@pytest.mark.parametrize("model", CHOICES, ids=["mnl", "cascade", "pbm"])
+def test_click_probs_are_probabilities_and_sampling_matches_them(model):
+    gen = torch.Generator().manual_seed(0)
+    logits = torch.randn(4, 5, generator=gen) * 2
+    p = model.click_probs(logits)
+    assert ((p >= 0) & (p <= 1)).all()
+    if not model.multi_click:
+        assert (p.sum(1) <= 1 + 1e-6).all()  # the rest is the no-click option
+    n = 40_000
+    big = logits.repeat(n, 1)
+    clicks = sample_clicks(model.click_probs(big), torch.rand(big.shape, generator=gen), model.multi_click)
+    clicks = clicks.view(n, 4, 5).float()
+    if not model.multi_click:
+        assert (clicks.sum(2) <= 1).all()
+    np.testing.assert_allclose(clicks.mean(0).numpy(), p.numpy(), atol=0.01)
+
+
+def test_cascade_and_pbm_favour_top_positions():
+    same = torch.zeros(1, 5)
+    for model in (Cascade(), PositionBased(1.0)):
+        p = model.click_probs(same)[0]
+        assert (p[:-1] > p[1:]).all()
+    mnl = MultinomialLogit(0.0).click_probs(same)[0]
+    assert torch.allclose(mnl, mnl[0].expand(5))
+
+
+def test_fatigue_lowers_repeat_attractiveness(small_world):
+    cfg = EnvConfig(num_candidates=40, pool_size=120, slate_size=5, mask_shown=False, interest_drift=0.0,
+                    new_items_per_step=0.0, new_item_slots=0)
+    core = RankingCore(small_world, cfg, seed=0)
+    state = core.init_state(torch.tensor([20]))
+    items = state.candidates[:, :5].clone()
+    before, lat = core.slate_logits(state, items)
+    clicks = torch.tensor([[True, False, False, False, False]])
+    core._advance(state, items, lat, clicks, torch.zeros(1))
+    after, _ = core.slate_logits(state, items)
+    assert after[0, 0] < before[0, 0] - 1.0  # consumed item: item fatigue + genre fatigue
+    assert (after[0, 1:] <= before[0, 1:] + 1e-6).all()  # shown items: at most genre fatigue
+    genres = core.w.item_genre[items[0]]
+    penalty = (before - after)[0]
+    same = genres[1:] == genres[0]
+    if same.any() and (~same).any():  # sharing the consumed item's genre costs more than exposure alone
+        assert penalty[1:][same].min() > penalty[1:][~same].max() - 1e-6
+
+
+def _episode_lengths(world, policy: str, n_users: int = 256) -> float:
+    # Repeats allowed: a policy can keep showing clickbait (fatigue permitting) instead of running out of it.
+    env = RankingVectorEnv(n_users, world, num_candidates=40, pool_size=120, slate_size=5, max_steps=200,
+                           new_items_per_step=0.0, new_item_slots=0, cohort="all", mask_shown=False)
+    obs, _ = env.reset(seed=1)
+    c = world.catalog
+    signal = {"appeal": c.appeal, "quality_aware": c.appeal + 4 * (c.quality - 0.5)}[policy]
+    lengths = np.zeros(n_users)
+    alive = np.ones(n_users, bool)
+    for t in range(200):
+        scores = signal[obs["candidates"]].astype(np.float32)
+        obs, _, te, tr, _ = env.step(scores)
+        done = (te | tr) & alive
+        lengths[done] = t + 1
+        alive &= ~done
+        if not alive.any():
+            break
+    lengths[alive] = 200
+    return float(lengths.mean())
+
+
+def test_clickbait_trade_off_greedy_appeal_gets_shorter_sessions(small_world):
+    bait_len = _episode_lengths(small_world, "appeal")
+    good_len = _episode_lengths(small_world, "quality_aware")
+    assert bait_len < 0.6 * good_len, (bait_len, good_len)
+
+
+def test_injected_items_appear_with_zero_history(small_world):
+    cfg = dict(num_candidates=40, pool_size=120, slate_size=5, new_items_per_step=0.5, new_item_slots=3, max_steps=50)
+    env = RankingVectorEnv(32, small_world, **cfg)
+    obs, _ = env.reset(seed=0)
+    is_new = small_world.catalog.is_new
+    assert not is_new[obs["candidates"]].any()  # nothing released at step 0
+    assert not np.isin(np.flatnonzero(is_new), small_world.population.history).any()
+    shown_new = 0
+    for _ in range(20):
+        obs, _, _, _, info = env.step(np.zeros((32, 40), np.float32) + obs["mask"] * 0.5)
+        shown_new += int(info["item_new"].sum())
+        released = env.core.released().numpy()
+        assert released[obs["candidates"]].all()
+    assert is_new[obs["candidates"]].any() and shown_new > 0
+
+
+def test_cold_users_start_with_empty_history(small_world):
+    env = RankingEnv(small_world, num_candidates=40, pool_size=120)
+    cold_user = int(np.flatnonzero(small_world.population.cold)[0])
+    obs, info = env.reset(seed=0, options={"user_index": cold_user})
+    assert info["user_cold"] and obs["context"][3] == 1.0 and not obs["history"].any()
+
+
+def test_analytic_oracle_reaches_closed_form_optimum():
+    world = make_analytic_world()
+    cfg = analytic_config(world, slate_size=3, max_steps=20)
+    optimum = analytic_optimal_return(world, cfg)
+    logits = analytic_logits(world)
+    env = RankingVectorEnv(400, world, cfg)
+    obs, info = env.reset(seed=0)
+    users = info["user"]
+    returns = np.zeros(400)
+    for _ in range(cfg.max_steps):
+        oracle = env.oracle_scores()
+        np.testing.assert_allclose(oracle, np.take_along_axis(logits[users], obs["candidates"], 1), rtol=1e-5)
+        obs, r, te, tr, _ = env.step(np.tanh(oracle / 10).astype(np.float32))
+        returns += r
+    assert tr.all()
+    expected = optimum[users].mean()
+    assert abs(returns.mean() - expected) < 4 * returns.std() / np.sqrt(400)
+    rng = np.random.default_rng(0)
+    obs, info = env.reset(seed=1)
+    random_returns = np.zeros(400)
+    for _ in range(cfg.max_steps):
+        obs, r, *_ = env.step(rng.uniform(-1, 1, (400, world.catalog.num_items)).astype(np.float32))
+        random_returns += r
+    assert random_returns.mean() < 0.8 * expected
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(data=st.data())
+def test_valid_slates_never_raise_and_keep_obs_in_space(small_world, data):
+    env = RankingEnv(small_world, action_type="slate", slate_size=4, num_candidates=30, pool_size=100, max_steps=6,
+                     choice_model=None)
+    obs, _ = env.reset(seed=data.draw(st.integers(0, 2**31)))
+    for _ in range(6):
+        valid = np.flatnonzero(obs["mask"])
+        slate = data.draw(st.permutations(valid.tolist()))[:4]
+        obs, r, te, tr, _ = env.step(np.array(slate))
+        assert np.isfinite(r) and env.observation_space.contains(obs)
+        if te or tr:
+            break
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(data=st.data())
+def test_invalid_slates_always_raise(small_world, data):
+    env = RankingEnv(small_world, action_type="slate", slate_size=4, num_candidates=30, pool_size=100)
+    obs, _ = env.reset(seed=0)
+    valid = np.flatnonzero(obs["mask"]).tolist()
+    slate = valid[:4]
+    kind = data.draw(st.sampled_from(["range", "negative", "duplicate"]))
+    pos = data.draw(st.integers(0, 3))
+    if kind == "range":
+        slate[pos] = data.draw(st.integers(30, 10_000))
+    elif kind == "negative":
+        slate[pos] = data.draw(st.integers(-10_000, -1))
+    else:
+        other = (pos + 1) % 4
+        slate[pos] = slate[other]
+    with pytest.raises(InvalidActionError):
+        env.step(np.array(slate))
+
+
+def test_cascade_sampling_matches_a_literal_top_down_simulation():
+    """Sampling from the marginals equals examining positions in order and stopping at the first click."""
+    gen = torch.Generator().manual_seed(1)
+    logits = torch.randn(1, 4, generator=gen).repeat(50_000, 1)
+    u = torch.rand(logits.shape, generator=gen)
+    would = u < torch.sigmoid(logits)
+    first = would.to(torch.int8).argmax(1)
+    literal = torch.zeros_like(would).scatter_(1, first[:, None], would.any(1, keepdim=True))
+    ours = sample_clicks(Cascade().click_probs(logits), torch.rand(logits.shape, generator=gen), False)
+    np.testing.assert_allclose(ours.float().mean(0).numpy(), literal.float().mean(0).numpy(), atol=0.01)
