@@ -5,24 +5,18 @@ Pool (at reset, for the users being reset): ``pool_size`` distinct items sampled
 over the items released so far, where ``query`` is the user's normalised profile + history vector. This
 is the retrieval stage of a two-stage recommender: the policy ranks N << M candidates.
 
-Per step: N pool entries at positions ``(offset + stride * j) mod P`` with a random offset and a random
-stride coprime with P, so the N candidates are distinct and every pool item has the same chance N/P; then
-the last ``new_item_slots`` columns are overwritten by items injected within the last ``new_item_window``
-steps (uniformly), when there are any.
+Each pool is shuffled when it is built. Per step every user gets the window of N pool positions starting
+at ``(t * N) mod P`` (``t`` = the env step; one shared index, so it costs one ``index_select``): the N
+candidates are distinct, each pool item comes back every ``P / N`` steps, and the shuffle makes the
+window's content random per user. Then the last ``new_item_slots`` columns are overwritten by items
+injected within the last ``new_item_window`` steps (uniformly), when there are any.
 """
 
 from __future__ import annotations
 
-import math
-
 import torch
 
-__all__ = ["build_pools", "coprime_strides", "rotate_candidates"]
-
-
-def coprime_strides(pool_size: int) -> torch.Tensor:
-    """``(S,)`` int64 strides in [1, P) coprime with ``pool_size``."""
-    return torch.tensor([s for s in range(1, max(pool_size, 2)) if math.gcd(s, pool_size) == 1] or [1])
+__all__ = ["build_pools", "window_candidates"]
 
 
 def build_pools(
@@ -65,16 +59,15 @@ def build_pools(
     gumbel = -torch.log(-torch.log(u))
     keys = torch.log(probs.clamp_min(1e-30)) + gumbel
     keys = keys.masked_fill(~released, neg_inf)
-    return torch.topk(keys, pool_size, dim=1, sorted=False).indices
+    pool = torch.topk(keys, pool_size, dim=1, sorted=False).indices
+    shuffle = torch.argsort(torch.rand(pool.shape, generator=generator, device=pool.device), dim=1)
+    return pool.gather(1, shuffle)
 
 
-def rotate_candidates(
-    pool: torch.Tensor, num: int, strides: torch.Tensor, generator: torch.Generator
-) -> torch.Tensor:
-    """``(B, P)`` pool -> ``(B, num)`` distinct pool items (random offset, random coprime stride)."""
-    b, p = pool.shape
-    dev = pool.device
-    offset = torch.randint(0, p, (b, 1), generator=generator, device=dev)
-    stride = strides[torch.randint(0, len(strides), (b, 1), generator=generator, device=dev)]
-    pos = (offset + stride * torch.arange(num, device=dev)) % p
-    return pool.gather(1, pos)
+def window_candidates(pool: torch.Tensor, num: int, step: int) -> torch.Tensor:
+    """``(B, P)`` shuffled pools -> ``(B, num)`` the window of positions ``(step * num + j) mod P``."""
+    p = pool.shape[1]
+    start = (step * num) % p
+    if start + num <= p:  # contiguous slices copy far faster than a strided index_select
+        return pool[:, start : start + num].clone()
+    return torch.cat([pool[:, start:], pool[:, : start + num - p]], dim=1)

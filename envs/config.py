@@ -71,7 +71,7 @@ class EnvConfig(StrictModel):
     pool_size: int = Field(300, ge=2, description="per-user retrieval pool built at reset")
     candidate_mix: CandidateMix = CandidateMix()
     similarity_temperature: float = Field(0.05, gt=0, description="softmax temperature of LM-nearest retrieval")
-    mask_shown: bool = Field(True, description="mask candidates already shown in this episode")
+    mask_window: int = Field(5, ge=0, description="mask candidates shown in the last mask_window slates (0: never)")
 
     # Cold start: new items
     new_items_per_step: float = Field(0.05, ge=0, description="injection rate of held-back items (per env step)")
@@ -84,12 +84,12 @@ class EnvConfig(StrictModel):
     budget_gain: float = Field(3.0, ge=0)
     quality_threshold: float = Field(0.5, ge=0, le=1)
     interest_drift: float = Field(0.05, ge=0, le=1, description="step toward consumed items' latent factors")
-    fatigue_decay: float = Field(0.8, ge=0, le=1)
-    item_fatigue_weight: float = Field(2.0, ge=0, description="logit penalty for recently consumed items")
+    fatigue_decay: float = Field(0.8, ge=0, le=1, description="per-slate decay of genre fatigue")
+    item_fatigue_decay: float = Field(0.9, ge=0, le=1, description="per-slate decay of a consumed item's fatigue")
+    item_fatigue_weight: float = Field(2.0, ge=0, description="logit penalty for an item consumed just now")
     genre_fatigue_weight: float = Field(0.3, ge=0, description="logit penalty per unit of genre fatigue")
     exposure_fatigue: float = Field(0.2, ge=0, description="genre fatigue added by a shown, unclicked item")
     history_ema: float = Field(0.3, gt=0, le=1, description="weight of new clicks in the history summary")
-    recent_length: int = Field(10, ge=1, le=1000, description="consumed items remembered for item fatigue")
     dwell_scale: float = Field(1.0, gt=0)
     dwell_noise: float = Field(0.3, ge=0)
 

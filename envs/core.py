@@ -5,8 +5,9 @@
 :meth:`RankingCore.step` takes a :class:`SimState` and a slate ``(B, K)`` of candidate positions and returns
 the next observation, reward, ``terminated`` / ``truncated`` flags and an info dict of tensors.
 
-Like JAX's buffer donation, ``step`` and ``reset_rows`` update the state's tensors in place (the ``seen``
-matrix is ``(B, M)``: copying it every step would dominate the cost); call :meth:`SimState.clone` to keep a
+Like JAX's buffer donation, ``step`` and ``reset_rows`` update the state's tensors in place (the
+``last_shown`` / ``last_consumed`` matrices are ``(B, M)`` int32 — 8 bytes per user and item, 64 MiB at
+B=8192, M=2000: copying them every step would dominate the cost); call :meth:`SimState.clone` to keep a
 snapshot. The Gymnasium shells (:mod:`recgym.envs.ranking`, :mod:`recgym.envs.vector`) and the SB3 adapter
 (:mod:`recgym.envs.sb3`) are thin wrappers over this class.
 """
@@ -20,15 +21,16 @@ import numpy as np
 import torch
 
 from recgym.common.device import resolve_device
-from recgym.envs.candidates import build_pools, coprime_strides, rotate_candidates
+from recgym.envs.candidates import build_pools, window_candidates
 from recgym.envs.choice import ChoiceModel, make_choice_model, sample_clicks
 from recgym.envs.config import EnvConfig
 from recgym.envs.response import QualityResponse, ResponseModel, RewardFn, make_reward
 from recgym.envs.world import World
 
-__all__ = ["RankingCore", "SimState", "WorldTensors", "CONTEXT_FEATURES"]
+__all__ = ["RankingCore", "SimState", "WorldTensors", "CONTEXT_FEATURES", "NEVER"]
 
 CONTEXT_FEATURES = ("budget_fraction", "step_fraction", "last_click_rate", "cold_user")
+NEVER = -(2**30)  # "last shown/consumed at step NEVER": long enough ago for any window or decay
 
 
 @dataclass(frozen=True, eq=False)
@@ -45,6 +47,7 @@ class WorldTensors:
     item_new: torch.Tensor  # (M,) bool
     item_head: torch.Tensor  # (M,) bool
     item_release: torch.Tensor  # (M,) int64 env step of release (0 initial; huge = never)
+    item_scalars: torch.Tensor  # (M, 5) float32 [static, quality, genre, new, head]: one gather per slate
     new_order: torch.Tensor  # (n_new,) int64 new items in release order
     user_emb: torch.Tensor  # (U, d) float32, observable
     user_latent: torch.Tensor  # (U, k) float32, hidden
@@ -78,6 +81,7 @@ class WorldTensors:
             item_emb=t(c.embeddings), item_latent=t(c.latent), item_static=t(static),
             item_quality=t(c.quality), item_genre=t(c.genres), item_popularity=t(c.popularity),
             item_new=t(c.is_new), item_head=t(c.head_mask()), item_release=t(release), new_order=t(new_idx),
+            item_scalars=t(np.stack([static, c.quality, c.genres, c.is_new, c.head_mask()], 1).astype(np.float32)),
             user_emb=t(p.embeddings), user_latent=t(p.latent), user_bias=t(p.bias), user_history=t(p.history),
             user_cold=t(p.cold), affinity_scale=float(pref.affinity_scale), num_genres=len(c.genre_names),
         )
@@ -88,18 +92,20 @@ class SimState:
     """Per-user simulation state, every field batched on dim 0 (B users)."""
 
     user: torch.Tensor  # (B,) int64 population index
+    profile: torch.Tensor  # (B, d) float32 LM profile embedding (copied at reset: no per-step gather)
+    user_bias: torch.Tensor  # (B,) float32 hidden click offset
+    cold: torch.Tensor  # (B,) bool new user (no history)
     interest: torch.Tensor  # (B, k) float32 current latent interest (drifts)
     history: torch.Tensor  # (B, d) float32 summary of consumed items' LM embeddings
     budget: torch.Tensor  # (B,) float32 remaining time budget
     step: torch.Tensor  # (B,) int64 slates shown in this episode
     last_click_rate: torch.Tensor  # (B,) float32 clicks / K of the previous slate
     genre_fatigue: torch.Tensor  # (B, G) float32
-    recent: torch.Tensor  # (B, R, K) int64 consumed items of the last R slates (-1 = none), ring by step
     pool: torch.Tensor  # (B, P) int64 retrieval pool
     candidates: torch.Tensor  # (B, N) int64 item indices
     mask: torch.Tensor  # (B, N) bool, True = may be recommended
-    seen: torch.Tensor  # (B, M) bool, shown in this episode
-    relaxed: torch.Tensor  # (B,) bool, the mask let shown items back in this episode (repeats possible)
+    last_shown: torch.Tensor  # (B, M) int32 episode step an item was last shown (NEVER if not)
+    last_consumed: torch.Tensor  # (B, M) int32 episode step an item was last clicked (NEVER if not)
 
     def clone(self) -> SimState:
         return SimState(**{f.name: getattr(self, f.name).clone() for f in fields(self)})
@@ -146,7 +152,6 @@ class RankingCore:
         )
         self.response = response_model or QualityResponse(config.dwell_scale, config.dwell_noise, config.quality_threshold)
         self.reward_fn = reward_fn or make_reward(config.reward, config.reward_weights)
-        self.strides = coprime_strides(config.pool_size).to(self.device)
         test = world.population.test
         cohorts = {"train": np.flatnonzero(~test), "test": np.flatnonzero(test), "all": np.arange(len(test))}
         self.cohort_users = torch.as_tensor(cohorts[config.cohort], device=self.device)
@@ -183,18 +188,20 @@ class RankingCore:
         k, d, m = w.item_latent.shape[1], w.item_emb.shape[1], w.item_emb.shape[0]
         state = SimState(
             user=torch.zeros(b, dtype=torch.int64, device=dev),
+            profile=torch.zeros(b, d, device=dev),
+            user_bias=torch.zeros(b, device=dev),
+            cold=torch.zeros(b, dtype=torch.bool, device=dev),
             interest=torch.zeros(b, k, device=dev),
             history=torch.zeros(b, d, device=dev),
             budget=torch.zeros(b, device=dev),
             step=torch.zeros(b, dtype=torch.int64, device=dev),
             last_click_rate=torch.zeros(b, device=dev),
             genre_fatigue=torch.zeros(b, w.num_genres, device=dev),
-            recent=torch.full((b, cfg.recent_length, cfg.slate_size), -1, dtype=torch.int64, device=dev),
             pool=torch.zeros(b, cfg.pool_size, dtype=torch.int64, device=dev),
             candidates=torch.zeros(b, cfg.num_candidates, dtype=torch.int64, device=dev),
             mask=torch.ones(b, cfg.num_candidates, dtype=torch.bool, device=dev),
-            seen=torch.zeros(b, m, dtype=torch.bool, device=dev),
-            relaxed=torch.zeros(b, dtype=torch.bool, device=dev),
+            last_shown=torch.full((b, m), NEVER, dtype=torch.int32, device=dev),
+            last_consumed=torch.full((b, m), NEVER, dtype=torch.int32, device=dev),
         )
         self.reset_rows(state, torch.arange(b, device=dev), users)
         return state
@@ -216,6 +223,9 @@ class RankingCore:
             return
         w, cfg = self.w, self.config
         state.user[rows] = users
+        state.profile[rows] = w.user_emb[users]
+        state.user_bias[rows] = w.user_bias[users]
+        state.cold[rows] = w.user_cold[users]
         state.interest[rows] = w.user_latent[users]
         hist = w.user_history[users]
         valid = hist >= 0
@@ -225,10 +235,9 @@ class RankingCore:
         state.step[rows] = 0
         state.last_click_rate[rows] = 0.0
         state.genre_fatigue[rows] = 0.0
-        state.recent[rows] = -1
-        state.seen[rows] = False
-        state.relaxed[rows] = False
-        query = torch.nn.functional.normalize(w.user_emb[users] + state.history[rows], dim=1)
+        state.last_shown[rows] = NEVER
+        state.last_consumed[rows] = NEVER
+        query = torch.nn.functional.normalize(state.profile[rows] + state.history[rows], dim=1)
         mix = cfg.candidate_mix
         state.pool[rows] = build_pools(
             query, w.item_emb, w.item_popularity, self.released(), pool_size=cfg.pool_size,
@@ -240,7 +249,7 @@ class RankingCore:
     def _refresh_candidates(self, state: SimState, rows: torch.Tensor | None = None) -> None:
         cfg, w = self.config, self.w
         pool = state.pool if rows is None else state.pool[rows]
-        cand = rotate_candidates(pool, cfg.num_candidates, self.strides, self.generator)
+        cand = window_candidates(pool, cfg.num_candidates, self.t_global)
         n_new = self._recent_new_range()
         s = cfg.new_item_slots
         dup = torch.zeros_like(cand, dtype=torch.bool)
@@ -253,17 +262,14 @@ class RankingCore:
             dup[:, -s:] = (new_items.unsqueeze(2) == cand[:, :-s].unsqueeze(1)).any(2)
             same = new_items.unsqueeze(2) == new_items.unsqueeze(1)
             dup[:, -s:] |= torch.tril(same, diagonal=-1).any(2)
-        seen = state.seen if rows is None else state.seen[rows]
         mask = ~dup
-        if cfg.mask_shown:
-            mask = mask & ~seen.gather(1, cand)
-            # Never leave fewer than K choices: when the user has seen nearly all the pool, shown items return.
+        if cfg.mask_window > 0:
+            last = (state.last_shown if rows is None else state.last_shown[rows]).gather(1, cand)
+            step = (state.step if rows is None else state.step[rows]).unsqueeze(1)
+            mask = mask & (step - last > cfg.mask_window)
+            # Never leave fewer than K choices: if nearly every candidate was shown lately, they come back.
             short = mask.sum(1) < cfg.slate_size
             mask = torch.where(short.unsqueeze(1), ~dup, mask)
-            if rows is None:
-                state.relaxed |= short
-            else:
-                state.relaxed[rows] |= short
         if rows is None:
             state.candidates, state.mask = cand, mask
         else:
@@ -280,40 +286,28 @@ class RankingCore:
         return (lo, hi) if hi > lo else None
 
     # ----------------------------------------------------------------- hidden model
-    def slate_logits(self, state: SimState, items: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Hidden click logits ``(B, K)`` of ``items`` ``(B, K)`` for each user now, and their latents."""
+    def slate_logits(
+        self, state: SimState, items: torch.Tensor, scalars: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Hidden click logits ``(B, K)`` of ``items`` ``(B, K)`` for each user now, and their latents.
+        ``scalars`` = ``item_scalars[items]`` when the caller already gathered them."""
         w, cfg = self.w, self.config
+        if scalars is None:
+            scalars = w.item_scalars[items]
         lat = w.item_latent[items]  # (B, K, k)
         logits = w.affinity_scale * (lat * state.interest.unsqueeze(1)).sum(-1)
-        logits = logits + w.item_static[items] + w.user_bias[state.user].unsqueeze(1)
+        logits = logits + scalars[..., 0] + state.user_bias.unsqueeze(1)
         if cfg.genre_fatigue_weight > 0:
-            logits = logits - cfg.genre_fatigue_weight * state.genre_fatigue.gather(1, w.item_genre[items])
+            genre = scalars[..., 2].long()
+            logits = logits - cfg.genre_fatigue_weight * state.genre_fatigue.gather(1, genre)
         if cfg.item_fatigue_weight > 0:
             logits = self._apply_item_fatigue(state, items, logits)
         return logits, lat
 
     def _apply_item_fatigue(self, state: SimState, items: torch.Tensor, logits: torch.Tensor) -> torch.Tensor:
-        """Subtract ``item_fatigue_weight * sum_recent decay^age [item consumed]`` from ``logits``.
-
-        With ``mask_shown`` a consumed item can only come back in rows whose mask was relaxed, so only
-        those rows are computed (the others have no repeat to penalise)."""
-        if self.config.mask_shown:
-            rows = state.relaxed.nonzero().flatten()
-            if len(rows) == 0:
-                return logits
-            logits = logits.clone()
-            logits[rows] -= self.config.item_fatigue_weight * self._item_fatigue(
-                state.recent[rows], state.step[rows], items[rows]
-            )
-            return logits
-        return logits - self.config.item_fatigue_weight * self._item_fatigue(state.recent, state.step, items)
-
-    def _item_fatigue(self, recent: torch.Tensor, step: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
-        b, r, k = recent.shape
-        age = (step.unsqueeze(1) - 1 - torch.arange(r, device=self.device)) % r  # (B, R)
-        weight = (self.config.fatigue_decay ** age.to(torch.float32)).unsqueeze(2).expand(b, r, k)
-        hit = items.unsqueeze(2) == recent.view(b, 1, r * k)  # (B, K, R*K)
-        return torch.einsum("bkj,bj->bk", hit.to(torch.float32), weight.reshape(b, r * k))
+        """Subtract ``item_fatigue_weight * item_fatigue_decay ** (slates since the item was last consumed)``."""
+        age = (state.step.unsqueeze(1) - state.last_consumed.gather(1, items)).to(torch.float32)
+        return logits - self.config.item_fatigue_weight * torch.pow(self.config.item_fatigue_decay, age)
 
     def candidate_logits(self, state: SimState) -> torch.Tensor:
         """Hidden click logits ``(B, N)`` of every current candidate (for the myopic oracle and NDCG)."""
@@ -330,12 +324,12 @@ class RankingCore:
                 (state.budget / self.budget_cap).clamp(0.0, 1.0),
                 state.step.to(torch.float32) / cfg.max_steps,
                 state.last_click_rate,
-                w.user_cold[state.user].to(torch.float32),
+                state.cold.to(torch.float32),
             ],
             dim=1,
         )
         return {
-            "profile": w.user_emb[state.user],
+            "profile": state.profile.clone() if copy else state.profile,
             "history": state.history.clone() if copy else state.history,
             "context": context,
             "candidates": state.candidates.clone() if copy else state.candidates,
@@ -355,13 +349,14 @@ class RankingCore:
         if cfg.info_candidate_relevance:
             cand_probs = torch.sigmoid(self.candidate_logits(state))
         items = state.candidates.gather(1, slate)
-        logits, lat = self.slate_logits(state, items)
+        scalars = w.item_scalars[items]  # (B, K, 5)
+        logits, lat = self.slate_logits(state, items, scalars)
         probs = self.choice.click_probs(logits)
         clicks = sample_clicks(probs, self._rand(b, cfg.slate_size), self.choice.multi_click)
         noise = torch.randn((b, cfg.slate_size), generator=self.generator, device=self.device)
-        resp = self.response(clicks, w.item_quality[items], noise)
+        resp = self.response(clicks, scalars[..., 1], noise)
         reward = self.reward_fn(resp)
-        self._advance(state, items, lat, clicks, resp.satisfaction)
+        self._advance(state, items, scalars[..., 2].long(), lat, clicks, resp.satisfaction)
         terminated = state.budget <= 0
         truncated = (state.step >= cfg.max_steps) & ~terminated
         info = {
@@ -371,9 +366,9 @@ class RankingCore:
             "engagement": resp.engagement,
             "satisfaction": resp.satisfaction,
             "user": state.user.clone(),
-            "user_cold": w.user_cold[state.user],
-            "item_new": w.item_new[items],
-            "item_head": w.item_head[items],
+            "user_cold": state.cold.clone(),
+            "item_new": scalars[..., 3] > 0.5,
+            "item_head": scalars[..., 4] > 0.5,
         }
         if cfg.info_candidate_relevance:
             info["candidate_click_probs"] = cand_probs
@@ -382,36 +377,38 @@ class RankingCore:
         return reward, terminated, truncated, info
 
     def _advance(
-        self, state: SimState, items: torch.Tensor, lat: torch.Tensor, clicks: torch.Tensor, satisfaction: torch.Tensor
+        self, state: SimState, items: torch.Tensor, genres: torch.Tensor, lat: torch.Tensor, clicks: torch.Tensor,
+        satisfaction: torch.Tensor,
     ) -> None:
-        """User dynamics after a slate: budget, fatigue, interest drift, history summary, seen set."""
+        """User dynamics after a slate: budget, fatigue, interest drift, history summary, shown/consumed steps."""
         w, cfg = self.w, self.config
         b, k = items.shape
         cf = clicks.to(torch.float32)
         n_clicks = cf.sum(1)
-        state.seen.scatter_(1, items, True)
+        now = state.step.to(torch.int32).unsqueeze(1).expand(b, k)
+        state.last_shown.scatter_(1, items, now)
         state.budget.add_(cfg.budget_gain * satisfaction - cfg.step_cost).clamp_(max=self.budget_cap)
         state.genre_fatigue.mul_(cfg.fatigue_decay).scatter_add_(
-            1, w.item_genre[items], cf + cfg.exposure_fatigue * (1.0 - cf)
+            1, genres, cf + cfg.exposure_fatigue * (1.0 - cf)
         )
-        slot = state.step % cfg.recent_length
-        state.recent[torch.arange(b, device=self.device), slot] = torch.where(clicks, items, -1)
+        state.last_consumed.scatter_(1, items, torch.where(clicks, now, state.last_consumed.gather(1, items)))
         state.step.add_(1)
         state.last_click_rate = n_clicks / k
-        pairs = clicks.nonzero()
+        pairs = clicks.nonzero()  # (P, 2) row-major: only users who clicked are touched below
         if len(pairs) == 0:
             return
-        clicked = n_clicks > 0
-        # Interest drifts toward the mean latent of consumed items, keeping its norm.
-        mean_lat = (cf.unsqueeze(2) * lat).sum(1) / n_clicks.clamp_min(1).unsqueeze(1)
-        moved = state.interest + cfg.interest_drift * (mean_lat - state.interest)
-        moved = moved * (state.interest.norm(dim=1, keepdim=True) / moved.norm(dim=1, keepdim=True).clamp_min(1e-8))
-        state.interest = torch.where(clicked.unsqueeze(1), moved, state.interest)
-        # History summary: EMA of consumed LM embeddings, computed on the sparse clicks only.
         rows, inverse = torch.unique_consecutive(pairs[:, 0], return_inverse=True)
+        n = n_clicks[rows].unsqueeze(1)
+        # Interest drifts toward the mean latent of consumed items, keeping its norm.
+        lat_sum = torch.zeros(len(rows), lat.shape[2], device=self.device).index_add_(
+            0, inverse, lat[pairs[:, 0], pairs[:, 1]]
+        )
+        z = state.interest[rows]
+        moved = z + cfg.interest_drift * (lat_sum / n - z)
+        state.interest[rows] = moved * (z.norm(dim=1, keepdim=True) / moved.norm(dim=1, keepdim=True).clamp_min(1e-8))
+        # History summary: EMA of consumed LM embeddings.
         emb = w.item_emb[items[pairs[:, 0], pairs[:, 1]]]
-        agg = torch.zeros(len(rows), emb.shape[1], device=self.device).index_add_(0, inverse, emb)
-        agg = agg / n_clicks[rows].unsqueeze(1)
+        agg = torch.zeros(len(rows), emb.shape[1], device=self.device).index_add_(0, inverse, emb) / n
         a = cfg.history_ema
         state.history[rows] = (1 - a) * state.history[rows] + a * agg
 

@@ -47,14 +47,14 @@ def test_cascade_and_pbm_favour_top_positions():
 
 
 def test_fatigue_lowers_repeat_attractiveness(small_world):
-    cfg = EnvConfig(num_candidates=40, pool_size=120, slate_size=5, mask_shown=False, interest_drift=0.0,
+    cfg = EnvConfig(num_candidates=40, pool_size=120, slate_size=5, mask_window=0, interest_drift=0.0,
                     new_items_per_step=0.0, new_item_slots=0)
     core = RankingCore(small_world, cfg, seed=0)
     state = core.init_state(torch.tensor([20]))
     items = state.candidates[:, :5].clone()
     before, lat = core.slate_logits(state, items)
     clicks = torch.tensor([[True, False, False, False, False]])
-    core._advance(state, items, lat, clicks, torch.zeros(1))
+    core._advance(state, items, core.w.item_genre[items], lat, clicks, torch.zeros(1))
     after, _ = core.slate_logits(state, items)
     assert after[0, 0] < before[0, 0] - 1.0  # consumed item: item fatigue + genre fatigue
     assert (after[0, 1:] <= before[0, 1:] + 1e-6).all()  # shown items: at most genre fatigue
@@ -68,7 +68,7 @@ def test_fatigue_lowers_repeat_attractiveness(small_world):
 def _episode_lengths(world, policy: str, n_users: int = 256) -> float:
     # Repeats allowed: a policy can keep showing clickbait (fatigue permitting) instead of running out of it.
     env = RankingVectorEnv(n_users, world, num_candidates=40, pool_size=120, slate_size=5, max_steps=200,
-                           new_items_per_step=0.0, new_item_slots=0, cohort="all", mask_shown=False)
+                           new_items_per_step=0.0, new_item_slots=0, cohort="all", mask_window=0)
     obs, _ = env.reset(seed=1)
     c = world.catalog
     signal = {"appeal": c.appeal, "quality_aware": c.appeal + 4 * (c.quality - 0.5)}[policy]

@@ -57,7 +57,7 @@ def analytic_config(world: World, *, slate_size: int = 3, max_steps: int = 20, *
     m = world.catalog.num_items
     base = dict(
         num_candidates=m, pool_size=m, slate_size=slate_size, max_steps=max_steps, new_items_per_step=0.0,
-        new_item_slots=0, mask_shown=False, interest_drift=0.0, item_fatigue_weight=0.0,
+        new_item_slots=0, mask_window=0, interest_drift=0.0, item_fatigue_weight=0.0,
         genre_fatigue_weight=0.0, exposure_fatigue=0.0, step_cost=0.0, budget_gain=0.0, cohort="all",
         candidate_mix={"nearest": 0.0, "popular": 0.0, "random": 1.0},
     )
