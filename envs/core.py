@@ -318,7 +318,7 @@ class RankingCore:
         """Observation tensors: profile ``(B,d)``, history ``(B,d)``, context ``(B,4)``, candidates ``(B,N)``
         int64, mask ``(B,N)`` int8. With ``copy=False`` ``history`` and ``candidates`` alias the state (valid
         until the next step; the shells copy them into numpy anyway)."""
-        w, cfg = self.w, self.config
+        cfg = self.config
         context = torch.stack(
             [
                 (state.budget / self.budget_cap).clamp(0.0, 1.0),

@@ -156,6 +156,33 @@ def fidelity(
     typer.echo(json.dumps(report.get("bars", {}), default=str))
 
 
+@app.command()
+def run(
+    config: Annotated[str, typer.Argument(help="experiment YAML (a path, or the name of a shipped config)")],
+    out: Annotated[Optional[Path], typer.Option(help="run folder (default: output.dir or runs/<name>)")] = None,  # noqa: UP045
+    resume: Annotated[bool, typer.Option("--resume", help="continue the run in the folder (same config)")] = False,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="delete the run in the folder and start again")] = False,
+    set_: Annotated[list[str], typer.Option("--set", help="override a config key: a.b=value (YAML value; repeatable)")] = [],  # noqa: B006
+) -> None:
+    """Run an experiment: train / fit the agents, evaluate them on the same held-out users and seeds, and
+    write metrics, plots and report.md into the run folder."""
+    from recgym.common.config import ConfigError
+    from recgym.experiments.config import load_config
+
+    try:
+        cfg = load_config(config, set_)
+    except ConfigError as exc:
+        _fail(exc)
+    from recgym.experiments.runner import RunError, run_experiment
+    from recgym.experiments.training import NaNLossError
+
+    folder = out or Path(cfg.output.dir or Path("runs") / cfg.name)
+    try:
+        run_experiment(cfg, folder, resume=resume, overwrite=overwrite)
+    except (RunError, ConfigError, NaNLossError, FileNotFoundError) as exc:
+        _fail(exc)
+
+
 def main() -> None:
     """Console entry point."""
     app(prog_name="recgym")
