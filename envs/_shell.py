@@ -32,6 +32,27 @@ def build_core(
     return RankingCore(w, cfg, device=device, **components)
 
 
+class CoreShell:
+    """Accessors shared by the shells that own a :class:`RankingCore` as ``self.core``."""
+
+    core: RankingCore
+
+    @property
+    def item_embeddings(self) -> np.ndarray:
+        """``(M, d)`` float32 read-only LM item embeddings; index with ``obs["candidates"]``."""
+        arr = self.core.world.catalog.embeddings.view()
+        arr.flags.writeable = False
+        return arr
+
+    @property
+    def world(self) -> World:
+        return self.core.world
+
+    def _oracle_batch(self) -> np.ndarray:
+        """``(B, N)`` hidden click logits of the current candidates (copy)."""
+        return self.core.candidate_logits(self._state).cpu().numpy().copy()
+
+
 def to_numpy(tensors: Mapping[str, torch.Tensor], squeeze: bool = False) -> dict[str, np.ndarray]:
     """Fresh numpy copies (never views of live tensors); drop the batch dim when ``squeeze``."""
     out = {}

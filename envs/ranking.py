@@ -9,7 +9,7 @@ import gymnasium as gym
 import numpy as np
 import torch
 
-from recgym.envs._shell import build_core, check_options, check_seed, to_numpy
+from recgym.envs._shell import CoreShell, build_core, check_options, check_seed, to_numpy
 from recgym.envs.config import EnvConfig
 from recgym.envs.spaces import action_space, actions_to_slate, observation_space
 from recgym.envs.world import World
@@ -17,7 +17,7 @@ from recgym.envs.world import World
 __all__ = ["RankingEnv"]
 
 
-class RankingEnv(gym.Env):
+class RankingEnv(CoreShell, gym.Env):
     """Rank candidate items for one simulated user whose tastes are language-model vectors.
 
     ## Description
@@ -98,21 +98,10 @@ class RankingEnv(gym.Env):
         self._needs_seed = True
 
     # --------------------------------------------------------------------- public helpers
-    @property
-    def item_embeddings(self) -> np.ndarray:
-        """``(M, d)`` float32 read-only LM item embeddings; index with ``obs["candidates"]``."""
-        arr = self.core.world.catalog.embeddings.view()
-        arr.flags.writeable = False
-        return arr
-
-    @property
-    def world(self) -> World:
-        return self.core.world
-
     def oracle_scores(self) -> np.ndarray:
         """``(N,)`` hidden click logits of the current candidates. For the myopic oracle and metrics only."""
         self._require_running("oracle_scores")
-        return self.core.candidate_logits(self._state)[0].cpu().numpy().copy()
+        return self._oracle_batch()[0]
 
     # --------------------------------------------------------------------- gym API
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):

@@ -25,7 +25,7 @@ from gymnasium.utils import seeding
 from gymnasium.vector import AutoresetMode, VectorEnv
 from gymnasium.vector.utils import batch_space
 
-from recgym.envs._shell import build_core, check_options, check_seed, to_numpy
+from recgym.envs._shell import CoreShell, build_core, check_options, check_seed, to_numpy
 from recgym.envs.config import EnvConfig
 from recgym.envs.spaces import action_space, actions_to_slate, observation_space
 from recgym.envs.world import World
@@ -35,7 +35,7 @@ __all__ = ["RankingVectorEnv"]
 _MODES = {"next_step": AutoresetMode.NEXT_STEP, "same_step": AutoresetMode.SAME_STEP}
 
 
-class RankingVectorEnv(VectorEnv):
+class RankingVectorEnv(CoreShell, VectorEnv):
     """B simulated users stepped together. Arguments as :class:`~recgym.envs.ranking.RankingEnv`, plus
     ``num_envs`` and ``autoreset_mode`` (``"next_step"`` or ``"same_step"``)."""
 
@@ -80,21 +80,10 @@ class RankingVectorEnv(VectorEnv):
         self._pending_reset = torch.zeros(self.num_envs, dtype=torch.bool, device=self.core.device)
         self._needs_seed = True
 
-    @property
-    def item_embeddings(self) -> np.ndarray:
-        """``(M, d)`` float32 read-only LM item embeddings."""
-        arr = self.core.world.catalog.embeddings.view()
-        arr.flags.writeable = False
-        return arr
-
-    @property
-    def world(self) -> World:
-        return self.core.world
-
     def oracle_scores(self) -> np.ndarray:
         """``(B, N)`` hidden click logits of the current candidates (myopic oracle and metrics only)."""
         self._require_reset("oracle_scores")
-        return self.core.candidate_logits(self._state).cpu().numpy().copy()
+        return self._oracle_batch()
 
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
         if isinstance(seed, (list, tuple)):
