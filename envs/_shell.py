@@ -45,6 +45,14 @@ class CoreShell:
         return arr
 
     @property
+    def item_features(self) -> np.ndarray:
+        """``(M, 2)`` float32 read-only public item features: popularity percentile in [0, 1] (of the prior,
+        among initial items; what view counts would tell), and the new-item flag (1 = injected during a run)."""
+        arr = self.core.public_item_features.view()
+        arr.flags.writeable = False
+        return arr
+
+    @property
     def world(self) -> World:
         return self.core.world
 

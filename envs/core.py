@@ -27,7 +27,7 @@ from recgym.envs.config import EnvConfig
 from recgym.envs.response import QualityResponse, ResponseModel, RewardFn, make_reward
 from recgym.envs.world import World
 
-__all__ = ["RankingCore", "SimState", "WorldTensors", "CONTEXT_FEATURES", "NEVER"]
+__all__ = ["RankingCore", "SimState", "WorldTensors", "CONTEXT_FEATURES", "NEVER", "public_item_features"]
 
 CONTEXT_FEATURES = ("budget_fraction", "step_fraction", "last_click_rate", "cold_user")
 NEVER = -(2**30)  # "last shown/consumed at step NEVER": long enough ago for any window or decay
@@ -115,6 +115,16 @@ class SimState:
         return int(self.user.shape[0])
 
 
+def public_item_features(world: World) -> np.ndarray:
+    """``(M, 2)`` float32: popularity percentile of the prior among initial items (new items 0), new flag."""
+    c = world.catalog
+    pct = np.zeros(c.num_items, dtype=np.float32)
+    initial = np.flatnonzero(~c.is_new)
+    order = initial[np.argsort(c.popularity[initial], kind="stable")]
+    pct[order] = (np.arange(len(order)) + 1) / len(order)
+    return np.stack([pct, c.is_new.astype(np.float32)], axis=1)
+
+
 class RankingCore:
     """Batched recommendation simulator over a :class:`~recgym.envs.world.World`.
 
@@ -158,6 +168,7 @@ class RankingCore:
         if len(self.cohort_users) == 0:
             raise ValueError(f"env.cohort: the {config.cohort!r} cohort of world {world.name!r} has no users")
         self.budget_cap = 2.0 * config.initial_budget
+        self.public_item_features = public_item_features(world)
         self.generator = torch.Generator(device=self.device)
         self.generator.manual_seed(int(np.random.SeedSequence(seed).generate_state(1)[0]) if seed is None else seed)
         self.t_global = 0  # env steps since the last seeding; drives item injection

@@ -47,6 +47,10 @@ class RankingSB3VecEnv(VecEnv):
     def item_embeddings(self) -> np.ndarray:
         return self.venv.item_embeddings
 
+    @property
+    def item_features(self) -> np.ndarray:
+        return self.venv.item_features
+
     def oracle_scores(self) -> np.ndarray:
         return self.venv.oracle_scores()
 

@@ -246,3 +246,15 @@ def test_fitted_real_world_through_gym_make_passes_both_checkers(world, data_dir
     n_items = {"movielens-100k": 1682, "ml-latest-small": 9742}[world]
     assert env.unwrapped.world.catalog.num_items == n_items
     assert env.unwrapped.world.population.cold.any() and env.unwrapped.world.catalog.is_new.any()
+
+
+def test_public_item_features_table(small_world):
+    env = make(small_world).unwrapped
+    feats = env.item_features
+    assert feats.shape == (small_world.catalog.num_items, 2) and feats.dtype == np.float32
+    assert not feats.flags.writeable
+    pop, new = small_world.catalog.popularity, small_world.catalog.is_new
+    np.testing.assert_array_equal(feats[:, 1], new.astype(np.float32))
+    initial = np.flatnonzero(~new)
+    assert np.argmax(feats[initial, 0]) == np.argmax(pop[initial]) and feats[initial, 0].max() == 1.0
+    assert (feats[new, 0] == 0).all()
