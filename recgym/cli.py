@@ -123,6 +123,30 @@ def bench_encode(
     typer.echo(json.dumps(res, sort_keys=True))
 
 
+@bench_app.command("train")
+def bench_train(
+    agent: Annotated[str, typer.Option(help="ppo or dqn")] = "ppo",
+    total_steps: Annotated[int, typer.Option(min=1, help="timed env steps (after one untimed warm-up update)")] = 100_000,
+    num_envs: Annotated[int, typer.Option(min=1, help="simulated users stepped together")] = 256,
+    device: Annotated[str, typer.Option(help="auto, cpu or cuda")] = "auto",
+    threads: Annotated[Optional[int], typer.Option(help="torch intra-op threads (default: torch's)")] = None,  # noqa: UP045
+    world: Annotated[str, typer.Option(help="world name")] = "synthetic",
+    seed: Annotated[int, typer.Option(min=0)] = 0,
+    as_json: Annotated[bool, typer.Option("--json", help="the last line is one JSON object")] = False,
+) -> None:
+    """RL training throughput: env-steps/s including policy updates."""
+    from recgym.experiments.bench_train import run_train_benchmark
+
+    try:
+        r = run_train_benchmark(agent, total_steps, num_envs, device, seed, world, threads)
+    except ValueError as exc:
+        _fail(exc)
+    if not as_json:
+        typer.echo(f"{agent} on {r['world']}: {r['env_steps_per_s']:,.0f} env-steps/s "
+                   f"({r['env_steps']} steps, {r['num_envs']} envs, {r['device']}, {r['torch_threads']} threads)")
+    typer.echo(json.dumps(r, default=str))
+
+
 @data_app.command("download")
 def data_download(
     name: Annotated[str, typer.Argument(help="ml-100k or ml-latest-small")],

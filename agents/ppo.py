@@ -1,0 +1,231 @@
+"""PPO with a Plackett-Luce slate policy over the shared candidate scorer (stable-baselines3).
+
+Policy (:class:`SlatePolicy`, an SB3 ``ActorCriticPolicy``): the :class:`~recgym.agents.scorer.CandidateScorer`
+gives logits ``s`` ``(B, N)``, ``-inf`` on masked candidates. A slate is an ordered draw of K candidates
+without replacement from the Plackett-Luce distribution, sampled by Gumbel top-K; its log-probability is
+``sum_j [s(a_j) - logsumexp(s over unmasked, not yet chosen)]``. The deterministic action (and
+:meth:`PPORecommender.rank`) is the top-K of ``s``. Entropy bonus: the first slot's softmax entropy.
+The value head reads the user tower and the masked mean of per-candidate hidden features.
+
+Env: ``action_type="slate"`` (``MultiDiscrete([N]*K)``) or ``"item"`` (``Discrete(N)``, K = 1). Trained
+through :class:`~recgym.envs.sb3.RankingSB3VecEnv`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any, ClassVar
+
+import numpy as np
+import torch
+from gymnasium import spaces
+from pydantic import Field
+from stable_baselines3 import PPO
+from stable_baselines3.common.policies import ActorCriticPolicy
+
+from recgym.agents._sb3 import SeededDictRolloutBuffer, obs_to_torch, seeded_init
+from recgym.agents.base import AgentConfig, EnvSpec, Recommender, check_compatible, register
+from recgym.agents.scorer import (
+    COS_KEY,
+    CandidateScorer,
+    cosine_features,
+    first_slot_entropy,
+    masked_logits,
+    pl_log_prob,
+    pl_sample,
+)
+
+__all__ = ["SlatePolicy", "PPOConfig", "PPORecommender"]
+
+
+class SlatePolicy(ActorCriticPolicy):
+    """SB3 actor-critic whose actor is a Plackett-Luce distribution over candidates.
+
+    Extra args: ``item_embeddings`` ``(M, d)`` float32, ``hidden`` width, ``sample_seed`` (seed of the
+    policy's own torch Generator used for Gumbel sampling).
+    """
+
+    def __init__(
+        self,
+        observation_space: spaces.Dict,
+        action_space: spaces.Space,
+        lr_schedule: Any,
+        *,
+        item_embeddings: np.ndarray,
+        hidden: int = 64,
+        sample_seed: int = 0,
+        **kwargs: Any,
+    ) -> None:
+        if not isinstance(action_space, (spaces.MultiDiscrete, spaces.Discrete)):
+            raise TypeError(
+                f"SlatePolicy: expected a MultiDiscrete (action_type='slate') or Discrete (action_type='item') "
+                f"action space, received {action_space}"
+            )
+        self._item_embeddings = item_embeddings
+        self._hidden = hidden
+        self._sample_seed = sample_seed
+        self.slate_size = 1 if isinstance(action_space, spaces.Discrete) else int(len(action_space.nvec))
+        kwargs.setdefault("ortho_init", False)
+        super().__init__(observation_space, action_space, lr_schedule, **kwargs)
+
+    def _build(self, lr_schedule: Any) -> None:
+        self.scorer = CandidateScorer(self._item_embeddings, hidden=self._hidden, value_head=True)
+        self.sample_generator = torch.Generator(device="cpu")
+        self.sample_generator.manual_seed(self._sample_seed)
+        self.optimizer = self.optimizer_class(self.scorer.parameters(), lr=lr_schedule(1), **self.optimizer_kwargs)
+
+    def _get_constructor_parameters(self) -> dict[str, Any]:
+        data = super()._get_constructor_parameters()
+        data.update(item_embeddings=self._item_embeddings, hidden=self._hidden, sample_seed=self._sample_seed)
+        return data
+
+    # ------------------------------------------------------------------ internals
+    def _logits_value(self, obs: Mapping[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+        scores, value = self.scorer(obs)
+        return masked_logits(scores, obs["mask"]), value
+
+    def _sample(self, logits: torch.Tensor) -> torch.Tensor:
+        if logits.device.type == "cpu":
+            return pl_sample(logits, self.slate_size, self.sample_generator)
+        return pl_sample(logits, self.slate_size, None)
+
+    def _to_env(self, slate: torch.Tensor) -> torch.Tensor:
+        return slate[:, 0] if isinstance(self.action_space, spaces.Discrete) else slate
+
+    # ------------------------------------------------------------------ SB3 API
+    def forward(self, obs: Mapping[str, torch.Tensor], deterministic: bool = False):  # type: ignore[override]
+        logits, value = self._logits_value(obs)
+        slate = torch.topk(logits, self.slate_size, dim=1).indices if deterministic else self._sample(logits)
+        return self._to_env(slate), value.unsqueeze(1), pl_log_prob(logits, slate)
+
+    def evaluate_actions(self, obs: Mapping[str, torch.Tensor], actions: torch.Tensor):  # type: ignore[override]
+        logits, value = self._logits_value(obs)
+        slate = actions.long().reshape(logits.shape[0], self.slate_size)
+        return value.unsqueeze(1), pl_log_prob(logits, slate), first_slot_entropy(logits)
+
+    def predict_values(self, obs: Mapping[str, torch.Tensor]) -> torch.Tensor:  # type: ignore[override]
+        return self.scorer(obs)[1].unsqueeze(1)
+
+    def _predict(self, observation: Mapping[str, torch.Tensor], deterministic: bool = False) -> torch.Tensor:  # type: ignore[override]
+        return self.forward(observation, deterministic)[0]
+
+    def get_distribution(self, obs: Any) -> Any:  # type: ignore[override]
+        raise NotImplementedError("SlatePolicy: use forward()/evaluate_actions(); the PL distribution has no SB3 class")
+
+
+class PPOConfig(AgentConfig):
+    """PPO hyper-parameters (SB3 names). Rollout size = ``n_steps * num_envs``."""
+
+    hidden: int = Field(16, ge=4, le=4096, description="per-candidate width h of the scorer")
+    learning_rate: float = Field(1e-3, gt=0, le=1)
+    n_steps: int = Field(16, ge=1, description="env steps per env per rollout")
+    batch_size: int = Field(1024, ge=2)
+    n_epochs: int = Field(2, ge=1)
+    gamma: float = Field(0.95, ge=0, le=1)
+    gae_lambda: float = Field(0.9, ge=0, le=1)
+    clip_range: float = Field(0.2, gt=0)
+    ent_coef: float = Field(0.01, ge=0)
+    vf_coef: float = Field(0.5, ge=0)
+    max_grad_norm: float = Field(0.5, gt=0)
+    target_kl: float | None = Field(None, gt=0)
+
+
+@register
+class PPORecommender(Recommender):
+    """PPO over a Plackett-Luce slate policy. Train with :meth:`learn` on a ``RankingSB3VecEnv`` built with
+    ``action_type="slate"`` (or ``"item"``); :meth:`rank` works on any observation of the same world."""
+
+    name: ClassVar[str] = "ppo"
+    Config: ClassVar[type[AgentConfig]] = PPOConfig
+    train_action_types: ClassVar[tuple[str, ...]] = ("slate", "item")
+    compatible_hint: ClassVar[str] = (
+        "PPO samples ordered slates from a Plackett-Luce policy: build the env with action_type='slate' "
+        "(or 'item' with slate_size=1); a trained PPO agent still ranks any env through rank(obs, k)."
+    )
+    config: PPOConfig
+
+    def __init__(self, spec: EnvSpec, config: AgentConfig | None = None) -> None:
+        super().__init__(spec, config)
+        self.model: PPO | None = None
+        self.policy = self._make_policy(spec.action_type if spec.action_type in ("slate", "item") else "slate")
+        self.num_timesteps = 0
+
+    def _spaces(self, action_type: str) -> tuple[spaces.Dict, spaces.Space]:
+        from recgym.envs.config import EnvConfig
+        from recgym.envs.spaces import action_space, observation_space
+
+        k = 1 if action_type == "item" else self.spec.slate_size
+        n = self.spec.num_candidates
+        cfg = EnvConfig(num_candidates=n, slate_size=k, action_type=action_type, new_item_slots=0, pool_size=max(n, 2))
+        return observation_space(cfg, self.spec.dim, self.spec.num_items), action_space(cfg)
+
+    def _policy_kwargs(self) -> dict[str, Any]:
+        c = self.config
+        return {"item_embeddings": self.spec.item_embeddings, "hidden": c.hidden, "sample_seed": c.seed + 1}
+
+    def _make_policy(self, action_type: str) -> SlatePolicy:
+        obs_space, act_space = self._spaces(action_type)
+        with seeded_init(self.config.seed):
+            policy = SlatePolicy(obs_space, act_space, lambda _: self.config.learning_rate, **self._policy_kwargs())
+        return policy.to(self.device)
+
+    def learn(self, env: Any, total_timesteps: int, callback: Any = None, progress_bar: bool = False) -> PPORecommender:
+        """Train (or continue training) on an SB3 VecEnv over the recgym core for ``total_timesteps`` env
+        steps (summed over users). The action type is checked before anything is built."""
+        spec = EnvSpec.from_env(env)
+        check_compatible(self.name, spec.action_type, spec.slate_size)
+        if spec.table_hash != self.spec.table_hash or spec.num_candidates != self.spec.num_candidates:
+            raise ValueError("learn: env item table / num_candidates differ from the ones the agent was built for")
+        if self.model is None or self.model.env is not env:
+            c = self.config
+            n_envs = env.num_envs
+            batch = min(c.batch_size, c.n_steps * n_envs)
+            weights = self.policy.state_dict()
+            with seeded_init(c.seed):
+                self.model = PPO(
+                    SlatePolicy, env, learning_rate=c.learning_rate, n_steps=c.n_steps, batch_size=batch,
+                    n_epochs=c.n_epochs, gamma=c.gamma, gae_lambda=c.gae_lambda, clip_range=c.clip_range,
+                    ent_coef=c.ent_coef, vf_coef=c.vf_coef, max_grad_norm=c.max_grad_norm, target_kl=c.target_kl,
+                    rollout_buffer_class=SeededDictRolloutBuffer,
+                    rollout_buffer_kwargs={"seed": c.seed, "features": self._rollout_features},
+                    policy_kwargs=self._policy_kwargs(), device=self.device, seed=None, verbose=0,
+                )
+            if self.model.policy.action_space == self.policy.action_space:
+                self.model.policy.load_state_dict(weights)
+            else:  # same scorer weights work for 'item' and 'slate'
+                self.model.policy.scorer.load_state_dict(self.policy.scorer.state_dict())
+            self.model.num_timesteps = self.num_timesteps
+        self.model.learn(total_timesteps, callback=callback, reset_num_timesteps=False, progress_bar=progress_bar)
+        self.policy = self.model.policy
+        self.num_timesteps = int(self.model.num_timesteps)
+        return self
+
+    @torch.no_grad()
+    def _rollout_features(self, observations: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """Cosine features of a whole flattened rollout, in chunks (computed once, reused every epoch)."""
+        unit = torch.as_tensor(np.array(self.spec.item_embeddings, dtype=np.float32))
+        unit = torch.nn.functional.normalize(unit, dim=1)
+        total = len(observations["candidates"])
+        out = [
+            cosine_features(
+                unit, *(torch.as_tensor(observations[k][i : i + 4096]) for k in ("profile", "history", "candidates"))
+            ).numpy()
+            for i in range(0, total, 4096)
+        ]
+        return {COS_KEY: np.concatenate(out, axis=0)}
+
+    @torch.no_grad()
+    def score(self, obs: Mapping[str, np.ndarray]) -> np.ndarray:
+        self.policy.set_training_mode(False)
+        scores, _ = self.policy.scorer(obs_to_torch(obs, self.policy.device))
+        return scores.cpu().numpy()
+
+    def _get_state(self) -> dict[str, Any]:
+        return {
+            "scorer": {k: v.detach().cpu() for k, v in self.policy.scorer.state_dict().items()},
+            "num_timesteps": self.num_timesteps,
+        }
+
+    def _set_state(self, state: Mapping[str, Any]) -> None:
+        self.policy.scorer.load_state_dict(state["scorer"])
+        self.num_timesteps = int(state["num_timesteps"])
