@@ -37,7 +37,8 @@ def run_train_benchmark(
 
     One warm-up rollout+update (``n_steps * num_envs`` steps for PPO) runs first and is not timed.
     ``threads`` sets ``torch.set_num_threads`` (None: leave as is). Returns a dict with
-    ``env_steps_per_s`` (steps / wall seconds of ``learn``, updates included) and the settings.
+    ``env_steps_per_s`` (steps / wall seconds of ``learn``, updates included), ``update_s`` (time in the
+    gradient updates), ``rollout_s`` (the rest: acting + env) and the settings.
     """
     if agent not in _ACTION_TYPE:
         raise ValueError(f"agent: expected one of {sorted(_ACTION_TYPE)}, received {agent!r}")
@@ -51,6 +52,7 @@ def run_train_benchmark(
     warm = rec.config.n_steps * num_envs if agent == "ppo" else max(rec.config.learning_starts, num_envs) + num_envs
     rec.learn(env, warm)
     start_steps = rec.num_timesteps
+    update_s = _time_updates(rec.model)
     t1 = time.perf_counter()
     rec.learn(env, total_steps)
     wall = time.perf_counter() - t1
@@ -58,10 +60,27 @@ def run_train_benchmark(
     return {
         "agent": agent, "world": world if isinstance(world, str) else getattr(world, "name", "world"),
         "env_steps": steps, "wall_s": round(wall, 3), "env_steps_per_s": round(steps / wall, 1),
+        "update_s": round(update_s[0], 3), "rollout_s": round(wall - update_s[0], 3),
         "num_envs": num_envs, "device": str(rec.device), "torch_threads": torch.get_num_threads(),
         "env_build_s": round(build_s, 2), "config": rec.config.model_dump(), "torch": torch.__version__,
         "machine": platform.processor() or platform.machine(), "seed": seed,
     }
+
+
+def _time_updates(model: Any) -> list[float]:
+    """Wrap ``model.train`` (the gradient updates) to accumulate its wall time in the returned 1-list."""
+    acc = [0.0]
+    train = model.train
+
+    def timed(*args: Any, **kwargs: Any) -> Any:
+        t = time.perf_counter()
+        try:
+            return train(*args, **kwargs)
+        finally:
+            acc[0] += time.perf_counter() - t
+
+    model.train = timed
+    return acc
 
 
 def main() -> None:
@@ -77,7 +96,7 @@ def main() -> None:
     res = run_train_benchmark(a.agent, a.total_steps, a.num_envs, a.device, a.seed, a.world, a.threads)
     print(f"{res['agent']} on {res['world']}: {res['env_steps']} env-steps in {res['wall_s']} s "
           f"= {res['env_steps_per_s']:.0f} env-steps/s (B={res['num_envs']}, device={res['device']}, "
-          f"threads={res['torch_threads']})")
+          f"threads={res['torch_threads']}; updates {res['update_s']} s, rollouts {res['rollout_s']} s)")
     print(json.dumps(res, sort_keys=True))
 
 

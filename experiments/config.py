@@ -1,0 +1,363 @@
+"""Typed experiment configuration: YAML -> :class:`ExperimentConfig`, validated before any heavy work.
+
+Everything here is cheap (no world, encoder, data or network is touched), so a typo in a YAML file or a
+``--set`` override fails in milliseconds with a message naming the path of the offending key, e.g.
+``agents[1].hyperparams.lerning_rate: unknown key (did you mean 'learning_rate'?)``.
+
+Schema (every section optional except ``name`` and ``agents``)::
+
+    name: quickstart                  # run name; default output folder runs/<name>
+    threads: 1                        # torch intra-op threads (null = torch's default)
+    device: cpu                       # cpu | cuda | auto
+    world: synthetic                  # synthetic | analytic | movielens-100k | ml-latest-small | log
+    world_config: {}                  # the world's own settings (e.g. SyntheticWorldConfig fields)
+    data_dir: null                    # real-data worlds (default $RECGYM_DATA)
+    encoder: null                     # null = bundled MiniLM, "hashing", or a local model folder
+    env: {slate_size: 10, ...}        # any EnvConfig field
+    agents:                           # one entry per compared agent
+      - name: ppo                     # a registered agent (recgym.agents.AGENTS)
+        label: ppo                    # unique label in tables and plots (default: name)
+        hyperparams: {hidden: 16}     # the agent's typed Config fields (seed/device are set by the runner)
+        total_timesteps: null         # RL only: overrides training.total_timesteps
+        env: {}                       # RL only: training-env overrides (e.g. DQN: {action_type: item, slate_size: 1})
+        fit_on_logs: null             # offline learners: fit on the logging policy's data (default: yes)
+    training: {total_timesteps, num_envs, checkpoint_every, curve_users, logging: {policy, epsilon, steps, num_envs}}
+    evaluation: {cohort, users_per_seed, episodes_per_user, seeds, confidence}
+    output: {dir, plots, tensorboard}
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+import re
+import types
+import typing
+from pathlib import Path
+from typing import Any, ClassVar, Literal, Union
+
+import yaml
+from pydantic import BaseModel, Field, field_validator, model_validator
+
+from recgym.common.config import ConfigError, StrictModel, suggest
+from recgym.envs.config import EnvConfig
+
+__all__ = [
+    "AgentSpec", "EvaluationConfig", "ExperimentConfig", "LoggingConfig", "OutputConfig", "TrainingConfig",
+    "apply_overrides", "config_diff", "config_hash", "load_config",
+]
+
+KNOWN_WORLDS = ("synthetic", "analytic", "movielens-100k", "ml-latest-small", "log")
+REAL_WORLDS = ("movielens-100k", "ml-latest-small", "log")
+
+
+class LoggingConfig(StrictModel):
+    """The logging policy whose epsilon-mixed slates make the offline learners' training data."""
+
+    config_path: ClassVar[str] = "training.logging"
+    policy: str = Field("popularity", description="registered agent used as the logger (not 'oracle')")
+    epsilon: float = Field(0.2, ge=0, le=1, description="share of uniformly random slates")
+    steps: int = Field(100, ge=1, description="vector steps of logging per seed")
+    num_envs: int = Field(64, ge=1, description="users logged in parallel (train cohort)")
+
+
+class TrainingConfig(StrictModel):
+    """RL training budget (per agent and seed) and checkpointing."""
+
+    config_path: ClassVar[str] = "training"
+    total_timesteps: int = Field(20_000, ge=0, description="env steps summed over users, per RL agent and seed")
+    num_envs: int = Field(64, ge=1, description="users simulated in parallel while training")
+    checkpoint_every: int = Field(5_000, ge=1, description="env steps between checkpoints / curve points")
+    curve_users: int = Field(64, ge=1, description="held-out users evaluated at each learning-curve point")
+    keep_checkpoints: int = Field(2, ge=1, description="checkpoints kept per agent and seed")
+    logging: LoggingConfig = LoggingConfig()
+
+
+class EvaluationConfig(StrictModel):
+    """Evaluation protocol: every agent sees the same users, seeds and injected items."""
+
+    config_path: ClassVar[str] = "evaluation"
+    cohort: Literal["test", "cold", "warm", "all"] = Field(
+        "test", description="test = held-out users (warm and cold); cold/warm = held-out users of that kind"
+    )
+    users_per_seed: int | None = Field(None, ge=1, description="users per seed (null = the whole cohort)")
+    episodes_per_user: int = Field(1, ge=1, le=100)
+    seeds: list[int] = Field(default_factory=lambda: [0, 1, 2, 3, 4], min_length=1)
+    confidence: float = Field(0.95, gt=0, lt=1)
+
+    @field_validator("seeds")
+    @classmethod
+    def _distinct_seeds(cls, v: list[int]) -> list[int]:
+        neg = [s for s in v if s < 0]
+        if neg:
+            raise ConfigError(f"evaluation.seeds: expected non-negative seeds, received {neg}")
+        dup = sorted({s for s in v if v.count(s) > 1})
+        if dup:
+            raise ConfigError(f"evaluation.seeds: expected distinct seeds, received duplicates {dup}")
+        return v
+
+
+class OutputConfig(StrictModel):
+    config_path: ClassVar[str] = "output"
+    dir: str | None = Field(None, description="run folder (default runs/<name>); --out overrides")
+    plots: bool = True
+    tensorboard: bool = True
+
+
+class AgentSpec(StrictModel):
+    config_path: ClassVar[str] = "agents[]"
+    name: str
+    label: str | None = None
+    hyperparams: dict[str, Any] = Field(default_factory=dict)
+    total_timesteps: int | None = Field(None, ge=0)
+    env: dict[str, Any] = Field(default_factory=dict)
+    fit_on_logs: bool | None = None
+
+    @property
+    def key(self) -> str:
+        return self.label or self.name
+
+
+class ExperimentConfig(StrictModel):
+    config_path: ClassVar[str] = ""
+    name: str = Field(min_length=1)
+    description: str = ""
+    threads: int | None = Field(1, ge=1, le=256)
+    device: str = "cpu"
+    world: str = "synthetic"
+    world_config: dict[str, Any] = Field(default_factory=dict)
+    data_dir: str | None = None
+    encoder: str | None = None
+    env: EnvConfig = EnvConfig(action_type="slate")
+    agents: list[AgentSpec] = Field(min_length=1)
+    training: TrainingConfig = TrainingConfig()
+    evaluation: EvaluationConfig = EvaluationConfig()
+    output: OutputConfig = OutputConfig()
+
+    @field_validator("name")
+    @classmethod
+    def _safe_name(cls, v: str) -> str:
+        if not re.fullmatch(r"[A-Za-z0-9_.-]+", v):
+            raise ConfigError(f"name: expected letters, digits, '_', '-' or '.', received {v!r}")
+        return v
+
+    @field_validator("world")
+    @classmethod
+    def _known_world(cls, v: str) -> str:
+        if v not in KNOWN_WORLDS:
+            raise ConfigError(f"world: expected one of {', '.join(KNOWN_WORLDS)}, received {v!r}{suggest(v, KNOWN_WORLDS)}")
+        return v
+
+    @model_validator(mode="after")
+    def _cross_checks(self) -> ExperimentConfig:
+        from recgym.agents import AGENTS, check_compatible
+
+        labels = [a.key for a in self.agents]
+        dup = sorted({x for x in labels if labels.count(x) > 1})
+        if dup:
+            raise ConfigError(f"agents: expected distinct labels, received duplicates {dup} (set 'label' to tell them apart)")
+        if self.training.logging.policy not in AGENTS or self.training.logging.policy == "oracle":
+            known = sorted(set(AGENTS) - {"oracle"})
+            raise ConfigError(f"training.logging.policy: expected one of {known}, received "
+                              f"{self.training.logging.policy!r}{suggest(self.training.logging.policy, known)}")
+        for i, spec in enumerate(self.agents):
+            where = f"agents[{i}]"
+            if spec.name not in AGENTS:
+                raise ConfigError(f"{where}.name: unknown agent {spec.name!r}{suggest(spec.name, AGENTS)}; "
+                                  f"expected one of: {', '.join(sorted(AGENTS))}")
+            cls = AGENTS[spec.name]
+            fields = set(cls.Config.model_fields) - {"seed", "device"}
+            for key in spec.hyperparams:
+                if key in ("seed", "device"):
+                    raise ConfigError(f"{where}.hyperparams.{key}: set by the runner (evaluation.seeds / device)")
+                if key not in fields:
+                    raise ConfigError(f"{where}.hyperparams.{key}: unknown key for agent {spec.name!r}"
+                                      f"{suggest(key, fields)}; expected one of: {', '.join(sorted(fields))}")
+            try:
+                cls.Config(**spec.hyperparams)
+            except ConfigError as exc:
+                msg = str(exc).replace("agent.", f"{where}.hyperparams.")
+                raise ConfigError(msg if msg.startswith(where) else f"{where}.hyperparams: {msg}") from None
+            rl = cls.train_action_types is not None
+            if not rl and (spec.env or spec.total_timesteps is not None):
+                raise ConfigError(f"{where}: 'env' and 'total_timesteps' apply to RL agents only; {spec.name!r} "
+                                  "does not train on an env")
+            if spec.fit_on_logs and not cls.learns_offline:
+                raise ConfigError(f"{where}.fit_on_logs: agent {spec.name!r} does not learn from logs")
+            if rl:
+                tenv = self.train_env(i)
+                if tenv.num_candidates != self.env.num_candidates:
+                    raise ConfigError(f"{where}.env.num_candidates: expected the evaluation env's "
+                                      f"{self.env.num_candidates} (the agent ranks that env), received {tenv.num_candidates}")
+                try:
+                    check_compatible(spec.name, tenv.action_type, tenv.slate_size)
+                except ConfigError as exc:
+                    raise type(exc)(f"{where}.env: {exc}") from None
+        return self
+
+    # ------------------------------------------------------------------ helpers
+    def train_env(self, i: int) -> EnvConfig:
+        """Training env of agent ``i``: ``env`` + the agent's overrides, on the train cohort."""
+        base = self.env.model_dump()
+        over = self.agents[i].env
+        try:
+            return EnvConfig.model_validate({**base, "cohort": "train", **over})
+        except ConfigError as exc:
+            raise ConfigError(f"agents[{i}].env: {exc}") from None
+
+    def budget(self, i: int) -> int:
+        spec = self.agents[i]
+        return self.training.total_timesteps if spec.total_timesteps is None else spec.total_timesteps
+
+    def eval_env(self) -> EnvConfig:
+        """Evaluation env: ``env`` with slate actions and hidden candidate relevance in ``info``."""
+        return EnvConfig.model_validate({**self.env.model_dump(), "action_type": "slate",
+                                         "info_candidate_relevance": True})
+
+    @property
+    def is_real_world(self) -> bool:
+        return self.world in REAL_WORLDS
+
+    def to_dict(self) -> dict[str, Any]:
+        return json.loads(self.model_dump_json())
+
+
+# ---------------------------------------------------------------------------------------- key paths
+def _model_of(annotation: Any) -> tuple[type[BaseModel] | None, bool]:
+    """(model class, is_list) of a field annotation, for the unknown-key walk."""
+    origin = typing.get_origin(annotation)
+    if origin in (Union, types.UnionType):
+        for arg in typing.get_args(annotation):
+            found = _model_of(arg)
+            if found[0] is not None:
+                return found
+        return None, False
+    if origin is list:
+        inner = typing.get_args(annotation)[0]
+        return (inner, True) if isinstance(inner, type) and issubclass(inner, BaseModel) else (None, False)
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation, False
+    return None, False
+
+
+def _check_keys(data: Any, model: type[BaseModel], path: str) -> None:
+    """Reject unknown keys anywhere in the tree with the full path and a suggestion."""
+    if not isinstance(data, dict):
+        return
+    fields = model.model_fields
+    for key, value in data.items():
+        where = f"{path}.{key}" if path else str(key)
+        if key not in fields:
+            raise ConfigError(f"{where}: unknown key{suggest(str(key), fields)}; expected one of: {', '.join(sorted(fields))}")
+        sub, is_list = _model_of(fields[key].annotation)
+        if sub is None:
+            continue
+        if is_list and isinstance(value, list):
+            for j, item in enumerate(value):
+                _check_keys(item, sub, f"{where}[{j}]")
+        elif not is_list:
+            _check_keys(value, sub, where)
+
+
+# ---------------------------------------------------------------------------------------- overrides
+_SEG = re.compile(r"([^.\[\]]+)|\[(\d+)\]")
+
+
+def _split_path(path: str) -> list[str | int]:
+    parts: list[str | int] = []
+    for name, idx in _SEG.findall(path):
+        parts.append(int(idx) if idx else (int(name) if name.isdigit() else name))
+    if not parts:
+        raise ConfigError(f"--set: expected key=value with a dotted key, received {path!r}")
+    return parts
+
+
+def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
+    """Apply ``a.b=c`` / ``agents[0].hyperparams.x=3`` overrides; values are parsed as YAML."""
+    out = copy.deepcopy(raw)
+    for item in overrides:
+        if "=" not in item:
+            raise ConfigError(f"--set: expected key=value, received {item!r}")
+        path, text = item.split("=", 1)
+        value = yaml.safe_load(text) if text.strip() else None
+        parts = _split_path(path.strip())
+        node: Any = out
+        for j, part in enumerate(parts[:-1]):
+            nxt = parts[j + 1]
+            if isinstance(part, int):
+                if not isinstance(node, list) or part >= len(node):
+                    raise ConfigError(f"--set {path}: index [{part}] out of range")
+                node = node[part]
+            else:
+                if not isinstance(node, dict):
+                    raise ConfigError(f"--set {path}: {part!r} is not inside a mapping")
+                node = node.setdefault(part, [] if isinstance(nxt, int) else {})
+        last = parts[-1]
+        if isinstance(last, int):
+            if not isinstance(node, list) or last >= len(node):
+                raise ConfigError(f"--set {path}: index [{last}] out of range")
+            node[last] = value
+        else:
+            if not isinstance(node, dict):
+                raise ConfigError(f"--set {path}: {last!r} is not inside a mapping")
+            node[last] = value
+    return out
+
+
+def load_config(path: str | Path | None = None, overrides: list[str] | None = None,
+                raw: dict[str, Any] | None = None) -> ExperimentConfig:
+    """Read a YAML file (or ``raw``), apply ``--set`` overrides, validate. Raises :class:`ConfigError`."""
+    if raw is None:
+        p = Path(path)  # type: ignore[arg-type]
+        if not p.is_file():
+            shipped = Path(__file__).parent / "configs" / p.name
+            if shipped.is_file():
+                p = shipped
+            else:
+                known = sorted(x.name for x in (Path(__file__).parent / "configs").glob("*.yaml"))
+                raise ConfigError(f"config: {path} does not exist{suggest(p.name, known)}; shipped configs: {known}")
+        try:
+            raw = yaml.safe_load(p.read_text(encoding="utf-8")) or {}
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"config {p}: invalid YAML: {exc}") from None
+    if not isinstance(raw, dict):
+        raise ConfigError(f"config: expected a mapping at the top level, received {type(raw).__name__}")
+    raw = apply_overrides(raw, list(overrides or []))
+    env = raw.get("env")
+    if isinstance(env, dict):
+        raw["env"] = {"action_type": "slate", **env}
+    _check_keys(raw, ExperimentConfig, "")
+    return ExperimentConfig.model_validate(raw)
+
+
+def _flatten(d: Any, prefix: str = "") -> dict[str, Any]:
+    if isinstance(d, dict):
+        out: dict[str, Any] = {}
+        for k, v in d.items():
+            out.update(_flatten(v, f"{prefix}.{k}" if prefix else str(k)))
+        return out
+    if isinstance(d, list) and d and all(isinstance(x, dict) for x in d):
+        out = {}
+        for j, v in enumerate(d):
+            out.update(_flatten(v, f"{prefix}[{j}]"))
+        return out
+    return {prefix: d}
+
+
+def hashed_part(cfg: ExperimentConfig | dict[str, Any]) -> dict[str, Any]:
+    """What the run hash covers: everything but ``output`` (where results go does not change them)."""
+    d = cfg.to_dict() if isinstance(cfg, ExperimentConfig) else dict(cfg)
+    d.pop("output", None)
+    return d
+
+
+def config_hash(cfg: ExperimentConfig | dict[str, Any]) -> str:
+    text = json.dumps(hashed_part(cfg), sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def config_diff(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
+    """Dotted keys whose values differ between two resolved configs (output excluded)."""
+    a, b = _flatten(hashed_part(old)), _flatten(hashed_part(new))
+    return sorted(k for k in set(a) | set(b) if a.get(k, "<absent>") != b.get(k, "<absent>"))
