@@ -23,13 +23,30 @@ class SeededDictRolloutBuffer(DictRolloutBuffer):
     """:class:`DictRolloutBuffer` whose minibatch permutation comes from its own seeded Generator.
 
     ``features``: optional ``f(observations) -> {key: (T, ...) array}`` evaluated once on the flattened
-    rollout; its arrays are served with every minibatch as extra observation keys.
+    rollout for the keys that :meth:`add` did not receive as ``extras``; its arrays are served with every
+    minibatch as extra observation keys. ``add(..., extras={key: (n_envs, ...) array})`` stores per-step
+    extra observation arrays (e.g. the cosine features the policy already computed while acting).
     """
 
     def __init__(self, *args: Any, seed: int = 0, features: Callable[[dict], dict] | None = None, **kwargs: Any) -> None:
+        self.extras: dict[str, np.ndarray] = {}
         super().__init__(*args, **kwargs)
         self.np_rng = np.random.default_rng(seed)
         self.features = features
+
+    def reset(self) -> None:
+        super().reset()
+        self._extras_added: set[str] = set()  # arrays are kept and overwritten step by step
+
+    def add(self, obs: dict, action: np.ndarray, reward: np.ndarray, episode_start: np.ndarray,  # type: ignore[override]
+            value: torch.Tensor, log_prob: torch.Tensor, extras: Mapping[str, np.ndarray] | None = None) -> None:
+        pos = self.pos
+        for key, arr in (extras or {}).items():
+            if key not in self.extras or self.extras[key].shape[2:] != arr.shape[1:]:
+                self.extras[key] = np.zeros((self.buffer_size, self.n_envs, *arr.shape[1:]), dtype=arr.dtype)
+            self.extras[key][pos] = arr
+            self._extras_added.add(key)
+        super().add(obs, action, reward, episode_start, value, log_prob)
 
     def get(self, batch_size: int | None = None) -> Generator[DictRolloutBufferSamples, None, None]:  # type: ignore[override]
         assert self.full, "the rollout buffer must be full before sampling"
@@ -38,8 +55,11 @@ class SeededDictRolloutBuffer(DictRolloutBuffer):
         if not self.generator_ready:
             for key, obs in self.observations.items():
                 self.observations[key] = self.swap_and_flatten(obs)
+            stored = {k: self.swap_and_flatten(v) for k, v in self.extras.items() if k in self._extras_added}
             if self.features is not None:  # parameter-free features, computed once per rollout
-                self.observations.update(self.features(self.observations))
+                missing = self.features(self.observations, skip=tuple(stored))
+                stored.update({k: v for k, v in missing.items() if k not in stored})
+            self.observations.update(stored)
             for name in ("actions", "values", "log_probs", "advantages", "returns"):
                 self.__dict__[name] = self.swap_and_flatten(self.__dict__[name])
             self.generator_ready = True

@@ -63,13 +63,16 @@ class AgentConfig(StrictModel):
 
 @dataclass(frozen=True)
 class EnvSpec:
-    """What an agent needs to know about an env. ``item_embeddings`` ``(M, d)`` float32 read-only."""
+    """What an agent needs to know about an env. ``item_embeddings`` ``(M, d)`` float32 read-only;
+    ``item_features`` ``(M, F)`` float32 public per-item features (the env's ``item_features``: popularity
+    percentile of the prior, new-item flag) or ``None`` when the env has none."""
 
     item_embeddings: np.ndarray
     num_candidates: int
     slate_size: int
     action_type: str
     oracle: Callable[[], np.ndarray] | None = None
+    item_features: np.ndarray | None = None
 
     @property
     def num_items(self) -> int:
@@ -101,7 +104,11 @@ class EnvSpec:
             )
         cfg = base.config
         emb = np.asarray(base.item_embeddings, dtype=np.float32)
-        return cls(emb, int(cfg.num_candidates), int(cfg.slate_size), str(cfg.action_type), base.oracle_scores)
+        feats = getattr(base, "item_features", None)
+        feats = None if feats is None else np.asarray(feats, dtype=np.float32)
+        return cls(
+            emb, int(cfg.num_candidates), int(cfg.slate_size), str(cfg.action_type), base.oracle_scores, feats
+        )
 
     def meta(self) -> dict[str, Any]:
         return {
@@ -238,6 +245,9 @@ class Recommender(ABC):
             "format": FORMAT, "format_version": FORMAT_VERSION, "recgym_version": __version__,
             "agent": self.name, "config": self.config.model_dump(), "env": self.spec.meta(),
             "item_embeddings": torch.as_tensor(np.array(self.spec.item_embeddings)),
+            "item_features": (
+                None if self.spec.item_features is None else torch.as_tensor(np.array(self.spec.item_features))
+            ),
             "state": self._get_state(),
         }
         buf = io.BytesIO()
@@ -326,8 +336,10 @@ def load_agent(path: str | Path, env: Any | None = None) -> Recommender:
                 f"N={spec.num_candidates}"
             )
     else:
+        feats = payload.get("item_features")
         spec = EnvSpec(
-            payload["item_embeddings"].numpy(), meta["num_candidates"], meta["slate_size"], meta["action_type"]
+            payload["item_embeddings"].numpy(), meta["num_candidates"], meta["slate_size"], meta["action_type"],
+            item_features=None if feats is None else feats.numpy(),
         )
     agent = cls(spec, config)
     agent._set_state(payload["state"])

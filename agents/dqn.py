@@ -36,9 +36,12 @@ MASKED_Q = -1e9
 class CandidateQNetwork(BasePolicy):
     """Q-values ``(B, N)`` from :class:`CandidateScorer` (no value head); ``-1e9`` on masked candidates."""
 
-    def __init__(self, observation_space: spaces.Dict, action_space: spaces.Discrete, *, item_embeddings: np.ndarray, hidden: int) -> None:
+    def __init__(self, observation_space: spaces.Dict, action_space: spaces.Discrete, *, item_embeddings: np.ndarray, hidden: int,
+                 item_features: np.ndarray | None = None) -> None:
         super().__init__(observation_space, action_space)
-        self.scorer = CandidateScorer(item_embeddings, hidden=hidden, value_head=False)
+        self.scorer = CandidateScorer(
+            item_embeddings, hidden=hidden, value_head=False, item_features=item_features
+        )
 
     def forward(self, obs: Mapping[str, torch.Tensor]) -> torch.Tensor:  # type: ignore[override]
         q, _ = self.scorer(obs)
@@ -52,18 +55,20 @@ class CandidateDQNPolicy(DQNPolicy):
     """SB3 DQN policy with :class:`CandidateQNetwork` as online and target network."""
 
     def __init__(self, observation_space: spaces.Dict, action_space: spaces.Discrete, lr_schedule: Any, *,
-                 item_embeddings: np.ndarray, hidden: int = 64, **kwargs: Any) -> None:
-        self._item_embeddings, self._hidden = item_embeddings, hidden
+                 item_embeddings: np.ndarray, hidden: int = 64, item_features: np.ndarray | None = None,
+                 **kwargs: Any) -> None:
+        self._item_embeddings, self._hidden, self._item_features = item_embeddings, hidden, item_features
         super().__init__(observation_space, action_space, lr_schedule, **kwargs)
 
     def make_q_net(self) -> CandidateQNetwork:  # type: ignore[override]
         return CandidateQNetwork(
-            self.observation_space, self.action_space, item_embeddings=self._item_embeddings, hidden=self._hidden
+            self.observation_space, self.action_space, item_embeddings=self._item_embeddings, hidden=self._hidden,
+            item_features=self._item_features,
         ).to(self.device)
 
     def _get_constructor_parameters(self) -> dict[str, Any]:
         data = super()._get_constructor_parameters()
-        data.update(item_embeddings=self._item_embeddings, hidden=self._hidden)
+        data.update(item_embeddings=self._item_embeddings, hidden=self._hidden, item_features=self._item_features)
         return data
 
 
@@ -131,7 +136,7 @@ class DQNRecommender(Recommender):
         with seeded_init(self.config.seed):
             self.q_net = CandidateQNetwork(
                 self._obs_space(), spaces.Discrete(spec.num_candidates), item_embeddings=spec.item_embeddings,
-                hidden=self.config.hidden,
+                hidden=self.config.hidden, item_features=spec.item_features,
             ).to(self.device)
         self.num_timesteps = 0
 
@@ -160,7 +165,10 @@ class DQNRecommender(Recommender):
                     exploration_initial_eps=c.exploration_initial_eps, exploration_final_eps=c.exploration_final_eps,
                     max_grad_norm=c.max_grad_norm, replay_buffer_class=SeededDictReplayBuffer,
                     replay_buffer_kwargs={"seed": c.seed}, optimize_memory_usage=False,
-                    policy_kwargs={"item_embeddings": self.spec.item_embeddings, "hidden": c.hidden},
+                    policy_kwargs={
+                        "item_embeddings": self.spec.item_embeddings, "hidden": c.hidden,
+                        "item_features": self.spec.item_features,
+                    },
                     device=self.device, seed=None, verbose=0,
                 )
             self.model.explore_rng = np.random.default_rng(c.seed + 1)

@@ -5,11 +5,17 @@ every candidate, so it is permutation-equivariant over candidates and has no par
 catalogue size ``M`` or the candidate count ``N``. Per forward pass:
 
 1. user tower: ``u = MLP([profile, history, context])`` -> additive part ``u_a`` and gate ``u_g`` ``(B, h)``;
-2. item tower: the whole item table is projected once, ``P = E @ W`` ``(M, 2h)`` (``E`` frozen ``(M, d)``),
-   then gathered at the candidates ``(B, N, 2h)`` - never a flat MLP over an ``(N, d)`` block;
-3. interaction features: ``cos(profile, item)`` and ``cos(history, item)`` ``(B, N, 2)``;
-4. ``z = relu(u_a + P_a[c] + u_g * P_g[c] + W_c cos)``; score ``= w . z + b``;
+2. item tower: the whole item table is projected once, ``P = [E, F] @ W`` ``(M, 2h)`` (``E`` frozen LM
+   table ``(M, d)``, ``F`` the env's public item features ``(M, f)``: popularity percentile, new flag),
+   then gathered at the candidates ``(B, N, 2h)`` - never a flat MLP over an ``(N, d)`` block. Without
+   gradients (rollouts, ranking) ``P`` is cached until the weights change;
+3. interaction features ``x`` ``(B, N, 2 + f)``: ``cos(profile, item)``, ``cos(history, item)`` and the
+   candidate's public features ``F[c]``;
+4. ``z = relu(u_a + P_a[c] + u_g * P_g[c] + W_x x)``; score ``= w . z + b``;
 5. value (optional): ``MLP([u, masked-mean_N z])``.
+
+The user tower sees the context (budget fraction, step fraction, last click rate, cold flag), so the gate
+``u_g`` can weigh popularity / clickbait-looking items differently late in a session.
 
 The cosines have no parameters; a training buffer may precompute them once per rollout with
 :func:`cosine_features` and pass them as ``obs["_cos"]`` (PPO does), saving the ``(B, 2, d) x (d, M)``
@@ -45,23 +51,31 @@ class CandidateScorer(nn.Module):
         hidden: width ``h`` of the per-candidate layer (the user tower is ``max(2h, 64)`` wide).
         context_dim: length of ``obs["context"]``.
         value_head: also return a state value ``(B,)``.
+        item_features: ``(M, f)`` float32 public item features (``EnvSpec.item_features``) or ``None`` (f = 0).
     """
 
     def __init__(
-        self, item_embeddings: np.ndarray | torch.Tensor, hidden: int = 64, context_dim: int = 4, value_head: bool = True
+        self, item_embeddings: np.ndarray | torch.Tensor, hidden: int = 64, context_dim: int = 4, value_head: bool = True,
+        item_features: np.ndarray | torch.Tensor | None = None,
     ) -> None:
         super().__init__()
         table = torch.as_tensor(np.array(item_embeddings, dtype=np.float32))
         if table.ndim != 2:
             raise ValueError(f"item_embeddings: expected shape (M, d), received {tuple(table.shape)}")
-        self.register_buffer("item_table", table, persistent=False)
+        m, d = table.shape
+        feats = torch.zeros((m, 0)) if item_features is None else torch.as_tensor(np.array(item_features, dtype=np.float32))
+        if feats.ndim != 2 or feats.shape[0] != m:
+            raise ValueError(f"item_features: expected shape ({m}, f) like item_embeddings, received {tuple(feats.shape)}")
+        self.num_item_features = int(feats.shape[1])
+        self.register_buffer("item_table", torch.cat([table, feats], dim=1), persistent=False)
+        self.register_buffer("item_feat", feats, persistent=False)
         self.register_buffer("item_unit", nn.functional.normalize(table, dim=1), persistent=False)
-        d = table.shape[1]
         self.hidden = hidden
         wide = max(2 * hidden, 64)
         self.user = nn.Sequential(nn.Linear(2 * d + context_dim, wide), nn.ReLU(), nn.Linear(wide, 2 * hidden))
-        self.item = nn.Linear(d, 2 * hidden)
-        self.inter = nn.Linear(2, hidden, bias=False)
+        self.item = nn.Linear(d + self.num_item_features, 2 * hidden)
+        self.inter = nn.Linear(2 + self.num_item_features, hidden, bias=False)
+        self._proj_cache: tuple[tuple, torch.Tensor] | None = None
         self.out = nn.Linear(hidden, 1)
         self.value = (
             nn.Sequential(nn.Linear(3 * hidden, hidden), nn.ReLU(), nn.Linear(hidden, 1)) if value_head else None
@@ -78,11 +92,15 @@ class CandidateScorer(nn.Module):
         b, n = cand.shape
         h = self.hidden
         ua, ug = self.user(torch.cat([profile, history, context], dim=1)).split(h, dim=1)
-        proj = self.item(self.item_table)  # (M, 2h): the table is projected once per forward
-        pc = proj[cand]  # (B, N, 2h)
-        pa, pg = pc[..., :h], pc[..., h:]
+        flat = cand.reshape(-1)
+        pc = self.item_projection().index_select(0, flat).view(b, n, 2 * h)  # (B, N, 2h)
+        pa, pg = pc.split(h, dim=2)  # split (not slicing): its backward is one cat, not zero-filled copies
         cos = obs[COS_KEY] if COS_KEY in obs else cosine_features(self.item_unit, profile, history, cand)
-        z = torch.relu(ua.unsqueeze(1) + pa + ug.unsqueeze(1) * pg + self.inter(cos))
+        if self.num_item_features:
+            x = torch.cat([_f32(cos), self.item_feat.index_select(0, flat).view(b, n, -1)], dim=2)
+        else:
+            x = _f32(cos)
+        z = torch.relu(ua.unsqueeze(1) + pa + ug.unsqueeze(1) * pg + self.inter(x))
         scores = self.out(z).squeeze(-1)
         value = None
         if self.value is not None:
@@ -90,6 +108,18 @@ class CandidateScorer(nn.Module):
             pooled = (z * allowed).sum(1) / allowed.sum(1).clamp_min(1.0)
             value = self.value(torch.cat([ua, ug, pooled], dim=1)).squeeze(-1)
         return scores, value
+
+    def item_projection(self) -> torch.Tensor:
+        """``(M, 2h)`` projection of the whole item table (once per forward). Without gradients it is cached
+        and reused until the weights change (their in-place version counters or storage move)."""
+        w, b = self.item.weight, self.item.bias
+        if torch.is_grad_enabled():
+            self._proj_cache = None
+            return self.item(self.item_table)
+        key = (w.data_ptr(), w._version, b.data_ptr(), b._version, w.device)
+        if self._proj_cache is None or self._proj_cache[0] != key:
+            self._proj_cache = (key, self.item(self.item_table))
+        return self._proj_cache[1]
 
 
 def cosine_features(
@@ -122,14 +152,18 @@ def pl_sample(logits: torch.Tensor, k: int, generator: torch.Generator | None = 
 
 def pl_log_prob(logits: torch.Tensor, slate: torch.Tensor) -> torch.Tensor:
     """``(B,)`` log-probability of ordered ``slate`` ``(B, K)`` under Plackett-Luce:
-    ``sum_j [s(a_j) - logsumexp(s over unmasked candidates not in a_<j)]``."""
-    b, n = logits.shape
-    k = slate.shape[1]
-    chosen = torch.zeros((b, k, n), dtype=logits.dtype, device=logits.device)
-    chosen.scatter_(2, slate.unsqueeze(2), 1.0)
-    before = (chosen.cumsum(1) - chosen) > 0  # (B, K, N): picked at an earlier slot
-    remaining = logits.unsqueeze(1).masked_fill(before, float("-inf"))
-    return (logits.gather(1, slate) - torch.logsumexp(remaining, dim=2)).sum(1)
+    ``sum_j [s(a_j) - logsumexp(s over unmasked candidates not in a_<j)]``.
+
+    Computed exactly in ``O(B (N + K))``: with ``R = logsumexp(s over unmasked candidates not in the slate)``
+    the slot-j denominator is ``logsumexp(R, s(a_j), ..., s(a_{K-1}))``, a reversed cumulative logsumexp over
+    K + 1 terms (no ``(B, K, N)`` tensor, no subtraction of probability masses)."""
+    chosen = logits.gather(1, slate)  # (B, K)
+    rest = logits.scatter(1, slate, float("-inf"))
+    # a finite floor keeps R's gradient finite when every unmasked candidate is in the slate (exp(floor) = 0)
+    rest_lse = torch.logsumexp(rest.clamp_min(-1e30), dim=1, keepdim=True)  # (B, 1)
+    cum = torch.logcumsumexp(torch.cat([rest_lse, chosen.flip(1)], dim=1), dim=1)  # [R, s(a_{K-1}), ..., s(a_0)]
+    denom = cum[:, 1:].flip(1)  # slot j: logsumexp(R, s(a_j), ..., s(a_{K-1}))
+    return (chosen - denom).sum(1)
 
 
 def first_slot_entropy(logits: torch.Tensor) -> torch.Tensor:

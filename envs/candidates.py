@@ -1,73 +1,79 @@
 """Candidate generation: a per-user retrieval pool built at reset, and N distinct candidates per step.
 
 Pool (at reset, for the users being reset): ``pool_size`` distinct items sampled without replacement
-(Gumbel top-k) from the mixture ``nearest * softmax(cos(query, e_i) / T) + popular * pop_i + random / M``
-over the items released so far, where ``query`` is the user's normalised profile + history vector. This
-is the retrieval stage of a two-stage recommender: the policy ranks N << M candidates.
+(exponential race, equivalent to Gumbel top-k) from the mixture ``nearest * softmax(cos(query, e_i) / T) +
+popular * pop_i + random / M`` over the poolable items, where ``query`` is the user's normalised profile +
+prior-history vector. This is the retrieval stage of a two-stage recommender: the policy ranks N << M
+candidates. The pool is then put in a random order (a random affine permutation of positions per user).
 
-Each pool is shuffled when it is built. Per step every user gets the window of N pool positions starting
-at ``(t * N) mod P`` (``t`` = the env step; one shared index, so it costs one ``index_select``): the N
-candidates are distinct, each pool item comes back every ``P / N`` steps, and the shuffle makes the
-window's content random per user. Then the last ``new_item_slots`` columns are overwritten by items
-injected within the last ``new_item_window`` steps (uniformly), when there are any.
+Per step every user gets the window of N pool positions starting at ``(t * N) mod P`` (``t`` = the env
+step; one shared window, so it costs a slice): the N candidates are distinct, each pool item comes back
+every ``P / N`` steps, and the shuffle makes the window's content random per user. Then the last
+``new_item_slots`` columns are overwritten by items injected within the last ``new_item_window`` steps
+(uniformly), when there are any.
 """
 
 from __future__ import annotations
 
+import math
+
 import torch
 
-__all__ = ["build_pools", "window_candidates"]
+__all__ = ["retrieval_probs", "sample_pools", "window_positions", "take_window"]
 
 
-def build_pools(
+def retrieval_probs(
     query: torch.Tensor,
     item_emb: torch.Tensor,
     popularity: torch.Tensor,
-    released: torch.Tensor,
+    poolable: torch.Tensor,
     *,
-    pool_size: int,
     mix: tuple[float, float, float],
     temperature: float,
-    generator: torch.Generator,
 ) -> torch.Tensor:
-    """Sample retrieval pools.
-
-    Args:
-        query: ``(R, d)`` float32 user query vectors.
-        item_emb: ``(M, d)`` float32 item LM embeddings.
-        popularity: ``(M,)`` float32 popularity prior.
-        released: ``(M,)`` bool, items available now (at least ``pool_size`` of them).
-        pool_size: P.
-        mix: weights of (nearest, popular, random).
-    Returns:
-        ``(R, P)`` int64 distinct item indices per row.
-    """
-    n_released = int(released.sum())
-    if n_released < pool_size:
-        raise ValueError(f"pool_size: expected <= released items ({n_released}), received {pool_size}")
+    """``(R, d)`` queries -> ``(R, M)`` float32 mixture probabilities over the ``poolable`` ``(M,)`` items."""
     neg_inf = torch.finfo(item_emb.dtype).min
-    sim = (query @ item_emb.T) / temperature
-    sim = sim.masked_fill(~released, neg_inf)
-    near = torch.softmax(sim, dim=1)
-    pop = torch.where(released, popularity, torch.zeros_like(popularity))
+    near = torch.softmax(((query @ item_emb.T) / temperature).masked_fill(~poolable, neg_inf), dim=1)
+    pop = torch.where(poolable, popularity, torch.zeros_like(popularity))
     pop = pop / pop.sum().clamp_min(1e-12)
-    rand = released.to(item_emb.dtype) / n_released
+    rand = poolable.to(item_emb.dtype) / poolable.sum().clamp_min(1)
     w_near, w_pop, w_rand = mix
-    total = w_near + w_pop + w_rand
-    probs = (w_near * near + (w_pop * pop + w_rand * rand)) / total
+    return (w_near * near + (w_pop * pop + w_rand * rand)) / (w_near + w_pop + w_rand)
+
+
+def sample_pools(probs: torch.Tensor, pool_size: int, generator: torch.Generator) -> torch.Tensor:
+    """Sample ``(R, P)`` distinct items per row from ``probs`` ``(R, M)`` (zero-probability items never),
+    in a random order.
+
+    Raises:
+        ValueError: fewer than ``pool_size`` items have positive probability.
+    """
+    n_support = int((probs[0] > 0).sum()) if len(probs) else pool_size
+    if n_support < pool_size:
+        raise ValueError(f"pool_size: expected <= the {n_support} poolable items, received {pool_size}")
+    # Exponential race: the top-P of p_i / E_i (E_i ~ Exp(1)) is a sample without replacement from p,
+    # the same as Gumbel top-k on log p but with one log instead of three.
     u = torch.rand(probs.shape, generator=generator, device=probs.device).clamp_(1e-20, 1.0)
-    gumbel = -torch.log(-torch.log(u))
-    keys = torch.log(probs.clamp_min(1e-30)) + gumbel
-    keys = keys.masked_fill(~released, neg_inf)
+    keys = torch.where(probs > 0, probs / -torch.log(u), -1.0)
     pool = torch.topk(keys, pool_size, dim=1, sorted=False).indices
-    shuffle = torch.argsort(torch.rand(pool.shape, generator=generator, device=pool.device), dim=1)
-    return pool.gather(1, shuffle)
+    # Random order: position j -> (a * j + b) mod P with a coprime to P (an affine permutation per row).
+    r = pool.shape[0]
+    coprime = torch.tensor([a for a in range(1, pool_size + 1) if math.gcd(a, pool_size) == 1], device=pool.device)
+    a = coprime[torch.randint(0, len(coprime), (r, 1), generator=generator, device=pool.device)]
+    b = torch.randint(0, pool_size, (r, 1), generator=generator, device=pool.device)
+    order = (a * torch.arange(pool_size, device=pool.device) + b) % pool_size
+    return pool.gather(1, order)
 
 
-def window_candidates(pool: torch.Tensor, num: int, step: int) -> torch.Tensor:
-    """``(B, P)`` shuffled pools -> ``(B, num)`` the window of positions ``(step * num + j) mod P``."""
-    p = pool.shape[1]
-    start = (step * num) % p
+def window_positions(pool_size: int, num: int, step: int, device: torch.device) -> torch.Tensor:
+    """``(num,)`` int64 pool positions ``(step * num + j) mod P`` of this step's window."""
+    start = (step * num) % pool_size
+    return (start + torch.arange(num, device=device)) % pool_size
+
+
+def take_window(x: torch.Tensor, pos: torch.Tensor) -> torch.Tensor:
+    """``x[:, pos]`` for a window ``pos`` of consecutive positions (mod P): a slice, or two when it wraps."""
+    start, num, p = int(pos[0]), len(pos), x.shape[1]
     if start + num <= p:  # contiguous slices copy far faster than a strided index_select
-        return pool[:, start : start + num].clone()
-    return torch.cat([pool[:, start:], pool[:, : start + num - p]], dim=1)
+        return x[:, start : start + num].clone()
+    return torch.cat([x[:, start:], x[:, : start + num - p]], dim=1)

@@ -21,7 +21,7 @@ import numpy as np
 import torch
 
 from recgym.common.device import resolve_device
-from recgym.envs.candidates import build_pools, window_candidates
+from recgym.envs.candidates import retrieval_probs, sample_pools, take_window, window_positions
 from recgym.envs.choice import ChoiceModel, make_choice_model, sample_clicks
 from recgym.envs.config import EnvConfig
 from recgym.envs.response import QualityResponse, ResponseModel, RewardFn, make_reward
@@ -31,6 +31,12 @@ __all__ = ["RankingCore", "SimState", "WorldTensors", "CONTEXT_FEATURES", "NEVER
 
 CONTEXT_FEATURES = ("budget_fraction", "step_fraction", "last_click_rate", "cold_user")
 NEVER = -(2**30)  # "last shown/consumed at step NEVER": long enough ago for any window or decay
+_RETRIEVAL_CACHE_MAX = 64_000_000  # users x items above which per-user retrieval probabilities are not cached
+
+
+def _take(table: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
+    """``table[idx]`` via ``index_select`` (several times faster on CPU than advanced indexing)."""
+    return table.index_select(0, idx.reshape(-1)).view(*idx.shape, *table.shape[1:])
 
 
 @dataclass(frozen=True, eq=False)
@@ -70,7 +76,9 @@ class WorldTensors:
         never = np.iinfo(np.int64).max // 4
         release = np.zeros(m, dtype=np.int64)
         if config.new_items_per_step > 0:
-            release[new_idx] = np.ceil((np.arange(len(new_idx)) + 1) / config.new_items_per_step).astype(np.int64)
+            # Item j is out once floor(t * rate) > j (the count RankingCore._recent_new_range uses); the
+            # epsilon keeps float rounding (1 / 0.05 = 20.000000000000004) from delaying it a step.
+            release[new_idx] = np.ceil((np.arange(len(new_idx)) + 1 - 1e-9) / config.new_items_per_step).astype(np.int64)
         else:
             release[new_idx] = never
 
@@ -104,7 +112,8 @@ class SimState:
     pool: torch.Tensor  # (B, P) int64 retrieval pool
     candidates: torch.Tensor  # (B, N) int64 item indices
     mask: torch.Tensor  # (B, N) bool, True = may be recommended
-    last_shown: torch.Tensor  # (B, M) int32 episode step an item was last shown (NEVER if not)
+    pool_shown: torch.Tensor  # (B, P) int32 episode step a pool position was last shown (NEVER if not)
+    last_shown: torch.Tensor  # (B, M) int32 episode step an item was last shown (new-item slots use it)
     last_consumed: torch.Tensor  # (B, M) int32 episode step an item was last clicked (NEVER if not)
 
     def clone(self) -> SimState:
@@ -172,6 +181,16 @@ class RankingCore:
         self.generator = torch.Generator(device=self.device)
         self.generator.manual_seed(int(np.random.SeedSequence(seed).generate_state(1)[0]) if seed is None else seed)
         self.t_global = 0  # env steps since the last seeding; drives item injection
+        # Set by each candidate refresh (all rows refresh at the same env step, so they share them):
+        self._window_pos = torch.arange(config.num_candidates, device=self.device)
+        self._pool_cols = config.num_candidates  # candidate columns that come from the pool
+        # A fresh episode's retrieval query depends only on the user's profile and prior history, so each
+        # user's retrieval distribution is cached until the set of poolable items changes.
+        hist = self.w.user_history
+        valid = (hist >= 0).unsqueeze(-1)
+        self._history0 = (_take(self.w.item_emb, hist.clamp_min(0)) * valid).sum(1) / valid.sum(1).clamp_min(1)
+        self._query0 = torch.nn.functional.normalize(self.w.user_emb + self._history0, dim=1)
+        self._retrieval_cache: tuple[int, torch.Tensor] | None = None
 
     # ----------------------------------------------------------------- randomness
     def seed(self, seed: int | None) -> None:
@@ -187,6 +206,32 @@ class RankingCore:
     def released(self) -> torch.Tensor:
         """``(M,)`` bool: items in the catalogue at the current env step."""
         return self.w.item_release <= self.t_global
+
+    def poolable(self) -> torch.Tensor:
+        """``(M,)`` bool: items a retrieval pool may hold now: initial items, and injected items past their
+        ``new_item_window`` (until then they reach users through the new-item slots only). Pool items and
+        new-slot items are therefore disjoint, so candidates need no cross-block duplicate check."""
+        return ~self.w.item_new | (self.w.item_release <= self.t_global - self.config.new_item_window)
+
+    def _poolable_new_count(self) -> int:
+        """How many injected items are past their window (the poolable set only grows with this count)."""
+        n, rate = len(self.w.new_order), self.config.new_items_per_step
+        if n == 0 or rate <= 0:
+            return 0
+        return max(0, min(n, int(math.floor((self.t_global - self.config.new_item_window) * rate + 1e-9))))
+
+    def _user_retrieval_probs(self, users: torch.Tensor) -> torch.Tensor:
+        """``(R, M)`` retrieval mixture probabilities for fresh episodes of ``users``."""
+        cfg, w = self.config, self.w
+        mix = cfg.candidate_mix
+        kw = {"mix": (mix.nearest, mix.popular, mix.random), "temperature": cfg.similarity_temperature}
+        if self._query0.shape[0] * w.item_emb.shape[0] > _RETRIEVAL_CACHE_MAX:
+            return retrieval_probs(_take(self._query0, users), w.item_emb, w.item_popularity, self.poolable(), **kw)
+        key = self._poolable_new_count()
+        if self._retrieval_cache is None or self._retrieval_cache[0] != key:
+            probs = retrieval_probs(self._query0, w.item_emb, w.item_popularity, self.poolable(), **kw)
+            self._retrieval_cache = (key, probs)
+        return self._retrieval_cache[1].index_select(0, users)
 
     def sample_users(self, n: int) -> torch.Tensor:
         """``(n,)`` int64 users drawn uniformly (with replacement) from the configured cohort."""
@@ -211,6 +256,7 @@ class RankingCore:
             pool=torch.zeros(b, cfg.pool_size, dtype=torch.int64, device=dev),
             candidates=torch.zeros(b, cfg.num_candidates, dtype=torch.int64, device=dev),
             mask=torch.ones(b, cfg.num_candidates, dtype=torch.bool, device=dev),
+            pool_shown=torch.full((b, cfg.pool_size), NEVER, dtype=torch.int32, device=dev),
             last_shown=torch.full((b, m), NEVER, dtype=torch.int32, device=dev),
             last_consumed=torch.full((b, m), NEVER, dtype=torch.int32, device=dev),
         )
@@ -234,53 +280,51 @@ class RankingCore:
             return
         w, cfg = self.w, self.config
         state.user[rows] = users
-        state.profile[rows] = w.user_emb[users]
-        state.user_bias[rows] = w.user_bias[users]
-        state.cold[rows] = w.user_cold[users]
-        state.interest[rows] = w.user_latent[users]
-        hist = w.user_history[users]
-        valid = hist >= 0
-        summed = (w.item_emb[hist.clamp_min(0)] * valid.unsqueeze(-1)).sum(1)
-        state.history[rows] = summed / valid.sum(1, keepdim=True).clamp_min(1)
+        state.profile[rows] = w.user_emb.index_select(0, users)
+        state.user_bias[rows] = w.user_bias.index_select(0, users)
+        state.cold[rows] = w.user_cold.index_select(0, users)
+        state.interest[rows] = w.user_latent.index_select(0, users)
+        state.history[rows] = self._history0.index_select(0, users)
         state.budget[rows] = cfg.initial_budget
         state.step[rows] = 0
         state.last_click_rate[rows] = 0.0
         state.genre_fatigue[rows] = 0.0
+        state.pool_shown[rows] = NEVER
         state.last_shown[rows] = NEVER
         state.last_consumed[rows] = NEVER
-        query = torch.nn.functional.normalize(state.profile[rows] + state.history[rows], dim=1)
-        mix = cfg.candidate_mix
-        state.pool[rows] = build_pools(
-            query, w.item_emb, w.item_popularity, self.released(), pool_size=cfg.pool_size,
-            mix=(mix.nearest, mix.popular, mix.random), temperature=cfg.similarity_temperature,
-            generator=self.generator,
-        )
+        state.pool[rows] = sample_pools(self._user_retrieval_probs(users), cfg.pool_size, self.generator)
         self._refresh_candidates(state, rows)
 
     def _refresh_candidates(self, state: SimState, rows: torch.Tensor | None = None) -> None:
         cfg, w = self.config, self.w
         pool = state.pool if rows is None else state.pool[rows]
-        cand = window_candidates(pool, cfg.num_candidates, self.t_global)
+        pos = window_positions(cfg.pool_size, cfg.num_candidates, self.t_global, self.device)
+        cand = take_window(pool, pos)
         n_new = self._recent_new_range()
-        s = cfg.new_item_slots
+        s = cfg.new_item_slots if n_new is not None else 0
+        self._window_pos, self._pool_cols = pos, cfg.num_candidates - s
         dup = torch.zeros_like(cand, dtype=torch.bool)
         if s > 0 and n_new is not None:
             lo, hi = n_new
             j = lo + (self._rand(cand.shape[0], s) * (hi - lo)).long().clamp_(max=hi - lo - 1)
             new_items = w.new_order[j]
             cand[:, -s:] = new_items
-            # A new item may also sit in the pool block, or be drawn twice: mask the later copy.
-            dup[:, -s:] = (new_items.unsqueeze(2) == cand[:, :-s].unsqueeze(1)).any(2)
+            # Pools never hold items inside their new window (see poolable), so the only possible
+            # duplicates are two slots drawing the same new item: mask the later copy.
             same = new_items.unsqueeze(2) == new_items.unsqueeze(1)
-            dup[:, -s:] |= torch.tril(same, diagonal=-1).any(2)
+            dup[:, -s:] = torch.tril(same, diagonal=-1).any(2)
         mask = ~dup
         if cfg.mask_window > 0:
-            last = (state.last_shown if rows is None else state.last_shown[rows]).gather(1, cand)
-            step = (state.step if rows is None else state.step[rows]).unsqueeze(1)
-            mask = mask & (step - last > cfg.mask_window)
+            last = take_window(state.pool_shown if rows is None else state.pool_shown[rows], pos)
+            if s > 0:  # new-item columns are not pool positions: look their items up instead
+                last[:, -s:] = (state.last_shown if rows is None else state.last_shown[rows]).gather(1, cand[:, -s:])
+            step = state.step if rows is None else state.step[rows]
+            # shown at step s is masked while now - s <= window, i.e. allowed when s < now - window
+            mask = mask & (last < (step - cfg.mask_window).to(torch.int32).unsqueeze(1))
             # Never leave fewer than K choices: if nearly every candidate was shown lately, they come back.
             short = mask.sum(1) < cfg.slate_size
-            mask = torch.where(short.unsqueeze(1), ~dup, mask)
+            if bool(short.any()):
+                mask = torch.where(short.unsqueeze(1), ~dup, mask)
         if rows is None:
             state.candidates, state.mask = cand, mask
         else:
@@ -304,9 +348,9 @@ class RankingCore:
         ``scalars`` = ``item_scalars[items]`` when the caller already gathered them."""
         w, cfg = self.w, self.config
         if scalars is None:
-            scalars = w.item_scalars[items]
-        lat = w.item_latent[items]  # (B, K, k)
-        logits = w.affinity_scale * (lat * state.interest.unsqueeze(1)).sum(-1)
+            scalars = _take(w.item_scalars, items)
+        lat = _take(w.item_latent, items)  # (B, K, k)
+        logits = w.affinity_scale * torch.bmm(lat, state.interest.unsqueeze(2)).squeeze(2)
         logits = logits + scalars[..., 0] + state.user_bias.unsqueeze(1)
         if cfg.genre_fatigue_weight > 0:
             genre = scalars[..., 2].long()
@@ -360,14 +404,14 @@ class RankingCore:
         if cfg.info_candidate_relevance:
             cand_probs = torch.sigmoid(self.candidate_logits(state))
         items = state.candidates.gather(1, slate)
-        scalars = w.item_scalars[items]  # (B, K, 5)
+        scalars = _take(w.item_scalars, items)  # (B, K, 5)
         logits, lat = self.slate_logits(state, items, scalars)
         probs = self.choice.click_probs(logits)
         clicks = sample_clicks(probs, self._rand(b, cfg.slate_size), self.choice.multi_click)
         noise = torch.randn((b, cfg.slate_size), generator=self.generator, device=self.device)
         resp = self.response(clicks, scalars[..., 1], noise)
         reward = self.reward_fn(resp)
-        self._advance(state, items, scalars[..., 2].long(), lat, clicks, resp.satisfaction)
+        self._advance(state, slate, items, scalars[..., 2].long(), lat, clicks, resp.satisfaction)
         terminated = state.budget <= 0
         truncated = (state.step >= cfg.max_steps) & ~terminated
         info = {
@@ -388,8 +432,8 @@ class RankingCore:
         return reward, terminated, truncated, info
 
     def _advance(
-        self, state: SimState, items: torch.Tensor, genres: torch.Tensor, lat: torch.Tensor, clicks: torch.Tensor,
-        satisfaction: torch.Tensor,
+        self, state: SimState, slate: torch.Tensor, items: torch.Tensor, genres: torch.Tensor, lat: torch.Tensor,
+        clicks: torch.Tensor, satisfaction: torch.Tensor,
     ) -> None:
         """User dynamics after a slate: budget, fatigue, interest drift, history summary, shown/consumed steps."""
         w, cfg = self.w, self.config
@@ -397,7 +441,13 @@ class RankingCore:
         cf = clicks.to(torch.float32)
         n_clicks = cf.sum(1)
         now = state.step.to(torch.int32).unsqueeze(1).expand(b, k)
-        state.last_shown.scatter_(1, items, now)
+        # Pool columns are recorded by pool position; new-item columns by item (their pool position was
+        # overwritten, so its value is written back unchanged).
+        from_pool = slate < self._pool_cols
+        pool_pos = self._window_pos[slate]
+        state.pool_shown.scatter_(1, pool_pos, torch.where(from_pool, now, state.pool_shown.gather(1, pool_pos)))
+        if not bool(from_pool.all()):
+            state.last_shown.scatter_(1, items, torch.where(from_pool, state.last_shown.gather(1, items), now))
         state.budget.add_(cfg.budget_gain * satisfaction - cfg.step_cost).clamp_(max=self.budget_cap)
         state.genre_fatigue.mul_(cfg.fatigue_decay).scatter_add_(
             1, genres, cf + cfg.exposure_fatigue * (1.0 - cf)
@@ -418,7 +468,7 @@ class RankingCore:
         moved = z + cfg.interest_drift * (lat_sum / n - z)
         state.interest[rows] = moved * (z.norm(dim=1, keepdim=True) / moved.norm(dim=1, keepdim=True).clamp_min(1e-8))
         # History summary: EMA of consumed LM embeddings.
-        emb = w.item_emb[items[pairs[:, 0], pairs[:, 1]]]
+        emb = w.item_emb.index_select(0, items[pairs[:, 0], pairs[:, 1]])
         agg = torch.zeros(len(rows), emb.shape[1], device=self.device).index_add_(0, inverse, emb) / n
         a = cfg.history_ema
         state.history[rows] = (1 - a) * state.history[rows] + a * agg

@@ -82,7 +82,10 @@ def actions_to_slate(
             raise InvalidActionError(f"action: expected shape {shape} for action_type={kind!r}, received {tuple(a.shape)}")
     a = a.reshape(b, *expected) if kind != "item" else a.reshape(b, 1)
     if not strict:
-        return _repair(a, mask, k) if kind != "scores" else _top_k(a.to(torch.float32).nan_to_num(float("-inf")), mask, k)
+        if kind != "scores":
+            return _repair(a, mask, k)
+        scores = a.to(torch.float32)
+        return _top_k(scores, mask & ~torch.isnan(scores), k)  # NaN counts as masked
     if kind == "scores":
         if strict and (a.dtype == torch.bool or a.is_complex()):
             raise InvalidActionError(f"action: expected real-valued scores, received dtype {a.dtype}")

@@ -3,7 +3,9 @@
 One user-step = one slate shown to one user, including candidate generation, the choice model, the
 dynamics and the observation. Two levels are timed: ``core`` (torch tensors in/out, what a GPU-resident
 agent uses) and ``vector`` (the Gymnasium VectorEnv: numpy in/out, strict action validation, info arrays,
-autoreset). Actions are random scores generated before timing.
+autoreset). Actions are random scores generated before timing. Timing starts after ``warmup`` steps
+(default 60, more than one episode), so the users' episodes have desynchronised and the figure is the
+steady state, resets included (at the start every user resets at once).
 
     python -m recgym.experiments.bench_env --num-envs 8192 --json
     recgym bench env --num-envs 8192 --json
@@ -31,6 +33,7 @@ def run_env_benchmark(
     threads: int | None = None,
     level: str = "both",
     seed: int = 0,
+    warmup: int = 60,
 ) -> dict:
     """Time ``steps`` env steps of ``num_envs`` users; return figures and settings as a dict."""
     from recgym.common.device import resolve_device
@@ -40,13 +43,13 @@ def run_env_benchmark(
     if threads is not None:
         torch.set_num_threads(threads)
     dev = resolve_device(device)
-    steps = steps or max(20, min(2000, 400_000 // num_envs))
+    steps = steps or max(100, min(2000, 1_000_000 // num_envs))
     env = RankingVectorEnv(num_envs, world, num_candidates=candidates, slate_size=slate_size, device=dev,
                            autoreset_mode="same_step")
     result: dict = {
         "num_envs": num_envs, "candidates": candidates, "slate_size": slate_size, "device": str(dev),
         "dim": env.core.world.catalog.dim, "items": env.core.world.catalog.num_items, "world": env.core.world.name,
-        "steps": steps, "threads": torch.get_num_threads(), "torch": torch.__version__,
+        "steps": steps, "warmup": warmup, "threads": torch.get_num_threads(), "torch": torch.__version__,
         "cpu": platform.processor() or platform.machine(),
     }
     gen = torch.Generator(device=dev).manual_seed(seed)
@@ -60,11 +63,12 @@ def run_env_benchmark(
     if level in ("both", "core"):
         core = env.core
         state = core.init_state(core.sample_users(num_envs))
-        for i in range(3):  # warm-up
-            core.step(state, actions_to_slate(scores_t[i], state.mask, core.config, batched=True, strict=False))
         sync()
-        t0 = time.perf_counter()
-        for i in range(steps):
+        t0 = 0.0
+        for i in range(warmup + steps):
+            if i == warmup:
+                sync()
+                t0 = time.perf_counter()
             slate = actions_to_slate(scores_t[i % n_actions], state.mask, core.config, batched=True, strict=False)
             _, term, trunc, _ = core.step(state, slate)
             done = term | trunc
@@ -78,9 +82,9 @@ def run_env_benchmark(
     if level in ("both", "vector"):
         scores_np = [s.cpu().numpy() for s in scores_t]
         env.reset(seed=seed)
-        for i in range(3):
-            env.step(scores_np[i])
-        v_steps = max(10, steps // 2)
+        for i in range(warmup):
+            env.step(scores_np[i % n_actions])
+        v_steps = max(50, steps // 2)
         sync()
         t0 = time.perf_counter()
         for i in range(v_steps):

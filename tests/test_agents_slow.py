@@ -1,8 +1,11 @@
 """Learning bars of the RL agents (``pytest -m slow tests/test_agents_slow.py``).
 
-CPU budgets (stated, torch threads = 1): analytic world (20 items, 4 users, K = 3, 20 steps) - PPO 100k env
-steps (~10-20 s per seed), DQN 10k env steps on slate_size = 1 (~30 s per seed); default world - PPO 300k
-env steps per seed (~2 min per seed at ~4k steps/s).
+CPU budgets (stated, torch threads = 1, shared 2-core machine): analytic world (20 items, 4 users, K = 3,
+20 steps) - PPO 100k env steps (~10-20 s per seed), DQN 10k env steps on slate_size = 1 (~30 s per seed);
+default world - PPO 600k env steps per seed with the default :class:`~recgym.agents.ppo.PPOConfig`
+(256 users, ~90-100 s of training per seed at 6-7k env-steps/s, < 2 min per seed with the evaluation of
+five agents on 512 test-cohort users; ~9 min for the five seeds). At 300k steps the bar also holds, with a
+thinner margin over popularity (PPO 12.01 +- 0.33 vs 11.12 +- 0.29).
 """
 
 from __future__ import annotations
@@ -62,17 +65,21 @@ def test_dqn_reaches_90pct_of_optimal_on_analytic_world(seed: int) -> None:
 
 
 def test_ppo_beats_baselines_on_default_world() -> None:
+    """PPO beats random, popularity and LM-similarity by more than the 95 % CI over 5 seeds, evaluated on the
+    held-out ``test`` cohort with the same evaluation seeds for every agent. The myopic oracle is reported,
+    not asserted (see benchmarks/RESULTS.md for how PPO compares to it)."""
     from recgym.experiments.stats import mean_ci
 
     returns: dict[str, list[float]] = {n: [] for n in ("ppo", "random", "popularity", "lm_similarity", "oracle")}
     for seed in range(5):
         env = RankingSB3VecEnv(256, seed=seed, action_type="slate")
-        ppo = make_agent("ppo", env, seed=seed)
-        ppo.learn(env, 300_000)
+        ppo = make_agent("ppo", env, seed=seed, device="cpu")
+        ppo.learn(env, 600_000)
         for name in returns:
             ev = RankingVectorEnv(512, action_type="slate", cohort="test")
             agent = ppo if name == "ppo" else make_agent(name, ev, seed=seed)
             returns[name].append(mean_return(agent, ev, ev.config.slate_size, seed=1000 + seed))
     ci = {n: mean_ci(v) for n, v in returns.items()}
+    print({n: (round(c.mean, 3), round(c.half_width, 3)) for n, c in ci.items()})
     for name in ("random", "popularity", "lm_similarity"):
         assert ci["ppo"].low > ci[name].high, (name, ci)

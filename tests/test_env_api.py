@@ -171,7 +171,7 @@ def test_invalid_actions_raise_and_change_nothing(small_world, action_type, k, a
     with pytest.raises(InvalidActionError, match=pattern):
         env.step(action)
     after = env._state
-    for name in ("user", "interest", "budget", "step", "candidates", "mask", "last_shown", "last_consumed", "history"):
+    for name in ("user", "interest", "budget", "step", "candidates", "mask", "pool_shown", "last_shown", "last_consumed", "history"):
         assert np.array_equal(getattr(before, name).numpy(), getattr(after, name).numpy()), name
     assert env.core.t_global == t_before and bool((env.core.generator.get_state() == gen_before).all())
 

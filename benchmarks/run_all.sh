@@ -1,0 +1,15 @@
+#!/usr/bin/env bash
+# Re-run every benchmark recorded in benchmarks/RESULTS.md; prints one JSON line per figure set.
+# Run on a quiet machine (other CPU load distorts every number, 2-thread torch most of all).
+set -euo pipefail
+export HF_HUB_OFFLINE=1
+uptime
+echo "# env throughput, default torch threads and 1 thread"
+recgym bench env --num-envs 1 --num-envs 64 --num-envs 1024 --num-envs 8192 --json
+recgym bench env --num-envs 1 --num-envs 64 --num-envs 1024 --num-envs 8192 --threads 1 --json
+echo "# encoding"
+recgym bench encode --json | tail -n 1
+echo "# PPO training throughput"
+recgym bench train --agent ppo --threads 1 --json | tail -n 1
+recgym bench train --agent ppo --threads 2 --json | tail -n 1
+uptime
