@@ -229,6 +229,8 @@ class RankingCore:
             return retrieval_probs(_take(self._query0, users), w.item_emb, w.item_popularity, self.poolable(), **kw)
         key = self._poolable_new_count()
         if self._retrieval_cache is None or self._retrieval_cache[0] != key:
+            if len(users) * 8 < self._query0.shape[0]:  # few resets (small batches): not worth a rebuild
+                return retrieval_probs(_take(self._query0, users), w.item_emb, w.item_popularity, self.poolable(), **kw)
             probs = retrieval_probs(self._query0, w.item_emb, w.item_popularity, self.poolable(), **kw)
             self._retrieval_cache = (key, probs)
         return self._retrieval_cache[1].index_select(0, users)
