@@ -41,17 +41,15 @@ def _take(table: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
 
 @dataclass(frozen=True, eq=False)
 class WorldTensors:
-    """Frozen world arrays on the core's device. ``item_static`` ``(M,)`` is the state-independent part of
-    the click logit: ``popularity_weight * log(M * pop) + appeal_weight * appeal + bias``."""
+    """Frozen world arrays on the core's device. ``item_scalars[:, 0]`` is the state-independent part of the
+    click logit: ``popularity_weight * log(M * pop) + appeal_weight * appeal + bias``; the other columns are
+    hidden quality, genre, new flag and head flag, fused so a slate needs one lookup."""
 
     item_emb: torch.Tensor  # (M, d) float32, observable
     item_latent: torch.Tensor  # (M, k) float32, hidden
-    item_static: torch.Tensor  # (M,) float32, hidden
-    item_quality: torch.Tensor  # (M,) float32, hidden
     item_genre: torch.Tensor  # (M,) int64
     item_popularity: torch.Tensor  # (M,) float32
     item_new: torch.Tensor  # (M,) bool
-    item_head: torch.Tensor  # (M,) bool
     item_release: torch.Tensor  # (M,) int64 env step of release (0 initial; huge = never)
     item_scalars: torch.Tensor  # (M, 5) float32 [static, quality, genre, new, head]: one gather per slate
     new_order: torch.Tensor  # (n_new,) int64 new items in release order
@@ -86,9 +84,8 @@ class WorldTensors:
             return torch.as_tensor(np.ascontiguousarray(a), device=device)
 
         return cls(
-            item_emb=t(c.embeddings), item_latent=t(c.latent), item_static=t(static),
-            item_quality=t(c.quality), item_genre=t(c.genres), item_popularity=t(c.popularity),
-            item_new=t(c.is_new), item_head=t(c.head_mask()), item_release=t(release), new_order=t(new_idx),
+            item_emb=t(c.embeddings), item_latent=t(c.latent), item_genre=t(c.genres),
+            item_popularity=t(c.popularity), item_new=t(c.is_new), item_release=t(release), new_order=t(new_idx),
             item_scalars=t(np.stack([static, c.quality, c.genres, c.is_new, c.head_mask()], 1).astype(np.float32)),
             user_emb=t(p.embeddings), user_latent=t(p.latent), user_bias=t(p.bias), user_history=t(p.history),
             user_cold=t(p.cold), affinity_scale=float(pref.affinity_scale), num_genres=len(c.genre_names),
