@@ -8,8 +8,8 @@ anything; a world is frozen, so sharing it is safe.
 
 from __future__ import annotations
 
-import functools
 import json
+from collections import OrderedDict
 from collections.abc import Mapping
 from typing import Any
 
@@ -34,6 +34,7 @@ def make_world(
     world_config: Mapping[str, Any] | None = None,
     data_dir: str | None = None,
     encoder: str | None = None,
+    progress: bool = False,
 ) -> World:
     """Return a :class:`World` instance for a name (memoised), or ``world`` itself when it already is one.
 
@@ -42,13 +43,19 @@ def make_world(
         world_config: the world's own settings (e.g. ``SyntheticWorldConfig`` fields).
         data_dir: folder of the real data (real-data worlds; else ``RECGYM_DATA``).
         encoder: ``None`` (default MiniLM), ``"hashing"`` or a local model directory.
+        progress: show the encoder's progress bar if texts must be encoded (not part of the memo key).
     """
     if isinstance(world, World):
         return world
     if world not in KNOWN_WORLDS:
         raise ConfigError(f"world: expected one of {', '.join(KNOWN_WORLDS)}, received {world!r}{suggest(world, KNOWN_WORLDS)}")
-    key = json.dumps(dict(world_config or {}), sort_keys=True, default=str)
-    return _cached_world(world, key, data_dir, encoder)
+    key = (world, json.dumps(dict(world_config or {}), sort_keys=True, default=str), data_dir, encoder)
+    if key not in _WORLDS:
+        _WORLDS[key] = _build_world(*key, progress=progress)
+        while len(_WORLDS) > _MAX_WORLDS:
+            _WORLDS.popitem(last=False)
+    _WORLDS.move_to_end(key)
+    return _WORLDS[key]
 
 
 def _encoder_from_spec(spec: str | None):  # noqa: ANN202 - returns a TextEncoder
@@ -61,8 +68,12 @@ def _encoder_from_spec(spec: str | None):  # noqa: ANN202 - returns a TextEncode
     return TransformerEncoder(spec)
 
 
-@functools.lru_cache(maxsize=8)
-def _cached_world(name: str, world_config_json: str, data_dir: str | None, encoder: str | None) -> World:
+_MAX_WORLDS = 8
+_WORLDS: OrderedDict[tuple[str, str, str | None, str | None], World] = OrderedDict()  # per-process LRU memo
+
+
+def _build_world(name: str, world_config_json: str, data_dir: str | None, encoder: str | None, *,
+                 progress: bool) -> World:
     cfg = json.loads(world_config_json)
     if name == "analytic":
         from recgym.envs.worlds.analytic import make_analytic_world
@@ -71,7 +82,7 @@ def _cached_world(name: str, world_config_json: str, data_dir: str | None, encod
     if name == "synthetic":
         from recgym.envs.worlds.synthetic import SyntheticWorldConfig, make_synthetic_world
 
-        return make_synthetic_world(SyntheticWorldConfig(**cfg), encoder=_encoder_from_spec(encoder))
+        return make_synthetic_world(SyntheticWorldConfig(**cfg), encoder=_encoder_from_spec(encoder), progress=progress)
     from recgym.envs.worlds.fitted import make_fitted_world
 
     return make_fitted_world(name, data_dir=data_dir, encoder=_encoder_from_spec(encoder), **cfg)

@@ -142,7 +142,8 @@ def run_experiment(cfg: ExperimentConfig, out: Path, *, resume: bool = False, ov
 
     tw = time.perf_counter()
     console.print(f"world {cfg.world}: building (first use encodes its texts into the cache) ...")
-    world = make_world(cfg.world, world_config=cfg.world_config, data_dir=cfg.data_dir, encoder=cfg.encoder)
+    world = make_world(cfg.world, world_config=cfg.world_config, data_dir=cfg.data_dir, encoder=cfg.encoder,
+                       progress=True)
     fingerprint = world.fingerprint()
     console.print(f"world {cfg.world}: {world.catalog.num_items} items, {world.population.num_users} users "
                   f"({time.perf_counter() - tw:.1f} s)")
