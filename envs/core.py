@@ -210,12 +210,16 @@ class RankingCore:
         new-slot items are therefore disjoint, so candidates need no cross-block duplicate check."""
         return ~self.w.item_new | (self.w.item_release <= self.t_global - self.config.new_item_window)
 
+    def _released_new_count(self, t: int) -> int:
+        """How many injected items are out by env step ``t`` (item j is out once floor(t * rate) > j)."""
+        n, rate = len(self.w.new_order), self.config.new_items_per_step
+        if rate <= 0:
+            return 0
+        return max(0, min(n, int(math.floor(t * rate + 1e-9))))
+
     def _poolable_new_count(self) -> int:
         """How many injected items are past their window (the poolable set only grows with this count)."""
-        n, rate = len(self.w.new_order), self.config.new_items_per_step
-        if n == 0 or rate <= 0:
-            return 0
-        return max(0, min(n, int(math.floor((self.t_global - self.config.new_item_window) * rate + 1e-9))))
+        return self._released_new_count(self.t_global - self.config.new_item_window)
 
     def _user_retrieval_probs(self, users: torch.Tensor) -> torch.Tensor:
         """``(R, M)`` retrieval mixture probabilities for fresh episodes of ``users``."""
@@ -331,12 +335,8 @@ class RankingCore:
 
     def _recent_new_range(self) -> tuple[int, int] | None:
         """[lo, hi) positions in ``new_order`` of items released within the last ``new_item_window`` steps."""
-        n = len(self.w.new_order)
-        rate = self.config.new_items_per_step
-        if n == 0 or rate <= 0:
-            return None
-        hi = min(n, int(math.floor(self.t_global * rate + 1e-9)))
-        lo = max(0, int(math.floor((self.t_global - self.config.new_item_window) * rate + 1e-9)))
+        hi = self._released_new_count(self.t_global)
+        lo = self._poolable_new_count()
         return (lo, hi) if hi > lo else None
 
     # ----------------------------------------------------------------- hidden model
