@@ -65,7 +65,9 @@ def to_numpy(tensors: Mapping[str, torch.Tensor], squeeze: bool = False) -> dict
     """Fresh numpy copies (never views of live tensors); drop the batch dim when ``squeeze``."""
     out = {}
     for k, v in tensors.items():
-        a = v.detach().cpu().numpy().copy()
+        v = v.detach()
+        # torch's copy runs on all intra-op threads (numpy's on one); off-CPU, .cpu() is the copy already.
+        a = (v.clone() if v.device.type == "cpu" else v.cpu()).numpy()
         out[k] = a[0] if squeeze else a
     return out
 

@@ -15,6 +15,7 @@ every ``P / N`` steps, and the shuffle makes the window's content random per use
 
 from __future__ import annotations
 
+import functools
 import math
 
 import torch
@@ -26,19 +27,16 @@ def retrieval_probs(
     query: torch.Tensor,
     item_emb: torch.Tensor,
     popularity: torch.Tensor,
-    poolable: torch.Tensor,
     *,
     mix: tuple[float, float, float],
     temperature: float,
 ) -> torch.Tensor:
-    """``(R, d)`` queries -> ``(R, M)`` float32 mixture probabilities over the ``poolable`` ``(M,)`` items."""
-    neg_inf = torch.finfo(item_emb.dtype).min
-    near = torch.softmax(((query @ item_emb.T) / temperature).masked_fill(~poolable, neg_inf), dim=1)
-    pop = torch.where(poolable, popularity, torch.zeros_like(popularity))
-    pop = pop / pop.sum().clamp_min(1e-12)
-    rand = poolable.to(item_emb.dtype) / poolable.sum().clamp_min(1)
+    """``(R, d)`` queries -> ``(R, M)`` float32 mixture probabilities over the ``M`` items given (the caller
+    passes only the poolable ones: ``item_emb`` ``(M, d)``, ``popularity`` ``(M,)``)."""
+    near = torch.softmax((query @ item_emb.T) / temperature, dim=1)
+    pop = popularity / popularity.sum().clamp_min(1e-12)
     w_near, w_pop, w_rand = mix
-    return (w_near * near + (w_pop * pop + w_rand * rand)) / (w_near + w_pop + w_rand)
+    return (w_near * near + (w_pop * pop + w_rand / item_emb.shape[0])) / (w_near + w_pop + w_rand)
 
 
 def sample_pools(probs: torch.Tensor, pool_size: int, generator: torch.Generator) -> torch.Tensor:
@@ -53,16 +51,24 @@ def sample_pools(probs: torch.Tensor, pool_size: int, generator: torch.Generator
         raise ValueError(f"pool_size: expected <= the {n_support} poolable items, received {pool_size}")
     # Exponential race: the top-P of p_i / E_i (E_i ~ Exp(1)) is a sample without replacement from p,
     # the same as Gumbel top-k on log p but with one log instead of three.
-    u = torch.rand(probs.shape, generator=generator, device=probs.device).clamp_(1e-20, 1.0)
-    keys = torch.where(probs > 0, probs / -torch.log(u), -1.0)
+    # u = 0 gives E = inf and key 0, as likely as E > -log(2^-24) is; zero-probability items get key 0 and,
+    # with at least P positive keys (checked above), are never among the top P.
+    keys = torch.rand(probs.shape, generator=generator, device=probs.device).log_()
+    keys = torch.div(probs, keys, out=keys).neg_()
     pool = torch.topk(keys, pool_size, dim=1, sorted=False).indices
     # Random order: position j -> (a * j + b) mod P with a coprime to P (an affine permutation per row).
     r = pool.shape[0]
-    coprime = torch.tensor([a for a in range(1, pool_size + 1) if math.gcd(a, pool_size) == 1], device=pool.device)
+    coprime = torch.tensor(_coprimes(pool_size), device=pool.device)
     a = coprime[torch.randint(0, len(coprime), (r, 1), generator=generator, device=pool.device)]
     b = torch.randint(0, pool_size, (r, 1), generator=generator, device=pool.device)
     order = (a * torch.arange(pool_size, device=pool.device) + b) % pool_size
     return pool.gather(1, order)
+
+
+@functools.lru_cache(maxsize=8)
+def _coprimes(n: int) -> tuple[int, ...]:
+    """Strides ``a`` in ``[1, n]`` with ``gcd(a, n) == 1`` (the affine maps ``j -> a * j + b mod n`` that permute)."""
+    return tuple(a for a in range(1, n + 1) if math.gcd(a, n) == 1)
 
 
 def window_positions(pool_size: int, num: int, step: int, device: torch.device) -> torch.Tensor:

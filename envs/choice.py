@@ -56,8 +56,10 @@ class MultinomialLogit:
         self.no_click_logit = float(no_click_logit)
 
     def click_probs(self, logits: torch.Tensor) -> torch.Tensor:
-        none = torch.full_like(logits[:, :1], self.no_click_logit)
-        return torch.softmax(torch.cat([logits, none], dim=1), dim=1)[:, :-1]
+        # Softmax over [logits, no_click] without building the (B, K+1) block (a short last dim is slow).
+        top = logits.amax(dim=1, keepdim=True).clamp_min(self.no_click_logit)
+        e = torch.exp(logits - top)
+        return e / (e.sum(dim=1, keepdim=True) + torch.exp(self.no_click_logit - top))
 
 
 

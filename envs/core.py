@@ -5,10 +5,13 @@
 :meth:`RankingCore.step` takes a :class:`SimState` and a slate ``(B, K)`` of candidate positions and returns
 the next observation, reward, ``terminated`` / ``truncated`` flags and an info dict of tensors.
 
-Like JAX's buffer donation, ``step`` and ``reset_rows`` update the state's tensors in place (the
-``last_shown`` / ``last_consumed`` matrices are ``(B, M)`` int32 — 8 bytes per user and item, 64 MiB at
-B=8192, M=2000: copying them every step would dominate the cost); call :meth:`SimState.clone` to keep a
-snapshot. The Gymnasium shells (:mod:`recgym.envs.ranking`, :mod:`recgym.envs.vector`) and the SB3 adapter
+Like JAX's buffer donation, ``step`` and ``reset_rows`` update the state's tensors in place (copying the
+per-user tables every step would dominate the cost); call :meth:`SimState.clone` to keep a snapshot.
+
+Slots: within one episode every item a user can see has one *slot*: its position in the user's retrieval
+pool (``0 .. P-1``), or ``P + r`` for the r-th injected item (new-item columns; pools never hold items
+inside their new window, so the two sets are disjoint). "Last shown" and "last consumed" are tracked per
+slot, ``(B, P + n_new + 1)`` int32 (the last column is a write sink), instead of per catalogue item. The Gymnasium shells (:mod:`recgym.envs.ranking`, :mod:`recgym.envs.vector`) and the SB3 adapter
 (:mod:`recgym.envs.sb3`) are thin wrappers over this class.
 """
 
@@ -53,6 +56,7 @@ class WorldTensors:
     item_release: torch.Tensor  # (M,) int64 env step of release (0 initial; huge = never)
     item_scalars: torch.Tensor  # (M, 5) float32 [static, quality, genre, new, head]: one gather per slate
     new_order: torch.Tensor  # (n_new,) int64 new items in release order
+    new_rank: torch.Tensor  # (M,) int64 position of an item in new_order (-1 for initial items)
     user_emb: torch.Tensor  # (U, d) float32, observable
     user_latent: torch.Tensor  # (U, k) float32, hidden
     user_bias: torch.Tensor  # (U,) float32, hidden
@@ -80,12 +84,16 @@ class WorldTensors:
         else:
             release[new_idx] = never
 
+        new_rank = np.full(m, -1, dtype=np.int64)
+        new_rank[new_idx] = np.arange(len(new_idx))
+
         def t(a: np.ndarray) -> torch.Tensor:
             return torch.as_tensor(np.ascontiguousarray(a), device=device)
 
         return cls(
             item_emb=t(c.embeddings), item_latent=t(c.latent), item_genre=t(c.genres),
             item_popularity=t(c.popularity), item_new=t(c.is_new), item_release=t(release), new_order=t(new_idx),
+            new_rank=t(new_rank),
             item_scalars=t(np.stack([static, c.quality, c.genres, c.is_new, c.head_mask()], 1).astype(np.float32)),
             user_emb=t(p.embeddings), user_latent=t(p.latent), user_bias=t(p.bias), user_history=t(p.history),
             user_cold=t(p.cold), affinity_scale=float(pref.affinity_scale), num_genres=len(c.genre_names),
@@ -109,9 +117,8 @@ class SimState:
     pool: torch.Tensor  # (B, P) int64 retrieval pool
     candidates: torch.Tensor  # (B, N) int64 item indices
     mask: torch.Tensor  # (B, N) bool, True = may be recommended
-    pool_shown: torch.Tensor  # (B, P) int32 episode step a pool position was last shown (NEVER if not)
-    last_shown: torch.Tensor  # (B, M) int32 episode step an item was last shown (new-item slots use it)
-    last_consumed: torch.Tensor  # (B, M) int32 episode step an item was last clicked (NEVER if not)
+    slot_shown: torch.Tensor  # (B, S) int32 episode step a slot was last shown (NEVER if not); see module doc
+    slot_consumed: torch.Tensor  # (B, S) int32 episode step a slot's item was last clicked (NEVER if not)
 
     def clone(self) -> SimState:
         return SimState(**{f.name: getattr(self, f.name).clone() for f in fields(self)})
@@ -181,13 +188,21 @@ class RankingCore:
         # Set by each candidate refresh (all rows refresh at the same env step, so they share them):
         self._window_pos = torch.arange(config.num_candidates, device=self.device)
         self._pool_cols = config.num_candidates  # candidate columns that come from the pool
+        self._sink = config.pool_size + len(self.w.new_order)  # slot column that absorbs masked-out writes
         # A fresh episode's retrieval query depends only on the user's profile and prior history, so each
         # user's retrieval distribution is cached until the set of poolable items changes.
         hist = self.w.user_history
         valid = (hist >= 0).unsqueeze(-1)
         self._history0 = (_take(self.w.item_emb, hist.clamp_min(0)) * valid).sum(1) / valid.sum(1).clamp_min(1)
         self._query0 = torch.nn.functional.normalize(self.w.user_emb + self._history0, dim=1)
-        self._retrieval_cache: tuple[int, torch.Tensor] | None = None
+        self._retrieval_cache: torch.Tensor | None = None  # (U, M') for the current poolable set
+        self._poolable_items: tuple[int, torch.Tensor, torch.Tensor, torch.Tensor] | None = None
+        # At most mask_window * K candidates were shown lately, plus s - 1 duplicate new-item slots: when that
+        # always leaves K choices, the per-step "too few left" check is skipped.
+        s = config.new_item_slots
+        self._mask_can_run_short = (
+            config.num_candidates - config.mask_window * config.slate_size - max(s - 1, 0) < config.slate_size
+        )
 
     # ----------------------------------------------------------------- randomness
     def seed(self, seed: int | None) -> None:
@@ -221,20 +236,26 @@ class RankingCore:
         """How many injected items are past their window (the poolable set only grows with this count)."""
         return self._released_new_count(self.t_global - self.config.new_item_window)
 
-    def _user_retrieval_probs(self, users: torch.Tensor) -> torch.Tensor:
-        """``(R, M)`` retrieval mixture probabilities for fresh episodes of ``users``."""
+    def _user_retrieval_probs(self, users: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Retrieval mixture for fresh episodes of ``users`` ``(R,)``: ``(R, M')`` probabilities over the
+        ``(M',)`` int64 currently poolable items (sampling skips the others' columns altogether)."""
         cfg, w = self.config, self.w
         mix = cfg.candidate_mix
         kw = {"mix": (mix.nearest, mix.popular, mix.random), "temperature": cfg.similarity_temperature}
-        if self._query0.shape[0] * w.item_emb.shape[0] > _RETRIEVAL_CACHE_MAX:
-            return retrieval_probs(_take(self._query0, users), w.item_emb, w.item_popularity, self.poolable(), **kw)
         key = self._poolable_new_count()
-        if self._retrieval_cache is None or self._retrieval_cache[0] != key:
-            if len(users) * 8 < self._query0.shape[0]:  # few resets (small batches): not worth a rebuild
-                return retrieval_probs(_take(self._query0, users), w.item_emb, w.item_popularity, self.poolable(), **kw)
-            probs = retrieval_probs(self._query0, w.item_emb, w.item_popularity, self.poolable(), **kw)
-            self._retrieval_cache = (key, probs)
-        return self._retrieval_cache[1].index_select(0, users)
+        if self._poolable_items is None or self._poolable_items[0] != key:
+            idx = self.poolable().nonzero().squeeze(1)
+            self._poolable_items = (key, idx, w.item_emb.index_select(0, idx), w.item_popularity.index_select(0, idx))
+            self._retrieval_cache = None
+        _, idx, emb, pop = self._poolable_items
+        if self._query0.shape[0] * len(idx) > _RETRIEVAL_CACHE_MAX or (
+            # few resets (small batches): not worth building the whole population's table
+            self._retrieval_cache is None and len(users) * 8 < self._query0.shape[0]
+        ):
+            return retrieval_probs(_take(self._query0, users), emb, pop, **kw), idx
+        if self._retrieval_cache is None:
+            self._retrieval_cache = retrieval_probs(self._query0, emb, pop, **kw)
+        return self._retrieval_cache.index_select(0, users), idx
 
     def sample_users(self, n: int) -> torch.Tensor:
         """``(n,)`` int64 users drawn uniformly (with replacement) from the configured cohort."""
@@ -244,7 +265,7 @@ class RankingCore:
     def init_state(self, users: torch.Tensor) -> SimState:
         """A fresh state for ``users`` ``(B,)`` int64 (population indices)."""
         b, cfg, w, dev = len(users), self.config, self.w, self.device
-        k, d, m = w.item_latent.shape[1], w.item_emb.shape[1], w.item_emb.shape[0]
+        k, d = w.item_latent.shape[1], w.item_emb.shape[1]
         state = SimState(
             user=torch.zeros(b, dtype=torch.int64, device=dev),
             profile=torch.zeros(b, d, device=dev),
@@ -259,9 +280,8 @@ class RankingCore:
             pool=torch.zeros(b, cfg.pool_size, dtype=torch.int64, device=dev),
             candidates=torch.zeros(b, cfg.num_candidates, dtype=torch.int64, device=dev),
             mask=torch.ones(b, cfg.num_candidates, dtype=torch.bool, device=dev),
-            pool_shown=torch.full((b, cfg.pool_size), NEVER, dtype=torch.int32, device=dev),
-            last_shown=torch.full((b, m), NEVER, dtype=torch.int32, device=dev),
-            last_consumed=torch.full((b, m), NEVER, dtype=torch.int32, device=dev),
+            slot_shown=torch.full((b, self._sink + 1), NEVER, dtype=torch.int32, device=dev),
+            slot_consumed=torch.full((b, self._sink + 1), NEVER, dtype=torch.int32, device=dev),
         )
         self.reset_rows(state, torch.arange(b, device=dev), users)
         return state
@@ -292,10 +312,10 @@ class RankingCore:
         state.step[rows] = 0
         state.last_click_rate[rows] = 0.0
         state.genre_fatigue[rows] = 0.0
-        state.pool_shown[rows] = NEVER
-        state.last_shown[rows] = NEVER
-        state.last_consumed[rows] = NEVER
-        state.pool[rows] = sample_pools(self._user_retrieval_probs(users), cfg.pool_size, self.generator)
+        state.slot_shown[rows] = NEVER
+        state.slot_consumed[rows] = NEVER
+        probs, poolable_items = self._user_retrieval_probs(users)
+        state.pool[rows] = poolable_items[sample_pools(probs, cfg.pool_size, self.generator)]
         self._refresh_candidates(state, rows)
 
     def _refresh_candidates(self, state: SimState, rows: torch.Tensor | None = None) -> None:
@@ -306,7 +326,7 @@ class RankingCore:
         n_new = self._recent_new_range()
         s = cfg.new_item_slots if n_new is not None else 0
         self._window_pos, self._pool_cols = pos, cfg.num_candidates - s
-        dup = torch.zeros_like(cand, dtype=torch.bool)
+        mask = torch.ones_like(cand, dtype=torch.bool)
         if s > 0 and n_new is not None:
             lo, hi = n_new
             j = lo + (self._rand(cand.shape[0], s) * (hi - lo)).long().clamp_(max=hi - lo - 1)
@@ -314,20 +334,20 @@ class RankingCore:
             cand[:, -s:] = new_items
             # Pools never hold items inside their new window (see poolable), so the only possible
             # duplicates are two slots drawing the same new item: mask the later copy.
-            same = new_items.unsqueeze(2) == new_items.unsqueeze(1)
-            dup[:, -s:] = torch.tril(same, diagonal=-1).any(2)
-        mask = ~dup
+            for col in range(1, s):
+                mask[:, cfg.num_candidates - s + col] = (new_items[:, :col] != new_items[:, col : col + 1]).all(1)
         if cfg.mask_window > 0:
-            last = take_window(state.pool_shown if rows is None else state.pool_shown[rows], pos)
-            if s > 0:  # new-item columns are not pool positions: look their items up instead
-                last[:, -s:] = (state.last_shown if rows is None else state.last_shown[rows]).gather(1, cand[:, -s:])
+            shown = state.slot_shown if rows is None else state.slot_shown[rows]
+            last = take_window(shown[:, : cfg.pool_size], pos)
+            if s > 0:  # new-item columns: slot P + rank
+                last[:, -s:] = shown.gather(1, j + cfg.pool_size)
             step = state.step if rows is None else state.step[rows]
             # shown at step s is masked while now - s <= window, i.e. allowed when s < now - window
-            mask = mask & (last < (step - cfg.mask_window).to(torch.int32).unsqueeze(1))
-            # Never leave fewer than K choices: if nearly every candidate was shown lately, they come back.
-            short = mask.sum(1) < cfg.slate_size
-            if bool(short.any()):
-                mask = torch.where(short.unsqueeze(1), ~dup, mask)
+            recent = last >= (step - cfg.mask_window).to(torch.int32).unsqueeze(1)
+            if self._mask_can_run_short:
+                # Never leave fewer than K choices: if nearly every candidate was shown lately, they come back.
+                recent &= ((mask & ~recent).sum(1) >= cfg.slate_size).unsqueeze(1)
+            mask &= ~recent
         if rows is None:
             state.candidates, state.mask = cand, mask
         else:
@@ -340,12 +360,24 @@ class RankingCore:
         return (lo, hi) if hi > lo else None
 
     # ----------------------------------------------------------------- hidden model
+    def slot_keys(self, slate: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
+        """``(B, X)`` int64 slot (see the module doc) of the candidates at positions ``slate`` ``(B, X)``,
+        whose items are ``items`` ``(B, X)``; valid until the next candidate refresh."""
+        pos = self._window_pos[slate]
+        if self._pool_cols == self.config.num_candidates:
+            return pos
+        return torch.where(slate < self._pool_cols, pos, self.config.pool_size + _take(self.w.new_rank, items))
+
     def slate_logits(
-        self, state: SimState, items: torch.Tensor, scalars: torch.Tensor | None = None
+        self, state: SimState, slate: torch.Tensor, *, items: torch.Tensor | None = None,
+        scalars: torch.Tensor | None = None, keys: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Hidden click logits ``(B, K)`` of ``items`` ``(B, K)`` for each user now, and their latents.
-        ``scalars`` = ``item_scalars[items]`` when the caller already gathered them."""
+        """Hidden click logits ``(B, K)`` of the candidates at positions ``slate`` ``(B, K)`` for each user now,
+        and their latents ``(B, K, k)``. ``items`` / ``scalars`` / ``keys``: the slate's items, their
+        ``item_scalars`` rows and :meth:`slot_keys`, when the caller already has them."""
         w, cfg = self.w, self.config
+        if items is None:
+            items = state.candidates.gather(1, slate)
         if scalars is None:
             scalars = _take(w.item_scalars, items)
         lat = _take(w.item_latent, items)  # (B, K, k)
@@ -355,17 +387,18 @@ class RankingCore:
             genre = scalars[..., 2].long()
             logits = logits - cfg.genre_fatigue_weight * state.genre_fatigue.gather(1, genre)
         if cfg.item_fatigue_weight > 0:
-            logits = self._apply_item_fatigue(state, items, logits)
+            if keys is None:
+                keys = self.slot_keys(slate, items)
+            # item_fatigue_weight * item_fatigue_decay ** (slates since the item was last consumed)
+            age = (state.step.unsqueeze(1) - state.slot_consumed.gather(1, keys)).to(torch.float32)
+            logits = logits - cfg.item_fatigue_weight * torch.pow(cfg.item_fatigue_decay, age)
         return logits, lat
-
-    def _apply_item_fatigue(self, state: SimState, items: torch.Tensor, logits: torch.Tensor) -> torch.Tensor:
-        """Subtract ``item_fatigue_weight * item_fatigue_decay ** (slates since the item was last consumed)``."""
-        age = (state.step.unsqueeze(1) - state.last_consumed.gather(1, items)).to(torch.float32)
-        return logits - self.config.item_fatigue_weight * torch.pow(self.config.item_fatigue_decay, age)
 
     def candidate_logits(self, state: SimState) -> torch.Tensor:
         """Hidden click logits ``(B, N)`` of every current candidate (for the myopic oracle and NDCG)."""
-        return self.slate_logits(state, state.candidates)[0]
+        n = self.config.num_candidates
+        all_positions = torch.arange(n, device=self.device).expand(state.batch_size, n)
+        return self.slate_logits(state, all_positions, items=state.candidates)[0]
 
     # ----------------------------------------------------------------- step
     def observe(self, state: SimState, copy: bool = True) -> dict[str, torch.Tensor]:
@@ -404,13 +437,14 @@ class RankingCore:
             cand_probs = torch.sigmoid(self.candidate_logits(state))
         items = state.candidates.gather(1, slate)
         scalars = _take(w.item_scalars, items)  # (B, K, 5)
-        logits, lat = self.slate_logits(state, items, scalars)
+        keys = self.slot_keys(slate, items)
+        logits, lat = self.slate_logits(state, slate, items=items, scalars=scalars, keys=keys)
         probs = self.choice.click_probs(logits)
         clicks = sample_clicks(probs, self._rand(b, cfg.slate_size), self.choice.multi_click)
         noise = torch.randn((b, cfg.slate_size), generator=self.generator, device=self.device)
         resp = self.response(clicks, scalars[..., 1], noise)
         reward = self.reward_fn(resp)
-        self._advance(state, slate, items, scalars[..., 2].long(), lat, clicks, resp.satisfaction)
+        self._advance(state, keys, items, scalars[..., 2].long(), lat, clicks, resp.satisfaction)
         terminated = state.budget <= 0
         truncated = (state.step >= cfg.max_steps) & ~terminated
         info = {
@@ -431,46 +465,42 @@ class RankingCore:
         return reward, terminated, truncated, info
 
     def _advance(
-        self, state: SimState, slate: torch.Tensor, items: torch.Tensor, genres: torch.Tensor, lat: torch.Tensor,
+        self, state: SimState, keys: torch.Tensor, items: torch.Tensor, genres: torch.Tensor, lat: torch.Tensor,
         clicks: torch.Tensor, satisfaction: torch.Tensor,
     ) -> None:
-        """User dynamics after a slate: budget, fatigue, interest drift, history summary, shown/consumed steps."""
+        """User dynamics after a slate (``keys``: its :meth:`slot_keys`): budget, fatigue, interest drift,
+        history summary, shown/consumed steps."""
         w, cfg = self.w, self.config
         b, k = items.shape
         cf = clicks.to(torch.float32)
         n_clicks = cf.sum(1)
         now = state.step.to(torch.int32).unsqueeze(1).expand(b, k)
-        # Pool columns are recorded by pool position; new-item columns by item (their pool position was
-        # overwritten, so its value is written back unchanged).
-        from_pool = slate < self._pool_cols
-        pool_pos = self._window_pos[slate]
-        state.pool_shown.scatter_(1, pool_pos, torch.where(from_pool, now, state.pool_shown.gather(1, pool_pos)))
-        if not bool(from_pool.all()):
-            state.last_shown.scatter_(1, items, torch.where(from_pool, state.last_shown.gather(1, items), now))
+        state.slot_shown.scatter_(1, keys, now)
+        state.slot_consumed.scatter_(1, torch.where(clicks, keys, self._sink), now)
         state.budget.add_(cfg.budget_gain * satisfaction - cfg.step_cost).clamp_(max=self.budget_cap)
         state.genre_fatigue.mul_(cfg.fatigue_decay).scatter_add_(
             1, genres, cf + cfg.exposure_fatigue * (1.0 - cf)
         )
-        state.last_consumed.scatter_(1, items, torch.where(clicks, now, state.last_consumed.gather(1, items)))
         state.step.add_(1)
         state.last_click_rate = n_clicks / k
-        pairs = clicks.nonzero()  # (P, 2) row-major: only users who clicked are touched below
-        if len(pairs) == 0:
+        flat = clicks.view(-1).nonzero().squeeze(1)  # (P,) clicked slots, flat index row * K + position
+        if len(flat) == 0:
             return
-        rows, inverse = torch.unique_consecutive(pairs[:, 0], return_inverse=True)
-        n = n_clicks[rows].unsqueeze(1)
-        # Interest drifts toward the mean latent of consumed items, keeping its norm.
-        lat_sum = torch.zeros(len(rows), lat.shape[2], device=self.device).index_add_(
-            0, inverse, lat[pairs[:, 0], pairs[:, 1]]
-        )
-        z = state.interest[rows]
-        moved = z + cfg.interest_drift * (lat_sum / n - z)
-        state.interest[rows] = moved * (z.norm(dim=1, keepdim=True) / moved.norm(dim=1, keepdim=True).clamp_min(1e-8))
-        # History summary: EMA of consumed LM embeddings.
-        emb = w.item_emb.index_select(0, items[pairs[:, 0], pairs[:, 1]])
-        agg = torch.zeros(len(rows), emb.shape[1], device=self.device).index_add_(0, inverse, emb) / n
-        a = cfg.history_ema
-        state.history[rows] = (1 - a) * state.history[rows] + a * agg
+        row = torch.div(flat, k, rounding_mode="floor")
+        # Per-click weight 1 / (clicks of its user): sums over a user's clicks become means.
+        share = n_clicks.reciprocal().index_select(0, row).unsqueeze(1)
+        # Interest drifts toward the mean latent of consumed items, keeping its norm. (B, k) is small, so
+        # this part runs dense; rows without clicks keep their interest.
+        z = state.interest
+        mean_lat = torch.zeros_like(z).index_add_(0, row, lat.reshape(b * k, -1).index_select(0, flat) * share)
+        moved = z + cfg.interest_drift * (mean_lat - z)
+        moved.mul_(z.norm(dim=1, keepdim=True) / moved.norm(dim=1, keepdim=True).clamp_min(1e-8))
+        z.copy_(torch.where((n_clicks > 0).unsqueeze(1), moved, z))
+        # History summary: EMA of consumed LM embeddings, h += a * (mean(e) - h) = sum a * (e - h) / n,
+        # accumulated in place over the clicked slots only ((B, d) is too big to rewrite every step).
+        emb = w.item_emb.index_select(0, items.reshape(-1).index_select(0, flat))
+        emb.sub_(state.history.index_select(0, row)).mul_(share * cfg.history_ema)
+        state.history.index_add_(0, row, emb)
 
     # ----------------------------------------------------------------- persistence
     def __getstate__(self) -> dict:

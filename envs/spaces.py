@@ -10,7 +10,8 @@ scores; ties are broken deterministically); ``slate`` ``MultiDiscrete([N] * K)``
 ``item`` ``Discrete(N)`` (slate of one).
 
 ``strict=True`` (default) rejects an invalid action with :class:`InvalidActionError` naming the offending
-index. ``strict=False`` *repairs* it instead: non-finite scores count as masked; out-of-range, duplicate or
+index. ``strict=False`` *repairs* it instead: non-finite scores rank below every finite one (masked
+candidates stay out); out-of-range, duplicate or
 masked slots are replaced, in slot order, by the lowest-index unused valid candidates. Random samples of a
 ``MultiDiscrete`` space are usually invalid slates, so the environment checkers run in repair mode.
 """
@@ -84,16 +85,17 @@ def actions_to_slate(
     if not strict:
         if kind != "scores":
             return _repair(a, mask, k)
-        scores = a.to(torch.float32)
-        return _top_k(scores, mask & ~torch.isnan(scores), k)  # NaN counts as masked
+        # Non-finite scores rank below every finite one (and masked candidates below those).
+        low = torch.finfo(torch.float32).min
+        return _top_k(torch.nan_to_num(a.to(torch.float32), nan=low, posinf=low, neginf=low), mask, k)
     if kind == "scores":
         if strict and (a.dtype == torch.bool or a.is_complex()):
             raise InvalidActionError(f"action: expected real-valued scores, received dtype {a.dtype}")
         scores = a.to(torch.float32)
         if strict:
-            bad = (~torch.isfinite(scores)).nonzero()
-            if len(bad):
-                i, j = bad[0].tolist()
+            finite = torch.isfinite(scores)
+            if not bool(finite.all()):
+                i, j = (~finite).nonzero()[0].tolist()
                 raise InvalidActionError(f"{_where(batched, i, j)}: expected a finite score, received {scores[i, j].item()}")
         return _top_k(scores, mask, k)
     if strict:
@@ -134,8 +136,7 @@ def actions_to_slate(
 
 def _top_k(scores: torch.Tensor, mask: torch.Tensor, k: int) -> torch.Tensor:
     """Positions of the K highest unmasked scores, best first (ties: deterministic per device)."""
-    scores = scores.masked_fill(~mask, float("-inf"))
-    return torch.topk(scores, k, dim=1, sorted=True).indices
+    return torch.topk(torch.where(mask, scores, float("-inf")), k, dim=1, sorted=True).indices
 
 
 def _repair(a: torch.Tensor, mask: torch.Tensor, k: int) -> torch.Tensor:

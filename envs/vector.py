@@ -35,6 +35,19 @@ __all__ = ["RankingVectorEnv"]
 _MODES = {"next_step": AutoresetMode.NEXT_STEP, "same_step": AutoresetMode.SAME_STEP}
 
 
+def _rows_to_numpy(tensors: Mapping[str, torch.Tensor], rows: torch.Tensor) -> dict[str, np.ndarray]:
+    """``(B, ...)`` numpy copies holding only the ``rows`` ``(B,)`` bool of each tensor, zeros elsewhere
+    (``np.zeros`` maps untouched pages lazily, so the cost follows the number of rows, not B)."""
+    idx = rows.nonzero().squeeze(1)
+    idx_np = idx.cpu().numpy()
+    out = {}
+    for k, v in tensors.items():
+        a = np.zeros(tuple(v.shape), dtype=torch.empty(0, dtype=v.dtype).numpy().dtype)
+        a[idx_np] = v.detach().index_select(0, idx).cpu().numpy()
+        out[k] = a
+    return out
+
+
 class RankingVectorEnv(CoreShell, VectorEnv):
     """B simulated users stepped together. Arguments as :class:`~recgym.envs.ranking.RankingEnv`, plus
     ``num_envs`` and ``autoreset_mode`` (``"next_step"`` or ``"same_step"``)."""
@@ -118,7 +131,7 @@ class RankingVectorEnv(CoreShell, VectorEnv):
         done = terminated | truncated
         info_t["episode_step"] = state.step.clone()
         if self.metadata["autoreset_mode"] is AutoresetMode.SAME_STEP:
-            final_obs = to_numpy(core.observe(state, copy=False)) if bool(done.any()) else None
+            final_obs = _rows_to_numpy(core.observe(state, copy=False), done) if bool(done.any()) else None
             self._reset_slots(done)
             obs = to_numpy(core.observe(state, copy=False))
             info = self._vector_info(info_t)

@@ -9,6 +9,7 @@ import warnings
 import gymnasium as gym
 import numpy as np
 import pytest
+import torch
 from gymnasium.utils.env_checker import check_env as gym_check_env
 from gymnasium.utils.env_match import check_environments_match
 from stable_baselines3.common.env_checker import check_env as sb3_check_env
@@ -16,8 +17,9 @@ from stable_baselines3.common.vec_env import VecCheckNan
 
 import recgym  # noqa: F401  (registers the ids)
 from recgym.common.config import ConfigError
-from recgym.envs import InvalidActionError, RankingEnv, RankingVectorEnv
+from recgym.envs import EnvConfig, InvalidActionError, RankingEnv, RankingVectorEnv
 from recgym.envs.sb3 import RankingSB3VecEnv
+from recgym.envs.spaces import actions_to_slate
 
 ACTION_TYPES = [("scores", 5), ("slate", 5), ("item", 1)]
 
@@ -171,7 +173,7 @@ def test_invalid_actions_raise_and_change_nothing(small_world, action_type, k, a
     with pytest.raises(InvalidActionError, match=pattern):
         env.step(action)
     after = env._state
-    for name in ("user", "interest", "budget", "step", "candidates", "mask", "pool_shown", "last_shown", "last_consumed", "history"):
+    for name in ("user", "interest", "budget", "step", "candidates", "mask", "slot_shown", "slot_consumed", "history"):
         assert np.array_equal(getattr(before, name).numpy(), getattr(after, name).numpy()), name
     assert env.core.t_global == t_before and bool((env.core.generator.get_state() == gen_before).all())
 
@@ -223,15 +225,27 @@ def test_repair_mode_turns_any_slate_into_a_valid_one(small_world):
     env = make(small_world, "slate", 5, strict=False).unwrapped
     env.reset(seed=0)
     mask = env._state.mask[0].numpy().astype(bool)
-    while mask.all():  # pool windows come back every pool_size / num_candidates steps, shown items masked
-        env.step(np.arange(5))
+    while mask.all() or not mask[7]:  # pool windows come back every P / N steps, shown items masked
+        env.step(np.flatnonzero(mask)[:5])
         mask = env._state.mask[0].numpy().astype(bool)
+    candidates = env._state.candidates[0].numpy().copy()
     masked = np.flatnonzero(~mask)
     _, _, _, _, info = env.step(np.array([masked[0], 7, 7, 99, -3]))
     items = info["slate_items"]
-    assert len(set(items.tolist())) == 5
-    cand = env._state  # state advanced; check via the slate positions instead
-    assert cand is not None
+    # Slot 1 (7, valid) is kept; the masked, repeated and out-of-range slots get the lowest unused valid ones.
+    fill = [int(j) for j in np.flatnonzero(mask) if j != 7][:4]
+    np.testing.assert_array_equal(items, candidates[[fill[0], 7, fill[1], fill[2], fill[3]]])
+
+
+def test_repair_mode_ranks_non_finite_scores_last_and_never_picks_masked():
+    cfg = EnvConfig(num_candidates=8, pool_size=16, slate_size=3, new_item_slots=0)
+    mask = torch.tensor([[True, True, False, True, True, False, True, True]])
+    scores = torch.tensor([[float("nan"), 0.1, 9.0, float("inf"), -float("inf"), 5.0, 0.3, -0.2]])
+    slate = actions_to_slate(scores, mask, cfg, batched=True, strict=False)
+    assert slate[0].tolist() == [6, 1, 7]  # finite unmasked first; masked 2 and 5 never, even above them
+    only_two_finite = torch.tensor([[float("nan"), 0.1, 9.0, float("inf"), float("nan"), 5.0, 0.3, float("nan")]])
+    slate = actions_to_slate(only_two_finite, mask, cfg, batched=True, strict=False)
+    assert slate[0, :2].tolist() == [6, 1] and mask[0, slate[0, 2]]  # then a non-finite unmasked one
 
 
 @pytest.mark.parametrize("world", ["movielens-100k", "ml-latest-small"])

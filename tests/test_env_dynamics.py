@@ -51,11 +51,13 @@ def test_fatigue_lowers_repeat_attractiveness(small_world):
                     new_items_per_step=0.0, new_item_slots=0)
     core = RankingCore(small_world, cfg, seed=0)
     state = core.init_state(torch.tensor([20]))
+    slate = torch.arange(5)[None]
     items = state.candidates[:, :5].clone()
-    before, lat = core.slate_logits(state, items)
+    before, lat = core.slate_logits(state, slate)
     clicks = torch.tensor([[True, False, False, False, False]])
-    core._advance(state, torch.arange(5)[None], items, core.w.item_genre[items], lat, clicks, torch.zeros(1))
-    after, _ = core.slate_logits(state, items)
+    keys = core.slot_keys(slate, items)
+    core._advance(state, keys, items, core.w.item_genre[items], lat, clicks, torch.zeros(1))
+    after, _ = core.slate_logits(state, slate)
     assert after[0, 0] < before[0, 0] - 1.0  # consumed item: item fatigue + genre fatigue
     assert (after[0, 1:] <= before[0, 1:] + 1e-6).all()  # shown items: at most genre fatigue
     genres = core.w.item_genre[items[0]]
@@ -231,3 +233,35 @@ def test_mask_is_exactly_the_items_shown_in_the_last_window_slates(small_world, 
         if te or tr:
             break
     assert checked_new > 0
+
+
+def test_item_fatigue_follows_each_item_through_pool_and_new_item_slots(small_world):
+    """Per-slot bookkeeping gives the same fatigue as a per-item record of when each item was consumed."""
+    cfg = EnvConfig(num_candidates=40, pool_size=80, slate_size=5, new_items_per_step=0.5, new_item_slots=4,
+                    new_item_window=50, mask_window=1, max_steps=60, initial_budget=50.0)
+    no_fatigue = cfg.model_copy(update={"item_fatigue_weight": 0.0})
+    core = RankingCore(small_world, cfg, seed=0)
+    state = core.init_state(torch.tensor([3]))
+    consumed: dict[int, int] = {}
+    rng = np.random.default_rng(0)
+    checked_new = 0
+    for t in range(60):
+        with_fatigue = core.candidate_logits(state)[0]
+        core.config = no_fatigue
+        without = core.candidate_logits(state)[0]
+        core.config = cfg
+        cand = state.candidates[0].tolist()
+        expected = torch.tensor([cfg.item_fatigue_weight * cfg.item_fatigue_decay ** (t - consumed[c])
+                                 if c in consumed else 0.0 for c in cand])
+        torch.testing.assert_close(without - with_fatigue, expected, atol=1e-4, rtol=1e-4)
+        checked_new += sum(c in consumed and bool(small_world.catalog.is_new[c]) for c in cand)
+        valid = np.flatnonzero(state.mask[0].numpy())
+        new_first = np.concatenate([valid[valid >= 36], rng.permutation(valid[valid < 36])])
+        slate = torch.as_tensor(new_first[:5])[None]
+        _, term, trunc, info = core.step(state, slate)
+        for item, clicked in zip(info["slate_items"][0].tolist(), info["clicks"][0].tolist()):
+            if clicked:
+                consumed[item] = t
+        if bool(term | trunc):
+            break
+    assert checked_new > 0  # a consumed injected item came back through a new-item slot
