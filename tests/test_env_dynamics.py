@@ -259,7 +259,7 @@ def test_item_fatigue_follows_each_item_through_pool_and_new_item_slots(small_wo
         new_first = np.concatenate([valid[valid >= 36], rng.permutation(valid[valid < 36])])
         slate = torch.as_tensor(new_first[:5])[None]
         _, term, trunc, info = core.step(state, slate)
-        for item, clicked in zip(info["slate_items"][0].tolist(), info["clicks"][0].tolist()):
+        for item, clicked in zip(info["slate_items"][0].tolist(), info["clicks"][0].tolist(), strict=True):
             if clicked:
                 consumed[item] = t
         if bool(term | trunc):
