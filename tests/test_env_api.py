@@ -12,6 +12,8 @@ import pytest
 import torch
 from gymnasium.utils.env_checker import check_env as gym_check_env
 from gymnasium.utils.env_match import check_environments_match
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from stable_baselines3.common.env_checker import check_env as sb3_check_env
 from stable_baselines3.common.vec_env import VecCheckNan
 
@@ -19,7 +21,7 @@ import recgym  # noqa: F401  (registers the ids)
 from recgym.common.config import ConfigError
 from recgym.envs import EnvConfig, InvalidActionError, RankingEnv, RankingVectorEnv
 from recgym.envs.sb3 import RankingSB3VecEnv
-from recgym.envs.spaces import actions_to_slate
+from recgym.envs.spaces import _top_k, actions_to_slate
 
 ACTION_TYPES = [("scores", 5), ("slate", 5), ("item", 1)]
 
@@ -272,3 +274,21 @@ def test_public_item_features_table(small_world):
     initial = np.flatnonzero(~new)
     assert np.argmax(feats[initial, 0]) == np.argmax(pop[initial]) and feats[initial, 0].max() == 1.0
     assert (feats[new, 0] == 0).all()
+
+
+@settings(max_examples=60, deadline=None)
+@given(data=st.data())
+def test_score_top_k_is_a_stable_descending_sort_of_unmasked_scores(data):
+    """The packed-key top-K equals a stable sort (ties: lower position first), for small and large K."""
+    n = data.draw(st.integers(2, 70))
+    k = data.draw(st.integers(1, n))
+    b = data.draw(st.integers(1, 4))
+    pool = st.sampled_from([0.0, -0.0, 1.0, -1.0, 0.5, -2.5, 1e-30, -1e-30, 3e38, -3e38])
+    values = st.one_of(pool, st.floats(-1e6, 1e6, width=32))
+    scores = torch.tensor(data.draw(st.lists(st.lists(values, min_size=n, max_size=n), min_size=b, max_size=b)),
+                          dtype=torch.float32)
+    mask = torch.tensor(data.draw(st.lists(st.lists(st.booleans(), min_size=n, max_size=n), min_size=b, max_size=b)))
+    mask[:, :k] = True  # the env guarantees at least K allowed candidates
+    got = _top_k(scores, mask, k)
+    ref = torch.sort((scores + 0.0).masked_fill(~mask, float("-inf")), dim=1, descending=True, stable=True).indices
+    assert torch.equal(got, ref[:, :k])
