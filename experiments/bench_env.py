@@ -3,7 +3,9 @@
 One user-step = one slate shown to one user, including candidate generation, the choice model, the
 dynamics and the observation. Two levels are timed: ``core`` (torch tensors in/out, what a GPU-resident
 agent uses) and ``vector`` (the Gymnasium VectorEnv: numpy in/out, strict action validation, info arrays,
-autoreset). Actions are random scores generated before timing. Timing starts after ``warmup`` steps
+autoreset), the latter in both autoreset modes: ``next_step`` (the default; ``vector_user_steps_per_s``)
+and ``same_step`` (``vector_same_step_user_steps_per_s``: it also copies the final observations of the
+users whose episodes end). Actions are random scores generated before timing. Timing starts after ``warmup`` steps
 (default 60, more than one episode), so the users' episodes have desynchronised and the figure is the
 steady state, resets included (at the start every user resets at once).
 
@@ -44,8 +46,11 @@ def run_env_benchmark(
         torch.set_num_threads(threads)
     dev = resolve_device(device)
     steps = steps or max(100, min(2000, 1_000_000 // num_envs))
-    env = RankingVectorEnv(num_envs, world, num_candidates=candidates, slate_size=slate_size, device=dev,
-                           autoreset_mode="same_step")
+    def make_env(autoreset_mode: str) -> RankingVectorEnv:
+        return RankingVectorEnv(num_envs, world, num_candidates=candidates, slate_size=slate_size, device=dev,
+                                autoreset_mode=autoreset_mode)
+
+    env = make_env("next_step")
     result: dict = {
         "num_envs": num_envs, "candidates": candidates, "slate_size": slate_size, "device": str(dev),
         "dim": env.core.world.catalog.dim, "items": env.core.world.catalog.num_items, "world": env.core.world.name,
@@ -81,16 +86,18 @@ def run_env_benchmark(
         result["core_user_steps_per_s"] = num_envs * steps / dt
     if level in ("both", "vector"):
         scores_np = [s.cpu().numpy() for s in scores_t]
-        env.reset(seed=seed)
-        for i in range(warmup):
-            env.step(scores_np[i % n_actions])
         v_steps = max(50, steps // 2)
-        sync()
-        t0 = time.perf_counter()
-        for i in range(v_steps):
-            env.step(scores_np[i % n_actions])
-        sync()
-        result["vector_user_steps_per_s"] = num_envs * v_steps / (time.perf_counter() - t0)
+        for mode, key in (("next_step", "vector_user_steps_per_s"), ("same_step", "vector_same_step_user_steps_per_s")):
+            venv = env if mode == "next_step" else make_env(mode)
+            venv.reset(seed=seed)
+            for i in range(warmup):
+                venv.step(scores_np[i % n_actions])
+            sync()
+            t0 = time.perf_counter()
+            for i in range(v_steps):
+                venv.step(scores_np[i % n_actions])
+            sync()
+            result[key] = num_envs * v_steps / (time.perf_counter() - t0)
     result["user_steps_per_s"] = result.get("core_user_steps_per_s", result.get("vector_user_steps_per_s"))
     return result
 
@@ -110,8 +117,8 @@ def main(argv: list[str] | None = None) -> None:
         if a.json:
             print(json.dumps(r))
         else:
-            print(f"B={b:6d}  core {r['core_user_steps_per_s']:>12,.0f} user-steps/s   "
-                  f"vector env {r['vector_user_steps_per_s']:>12,.0f} user-steps/s")
+            print(f"B={b:6d}  core {r['core_user_steps_per_s']:>12,.0f} user-steps/s   vector env "
+                  f"{r['vector_user_steps_per_s']:>12,.0f} (same_step {r['vector_same_step_user_steps_per_s']:>10,.0f})")
 
 
 if __name__ == "__main__":

@@ -100,7 +100,8 @@ def bench_env(
         else:
             typer.echo(
                 f"B={b:6d} N={candidates} K={slate_size} d={r['dim']} {r['device']} threads={r['threads']}: "
-                f"core {r['core_user_steps_per_s']:>12,.0f} user-steps/s   vector env {r['vector_user_steps_per_s']:>12,.0f}"
+                f"core {r['core_user_steps_per_s']:>12,.0f} user-steps/s   vector env {r['vector_user_steps_per_s']:>12,.0f} "
+                f"(same_step autoreset {r['vector_same_step_user_steps_per_s']:>10,.0f})"
             )
 
 
