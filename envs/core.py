@@ -334,8 +334,8 @@ class RankingCore:
             cand[:, -s:] = new_items
             # Pools never hold items inside their new window (see poolable), so the only possible
             # duplicates are two slots drawing the same new item: mask the later copy.
-            for col in range(1, s):
-                mask[:, cfg.num_candidates - s + col] = (new_items[:, :col] != new_items[:, col : col + 1]).all(1)
+            same = new_items.unsqueeze(2) == new_items.unsqueeze(1)
+            mask[:, -s:] = ~torch.tril(same, diagonal=-1).any(2)
         if cfg.mask_window > 0:
             shown = state.slot_shown if rows is None else state.slot_shown[rows]
             last = take_window(shown[:, : cfg.pool_size], pos)

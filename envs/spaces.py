@@ -134,10 +134,11 @@ def actions_to_slate(
 
 _INT32_MIN = -(2**31)
 _INT64_MIN = -(2**63)
-_ROUNDS_MAX_K = 32  # up to this K, K max-reductions beat topk's per-row partial sort on CPU
+_ROUNDS_MAX_K = 32  # up to this K (and from _ROUNDS_MIN_SIZE scores), K max-reductions beat topk on CPU
+_ROUNDS_MIN_SIZE = 32_768  # below, per-op overhead dominates: one topk call is cheaper
 
 
-def _top_k(scores: torch.Tensor, mask: torch.Tensor, k: int) -> torch.Tensor:
+def _top_k(scores: torch.Tensor, mask: torch.Tensor, k: int, rounds: bool | None = None) -> torch.Tensor:
     """Positions ``(B, K)`` int64 of the K highest unmasked ``scores`` ``(B, N)`` float32 (finite), best
     first; equal scores rank the lower position first (on every device).
 
@@ -145,6 +146,7 @@ def _top_k(scores: torch.Tensor, mask: torch.Tensor, k: int) -> torch.Tensor:
     mapped to an int32 of the same order, the low half ``N - 1 - position``; masked entries get the lowest
     high half. Unique keys make the result independent of any sort's tie rule, and for small K the top-K is
     K max-reductions (bitwise ops instead of bool masks: both are far cheaper than topk or masked_fill on CPU).
+    ``rounds`` forces (True) or forbids (False) the max-reduction path; both give the same slate.
     """
     b, n = scores.shape
     bits = (scores + 0.0).view(torch.int32)  # + 0.0 turns -0.0 into +0.0
@@ -152,7 +154,9 @@ def _top_k(scores: torch.Tensor, mask: torch.Tensor, k: int) -> torch.Tensor:
     keep = -mask.to(torch.int32)  # all ones where allowed, 0 where masked
     key32 = (key32 & keep) | (~keep & _INT32_MIN)
     keys = (key32.to(torch.int64) << 32) | torch.arange(n - 1, -1, -1, device=scores.device)
-    if k > _ROUNDS_MAX_K:
+    if rounds is None:
+        rounds = k <= _ROUNDS_MAX_K and b * n >= _ROUNDS_MIN_SIZE
+    if not rounds:
         return torch.topk(keys, k, dim=1, sorted=True).indices
     slate = torch.empty((b, k), dtype=torch.int64, device=scores.device)
     for j in range(k):
