@@ -197,6 +197,7 @@ class RankingCore:
         self._query0 = torch.nn.functional.normalize(self.w.user_emb + self._history0, dim=1)
         self._retrieval_cache: torch.Tensor | None = None  # (U, M') for the current poolable set
         self._poolable_items: tuple[int, torch.Tensor, torch.Tensor, torch.Tensor] | None = None
+        self._uncached_rows = 0  # retrieval rows computed since the poolable set last changed
         # At most mask_window * K candidates were shown lately, plus s - 1 duplicate new-item slots: when that
         # always leaves K choices, the per-step "too few left" check is skipped.
         s = config.new_item_slots
@@ -246,13 +247,14 @@ class RankingCore:
         if self._poolable_items is None or self._poolable_items[0] != key:
             idx = self.poolable().nonzero().squeeze(1)
             self._poolable_items = (key, idx, w.item_emb.index_select(0, idx), w.item_popularity.index_select(0, idx))
-            self._retrieval_cache = None
+            self._retrieval_cache, self._uncached_rows = None, 0
         _, idx, emb, pop = self._poolable_items
-        if self._query0.shape[0] * len(idx) > _RETRIEVAL_CACHE_MAX or (
-            # few resets (small batches): not worth building the whole population's table
-            self._retrieval_cache is None and len(users) * 8 < self._query0.shape[0]
-        ):
-            return retrieval_probs(_take(self._query0, users), emb, pop, **kw), idx
+        n_users = self._query0.shape[0]
+        if self._retrieval_cache is None:
+            # Rent or buy: rows are computed on demand until that has cost as much as the whole table.
+            self._uncached_rows += len(users)
+            if n_users * len(idx) > _RETRIEVAL_CACHE_MAX or self._uncached_rows < n_users:
+                return retrieval_probs(_take(self._query0, users), emb, pop, **kw), idx
         if self._retrieval_cache is None:
             self._retrieval_cache = retrieval_probs(self._query0, emb, pop, **kw)
         return self._retrieval_cache.index_select(0, users), idx

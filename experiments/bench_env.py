@@ -7,7 +7,9 @@ autoreset), the latter in both autoreset modes: ``next_step`` (the default; ``ve
 and ``same_step`` (``vector_same_step_user_steps_per_s``: it also copies the final observations of the
 users whose episodes end). Actions are random scores generated before timing. Timing starts after ``warmup`` steps
 (default 60, more than one episode), so the users' episodes have desynchronised and the figure is the
-steady state, resets included (at the start every user resets at once).
+steady state, resets included (at the start every user resets at once). The timed steps run as
+``repeats`` (default 5) consecutive windows and the figure is the median window: on a shared 2-core VM,
+interference from other tenants moves single windows by ±20 %; every window is kept in ``*_runs``.
 
     python -m recgym.experiments.bench_env --num-envs 8192 --json
     recgym bench env --num-envs 8192 --json
@@ -18,6 +20,7 @@ from __future__ import annotations
 import argparse
 import json
 import platform
+import statistics
 import time
 
 import torch
@@ -36,8 +39,10 @@ def run_env_benchmark(
     level: str = "both",
     seed: int = 0,
     warmup: int = 60,
+    repeats: int = 5,
 ) -> dict:
-    """Time ``steps`` env steps of ``num_envs`` users; return figures and settings as a dict."""
+    """Time ``repeats`` windows of ``steps`` env steps of ``num_envs`` users, one after the other in the
+    same run; return the median window's user-steps/s (and every window's, ``*_runs``) with the settings."""
     from recgym.common.device import resolve_device
     from recgym.envs import RankingVectorEnv
     from recgym.envs.spaces import actions_to_slate
@@ -46,6 +51,7 @@ def run_env_benchmark(
         torch.set_num_threads(threads)
     dev = resolve_device(device)
     steps = steps or max(100, min(2000, 1_000_000 // num_envs))
+
     def make_env(autoreset_mode: str) -> RankingVectorEnv:
         return RankingVectorEnv(num_envs, world, num_candidates=candidates, slate_size=slate_size, device=dev,
                                 autoreset_mode=autoreset_mode)
@@ -54,50 +60,52 @@ def run_env_benchmark(
     result: dict = {
         "num_envs": num_envs, "candidates": candidates, "slate_size": slate_size, "device": str(dev),
         "dim": env.core.world.catalog.dim, "items": env.core.world.catalog.num_items, "world": env.core.world.name,
-        "steps": steps, "warmup": warmup, "threads": torch.get_num_threads(), "torch": torch.__version__,
-        "cpu": platform.processor() or platform.machine(),
+        "steps": steps, "warmup": warmup, "repeats": repeats, "threads": torch.get_num_threads(),
+        "torch": torch.__version__, "cpu": platform.processor() or platform.machine(),
     }
     gen = torch.Generator(device=dev).manual_seed(seed)
     n_actions = 8
     scores_t = [torch.rand(num_envs, candidates, generator=gen, device=dev) * 2 - 1 for _ in range(n_actions)]
 
-    def sync() -> None:
-        if dev.type == "cuda":
-            torch.cuda.synchronize()
+    def timed(step_fn, n_steps: int) -> list[float]:
+        """Warm up, then user-steps/s of each of ``repeats`` consecutive windows of ``n_steps`` steps."""
+        for i in range(warmup):
+            step_fn(i)
+        rates = []
+        for r in range(repeats):
+            if dev.type == "cuda":
+                torch.cuda.synchronize()
+            t0 = time.perf_counter()
+            for i in range(n_steps):
+                step_fn(warmup + r * n_steps + i)
+            if dev.type == "cuda":
+                torch.cuda.synchronize()
+            rates.append(num_envs * n_steps / (time.perf_counter() - t0))
+        return rates
+
+    def record(key: str, rates: list[float]) -> None:
+        result[key] = statistics.median(rates)
+        result[key + "_runs"] = [round(x) for x in rates]
 
     if level in ("both", "core"):
         core = env.core
         state = core.init_state(core.sample_users(num_envs))
-        sync()
-        t0 = 0.0
-        for i in range(warmup + steps):
-            if i == warmup:
-                sync()
-                t0 = time.perf_counter()
+
+        def core_step(i: int) -> None:
             slate = actions_to_slate(scores_t[i % n_actions], state.mask, core.config, batched=True, strict=False)
             _, term, trunc, _ = core.step(state, slate)
-            done = term | trunc
-            rows = done.nonzero().flatten()
+            rows = (term | trunc).nonzero().flatten()
             if len(rows):
                 core.reset_rows(state, rows, core.sample_users(len(rows)))
             core.observe(state, copy=False)
-        sync()
-        dt = time.perf_counter() - t0
-        result["core_user_steps_per_s"] = num_envs * steps / dt
+
+        record("core_user_steps_per_s", timed(core_step, steps))
     if level in ("both", "vector"):
         scores_np = [s.cpu().numpy() for s in scores_t]
-        v_steps = max(50, steps // 2)
         for mode, key in (("next_step", "vector_user_steps_per_s"), ("same_step", "vector_same_step_user_steps_per_s")):
             venv = env if mode == "next_step" else make_env(mode)
             venv.reset(seed=seed)
-            for i in range(warmup):
-                venv.step(scores_np[i % n_actions])
-            sync()
-            t0 = time.perf_counter()
-            for i in range(v_steps):
-                venv.step(scores_np[i % n_actions])
-            sync()
-            result[key] = num_envs * v_steps / (time.perf_counter() - t0)
+            record(key, timed(lambda i, venv=venv: venv.step(scores_np[i % n_actions]), max(50, steps // 2)))
     result["user_steps_per_s"] = result.get("core_user_steps_per_s", result.get("vector_user_steps_per_s"))
     return result
 
@@ -110,10 +118,12 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--device", default="cpu")
     p.add_argument("--threads", type=int, default=None)
     p.add_argument("--world", default="synthetic")
+    p.add_argument("--repeats", type=int, default=5)
     p.add_argument("--json", action="store_true")
     a = p.parse_args(argv)
     for b in a.num_envs:
-        r = run_env_benchmark(b, a.candidates, a.slate_size, a.device, world=a.world, threads=a.threads)
+        r = run_env_benchmark(b, a.candidates, a.slate_size, a.device, world=a.world, threads=a.threads,
+                              repeats=a.repeats)
         if a.json:
             print(json.dumps(r))
         else:

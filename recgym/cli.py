@@ -88,13 +88,14 @@ def bench_env(
     device: Annotated[str, typer.Option(help="cpu, cuda or auto")] = "cpu",
     threads: Annotated[Optional[int], typer.Option(help="torch intra-op threads (default: torch's)")] = None,  # noqa: UP045
     world: Annotated[str, typer.Option(help="world name")] = "synthetic",
+    repeats: Annotated[int, typer.Option(min=1, help="timed windows per figure; the median is reported")] = 5,
     as_json: Annotated[bool, typer.Option("--json", help="one JSON object per B; the last line is the last B")] = False,
 ) -> None:
     """User-steps/s of the batched simulator (candidate generation, choice, dynamics, observation)."""
     from recgym.experiments.bench_env import run_env_benchmark
 
     for b in num_envs:
-        r = run_env_benchmark(b, candidates, slate_size, device, world=world, threads=threads)
+        r = run_env_benchmark(b, candidates, slate_size, device, world=world, threads=threads, repeats=repeats)
         if as_json:
             typer.echo(json.dumps(r))
         else:
