@@ -5,6 +5,7 @@ Pool (at reset, for the users being reset): ``pool_size`` distinct items sampled
 popular * pop_i + random / M`` over the poolable items, where ``query`` is the user's normalised profile +
 prior-history vector. This is the retrieval stage of a two-stage recommender: the policy ranks N << M
 candidates. The pool is then put in a random order (a random affine permutation of positions per user).
+:class:`RetrievalIndex` keeps the per-user similarity logits and the mixture rows of the current poolable set.
 
 Per step every user gets the window of N pool positions starting at ``(t * N) mod P`` (``t`` = the env
 step; one shared window, so it costs a slice): the N candidates are distinct, each pool item comes back
@@ -20,23 +21,71 @@ import math
 
 import torch
 
-__all__ = ["retrieval_probs", "sample_pools", "window_positions", "take_window"]
+__all__ = ["RetrievalIndex", "retrieval_probs", "sample_pools", "window_positions", "take_window"]
 
 
 def retrieval_probs(
-    query: torch.Tensor,
-    item_emb: torch.Tensor,
-    popularity: torch.Tensor,
-    *,
-    mix: tuple[float, float, float],
-    temperature: float,
+    near_logits: torch.Tensor, popularity: torch.Tensor, *, mix: tuple[float, float, float]
 ) -> torch.Tensor:
-    """``(R, d)`` queries -> ``(R, M)`` float32 mixture probabilities over the ``M`` items given (the caller
-    passes only the poolable ones: ``item_emb`` ``(M, d)``, ``popularity`` ``(M,)``)."""
-    near = torch.softmax((query @ item_emb.T) / temperature, dim=1)
+    """Mixture probabilities ``(R, M)`` float32 over the ``M`` items given, from ``near_logits`` ``(R, M)``
+    (``cos(query, e_i) / T``) and ``popularity`` ``(M,)`` of the same items."""
+    near = torch.softmax(near_logits, dim=1)
     pop = popularity / popularity.sum().clamp_min(1e-12)
     w_near, w_pop, w_rand = mix
-    return (w_near * near + (w_pop * pop + w_rand / item_emb.shape[0])) / (w_near + w_pop + w_rand)
+    return (w_near * near + (w_pop * pop + w_rand / near_logits.shape[1])) / (w_near + w_pop + w_rand)
+
+
+class RetrievalIndex:
+    """Retrieval distributions of fresh episodes: ``probs(users, m)`` over the first ``m`` items of ``order``.
+
+    ``order`` ``(M,)`` int64 lists the catalogue so that every poolable set the caller asks for is a prefix
+    (the core puts initial items first, then injected items in release order: the poolable set only grows),
+    so a new poolable set costs a slice, never a gather of embeddings. The similarity logits
+    ``cos(query_u, e_i) / T`` ``(U, M)`` are computed once when ``U * M <= max_cache`` (per call otherwise),
+    and the mixture rows of the current prefix are cached on a rent-or-buy rule: rows are computed on
+    demand until that has cost as much as the whole ``(U, m)`` table, which is then built once.
+
+    Args:
+        query: ``(U, d)`` float32 normalised retrieval queries of every user.
+        item_emb: ``(M, d)`` float32 item embeddings; ``popularity``: ``(M,)`` float32 prior.
+        order: ``(M,)`` int64 item index of each retrieval column.
+    """
+
+    def __init__(
+        self, query: torch.Tensor, item_emb: torch.Tensor, popularity: torch.Tensor, order: torch.Tensor, *,
+        mix: tuple[float, float, float], temperature: float, max_cache: int,
+    ) -> None:
+        self.order = order
+        self.mix = mix
+        self.query = query
+        self.emb_t = (item_emb.index_select(0, order) / temperature).T.contiguous()  # (d, M)
+        self.popularity = popularity.index_select(0, order)
+        self.max_cache = max_cache
+        n_users, m = query.shape[0], len(order)
+        self.logits = query @ self.emb_t if n_users * m <= max_cache else None  # (U, M)
+        self._cache: tuple[int, torch.Tensor] | None = None  # (m, (U, m) mixture table)
+        self._rented: tuple[int, int] = (-1, 0)  # (m, rows computed on demand for that m)
+
+    def _rows(self, users: torch.Tensor | None, m: int) -> torch.Tensor:
+        if self.logits is not None:
+            logits = self.logits if users is None else self.logits.index_select(0, users)
+            logits = logits[:, :m]
+        else:
+            q = self.query if users is None else self.query.index_select(0, users)
+            logits = q @ self.emb_t[:, :m]
+        return retrieval_probs(logits, self.popularity[:m], mix=self.mix)
+
+    def probs(self, users: torch.Tensor, m: int) -> torch.Tensor:
+        """``(R, m)`` float32 mixture over the items ``order[:m]`` for ``users`` ``(R,)`` int64."""
+        if self._cache is not None and self._cache[0] == m:
+            return self._cache[1].index_select(0, users)
+        n_users = self.query.shape[0]
+        rented = (self._rented[1] if self._rented[0] == m else 0) + len(users)
+        self._rented = (m, rented)
+        if rented < n_users or n_users * m > self.max_cache:
+            return self._rows(users, m)
+        self._cache = (m, self._rows(None, m))
+        return self._cache[1].index_select(0, users)
 
 
 def sample_pools(probs: torch.Tensor, pool_size: int, generator: torch.Generator) -> torch.Tensor:

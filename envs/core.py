@@ -24,7 +24,7 @@ import numpy as np
 import torch
 
 from recgym.common.device import resolve_device
-from recgym.envs.candidates import retrieval_probs, sample_pools, take_window, window_positions
+from recgym.envs.candidates import RetrievalIndex, sample_pools, take_window, window_positions
 from recgym.envs.choice import ChoiceModel, make_choice_model, sample_clicks
 from recgym.envs.config import EnvConfig
 from recgym.envs.response import QualityResponse, ResponseModel, RewardFn, make_reward
@@ -34,7 +34,7 @@ __all__ = ["RankingCore", "SimState", "WorldTensors", "CONTEXT_FEATURES", "NEVER
 
 CONTEXT_FEATURES = ("budget_fraction", "step_fraction", "last_click_rate", "cold_user")
 NEVER = -(2**30)  # "last shown/consumed at step NEVER": long enough ago for any window or decay
-_RETRIEVAL_CACHE_MAX = 64_000_000  # users x items above which per-user retrieval probabilities are not cached
+_RETRIEVAL_CACHE_MAX = 64_000_000  # users x items above which per-user retrieval tables are not kept
 
 
 def _take(table: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
@@ -189,15 +189,19 @@ class RankingCore:
         self._window_pos = torch.arange(config.num_candidates, device=self.device)
         self._pool_cols = config.num_candidates  # candidate columns that come from the pool
         self._sink = config.pool_size + len(self.w.new_order)  # slot column that absorbs masked-out writes
-        # A fresh episode's retrieval query depends only on the user's profile and prior history, so each
-        # user's retrieval distribution is cached until the set of poolable items changes.
+        # A fresh episode's retrieval query depends only on the user's profile and prior history. Retrieval
+        # columns: initial items, then injected ones in release order, so the poolable set is a prefix.
         hist = self.w.user_history
         valid = (hist >= 0).unsqueeze(-1)
         self._history0 = (_take(self.w.item_emb, hist.clamp_min(0)) * valid).sum(1) / valid.sum(1).clamp_min(1)
-        self._query0 = torch.nn.functional.normalize(self.w.user_emb + self._history0, dim=1)
-        self._retrieval_cache: torch.Tensor | None = None  # (U, M') for the current poolable set
-        self._poolable_items: tuple[int, torch.Tensor, torch.Tensor, torch.Tensor] | None = None
-        self._uncached_rows = 0  # retrieval rows computed since the poolable set last changed
+        mix = config.candidate_mix
+        self._n_initial = n_initial
+        self.retrieval = RetrievalIndex(
+            torch.nn.functional.normalize(self.w.user_emb + self._history0, dim=1), self.w.item_emb,
+            self.w.item_popularity, torch.cat([(~self.w.item_new).nonzero().squeeze(1), self.w.new_order]),
+            mix=(mix.nearest, mix.popular, mix.random), temperature=config.similarity_temperature,
+            max_cache=_RETRIEVAL_CACHE_MAX,
+        )
         # At most mask_window * K candidates were shown lately, plus s - 1 duplicate new-item slots: when that
         # always leaves K choices, the per-step "too few left" check is skipped.
         s = config.new_item_slots
@@ -240,24 +244,8 @@ class RankingCore:
     def _user_retrieval_probs(self, users: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Retrieval mixture for fresh episodes of ``users`` ``(R,)``: ``(R, M')`` probabilities over the
         ``(M',)`` int64 currently poolable items (sampling skips the others' columns altogether)."""
-        cfg, w = self.config, self.w
-        mix = cfg.candidate_mix
-        kw = {"mix": (mix.nearest, mix.popular, mix.random), "temperature": cfg.similarity_temperature}
-        key = self._poolable_new_count()
-        if self._poolable_items is None or self._poolable_items[0] != key:
-            idx = self.poolable().nonzero().squeeze(1)
-            self._poolable_items = (key, idx, w.item_emb.index_select(0, idx), w.item_popularity.index_select(0, idx))
-            self._retrieval_cache, self._uncached_rows = None, 0
-        _, idx, emb, pop = self._poolable_items
-        n_users = self._query0.shape[0]
-        if self._retrieval_cache is None:
-            # Rent or buy: rows are computed on demand until that has cost as much as the whole table.
-            self._uncached_rows += len(users)
-            if n_users * len(idx) > _RETRIEVAL_CACHE_MAX or self._uncached_rows < n_users:
-                return retrieval_probs(_take(self._query0, users), emb, pop, **kw), idx
-        if self._retrieval_cache is None:
-            self._retrieval_cache = retrieval_probs(self._query0, emb, pop, **kw)
-        return self._retrieval_cache.index_select(0, users), idx
+        m = self._n_initial + self._poolable_new_count()
+        return self.retrieval.probs(users, m), self.retrieval.order[:m]
 
     def sample_users(self, n: int) -> torch.Tensor:
         """``(n,)`` int64 users drawn uniformly (with replacement) from the configured cohort."""

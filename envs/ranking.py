@@ -39,7 +39,8 @@ class RankingEnv(CoreShell, gym.Env):
     ``Dict``: ``profile`` ``(d,)`` LM profile embedding; ``history`` ``(d,)`` EMA of consumed items' LM
     embeddings (zeros for a new user); ``context`` ``(4,)`` = budget fraction, step fraction, last slate's
     click rate, cold-user flag; ``candidates`` ``(N,)`` int64 item indices into :attr:`item_embeddings`;
-    ``mask`` ``(N,)`` int8, 0 for items already shown this episode (and duplicates).
+    ``mask`` ``(N,)`` int8, 0 for items shown in the last ``mask_window`` slates (and for a new-item slot
+    repeating another).
 
     ## Rewards
     ``reward="clicks"`` (default): number of clicks; ``"engagement"``: total dwell; ``"satisfaction"``: sum

@@ -266,3 +266,51 @@ def test_item_fatigue_follows_each_item_through_pool_and_new_item_slots(small_wo
         if bool(term | trunc):
             break
     assert checked_new > 0  # a consumed injected item came back through a new-item slot
+
+
+@pytest.mark.parametrize("max_cache", [0, 10**9])  # per-call logits / the (U, M) table and rent-or-buy cache
+def test_retrieval_mixture_matches_a_from_scratch_reference_as_items_become_poolable(small_world, max_cache):
+    """Over the poolable set only (new items scattered through the catalogue), at every release, for rows
+    computed on demand and for rows served from the cached table."""
+    import dataclasses
+
+    from recgym.envs import core as core_module
+
+    rng = np.random.default_rng(1)
+    cat = small_world.catalog
+    scatter = rng.permutation(cat.num_items)  # new items interleaved with initial ones
+    fields_ = {f: getattr(cat, f)[scatter] for f in ("embeddings", "genres", "popularity", "quality", "appeal",
+                                                     "latent", "is_new")}
+    world = dataclasses.replace(small_world, catalog=dataclasses.replace(cat, **fields_))
+    padded = world.population.history < 0  # histories name items by index: follow them through the scatter
+    history = np.where(padded, -1, np.argsort(scatter)[np.maximum(world.population.history, 0)])
+    world = dataclasses.replace(world, population=dataclasses.replace(world.population, history=history))
+    cfg = EnvConfig(num_candidates=40, pool_size=100, new_items_per_step=0.5, new_item_window=4)
+    old_cap = core_module._RETRIEVAL_CACHE_MAX
+    core_module._RETRIEVAL_CACHE_MAX = max_cache
+    try:
+        core = RankingCore(world, cfg, seed=0)
+    finally:
+        core_module._RETRIEVAL_CACHE_MAX = old_cap
+    w, mix = core.w, cfg.candidate_mix
+    n_users = w.user_emb.shape[0]
+    seen_sizes = set()
+    for t in (0, 3, 6, 7, 30, 61, 200):
+        core.t_global = t
+        poolable = np.flatnonzero(core.poolable().numpy())
+        seen_sizes.add(len(poolable))
+        query = torch.nn.functional.normalize(w.user_emb + core._history0, dim=1)
+        near = torch.softmax(query @ w.item_emb[poolable].T / cfg.similarity_temperature, dim=1)
+        pop = w.item_popularity[poolable] / w.item_popularity[poolable].sum()
+        total = mix.nearest + mix.popular + mix.random
+        expected = (mix.nearest * near + mix.popular * pop + mix.random / len(poolable)) / total
+        # A few rows on demand, then enough users that the whole table is bought, then served from it.
+        for users in (torch.tensor([3, 0, 3]), torch.arange(n_users), torch.tensor([5, 1])):
+            probs, items = core._user_retrieval_probs(users)
+            assert sorted(items.tolist()) == poolable.tolist()
+            col = {int(i): j for j, i in enumerate(items.tolist())}
+            got = probs[:, [col[int(i)] for i in poolable]]
+            torch.testing.assert_close(got, expected[users], rtol=1e-4, atol=1e-7)
+            torch.testing.assert_close(probs.sum(1), torch.ones(len(users)), rtol=1e-5, atol=1e-5)
+    assert len(seen_sizes) >= 5  # the poolable set grew between the checks
+    assert (core.retrieval.logits is None) == (max_cache == 0)
