@@ -69,7 +69,7 @@ class RankingSB3VecEnv(VecEnv):
         done = terminated | truncated
         infos: list[dict[str, Any]] = [{} for _ in range(self.num_envs)]
         for i in np.flatnonzero(done):
-            infos[i]["terminal_observation"] = {k: v[i] for k, v in info["final_obs"].items()}
+            infos[i]["terminal_observation"] = info["final_obs"][i]
             infos[i]["TimeLimit.truncated"] = bool(truncated[i] and not terminated[i])
         return obs, reward.astype(np.float32), done, infos
 

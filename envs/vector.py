@@ -7,9 +7,13 @@ Autoreset (Gymnasium 1.x, ``metadata["autoreset_mode"]``):
 * ``"next_step"`` (default, what Gymnasium's vector wrappers expect): the step that ends a user's episode
   returns that final observation; the *next* ``step`` starts a new user in that slot, ignores its action
   there and returns the first observation with reward 0 and both flags False.
-* ``"same_step"``: the slot is reset inside the step that ends it; the returned observation is the new
-  user's first one, and ``info["final_obs"]`` (a dict of ``(B, ...)`` arrays, rows valid where
-  ``info["_final_obs"]``) holds the final one. This is the SB3 convention (see :mod:`recgym.envs.sb3`).
+* ``"same_step"``: the slot is reset inside the step that ends it and the returned observation is the new
+  user's first one. As in Gymnasium's ``SyncVectorEnv``: ``info["final_obs"]`` is a ``(B,)`` object array
+  holding the final observation (a dict) of each ending slot and ``None`` elsewhere; ``info["final_info"]``
+  holds the ending step's info of those slots (its ``_key`` masks are the ending slots); in ``info`` itself
+  an ending slot carries its reset info: ``user`` is the new user and the step keys are masked out there.
+  ``_final_obs`` / ``_final_info`` mark the ending slots. The SB3 adapter (:mod:`recgym.envs.sb3`) builds
+  on this mode.
 
 ``info`` follows the vector convention: every key is a ``(B, ...)`` array with a boolean ``"_key"`` mask.
 """
@@ -35,16 +39,14 @@ __all__ = ["RankingVectorEnv"]
 _MODES = {"next_step": AutoresetMode.NEXT_STEP, "same_step": AutoresetMode.SAME_STEP}
 
 
-def _rows_to_numpy(tensors: Mapping[str, torch.Tensor], rows: torch.Tensor) -> dict[str, np.ndarray]:
-    """``(B, ...)`` numpy copies holding only the ``rows`` ``(B,)`` bool of each tensor, zeros elsewhere
-    (``np.zeros`` maps untouched pages lazily, so the cost follows the number of rows, not B)."""
+def _final_observations(obs: Mapping[str, torch.Tensor], rows: torch.Tensor) -> np.ndarray:
+    """``(B,)`` object array: a dict of fresh numpy rows of ``obs`` where ``rows`` ``(B,)`` bool, else ``None``
+    (one batched copy per key; the per-row dicts are views into those copies)."""
     idx = rows.nonzero().squeeze(1)
-    idx_np = idx.cpu().numpy()
-    out = {}
-    for k, v in tensors.items():
-        a = np.zeros(tuple(v.shape), dtype=torch.empty(0, dtype=v.dtype).numpy().dtype)
-        a[idx_np] = v.detach().index_select(0, idx).cpu().numpy()
-        out[k] = a
+    taken = {k: v.detach().index_select(0, idx).cpu().numpy() for k, v in obs.items()}
+    out = np.full(len(rows), None, dtype=object)
+    for j, row in enumerate(idx.tolist()):
+        out[row] = {k: v[j] for k, v in taken.items()}
     return out
 
 
@@ -131,13 +133,18 @@ class RankingVectorEnv(CoreShell, VectorEnv):
         done = terminated | truncated
         info_t["episode_step"] = state.step.clone()
         if self.metadata["autoreset_mode"] is AutoresetMode.SAME_STEP:
-            final_obs = _rows_to_numpy(core.observe(state, copy=False), done) if bool(done.any()) else None
-            self._reset_slots(done)
-            obs = to_numpy(core.observe(state, copy=False))
-            info = self._vector_info(info_t)
-            if final_obs is not None:
+            if not bool(done.any()):
+                obs, info = to_numpy(core.observe(state, copy=False)), self._vector_info(info_t)
+            else:
+                final_obs = _final_observations(core.observe(state, copy=False), done)
+                self._reset_slots(done)
+                obs = to_numpy(core.observe(state, copy=False))
                 done_np = done.cpu().numpy()
-                info["final_obs"], info["_final_obs"] = final_obs, done_np
+                step_info = to_numpy(info_t)  # ending slots' values go to final_info (the same arrays)
+                info = self._vector_info(step_info, valid=~done)
+                info["user"], info["_user"] = state.user.cpu().numpy(), np.ones(self.num_envs, dtype=bool)
+                info["final_info"] = self._vector_info(step_info, valid=done)
+                info["final_obs"], info["_final_obs"], info["_final_info"] = final_obs, done_np, done_np.copy()
         else:
             if any_pending:
                 self._reset_slots(pending)
@@ -171,8 +178,12 @@ class RankingVectorEnv(CoreShell, VectorEnv):
             a[rows] = first.cpu().numpy().reshape(a[rows].shape)
         return a
 
-    def _vector_info(self, tensors: Mapping[str, torch.Tensor], valid: torch.Tensor | None = None) -> dict:
-        info = to_numpy(tensors)
+    def _vector_info(
+        self, values: Mapping[str, torch.Tensor | np.ndarray], valid: torch.Tensor | None = None
+    ) -> dict:
+        """``values`` (tensors are copied to numpy; arrays are kept) with a ``_key`` mask each: ``valid`` or all."""
+        info = {k: v for k, v in values.items() if isinstance(v, np.ndarray)}
+        info.update(to_numpy({k: v for k, v in values.items() if not isinstance(v, np.ndarray)}))
         mask = np.ones(self.num_envs, dtype=bool) if valid is None else valid.cpu().numpy()
         for k in list(info):
             info["_" + k] = mask.copy()

@@ -88,14 +88,22 @@ def test_parity_make_vs_make_vec_vs_sb3(small_world):
         o3, r3, d3, i3 = sb3.step(a[None])
         assert r1 == pytest.approx(r2[0]) == pytest.approx(r3[0])
         assert (te1, tr1) == (te2[0], tr2[0]) and (te1 or tr1) == d3[0]
-        np.testing.assert_array_equal(i1["slate_items"], i2["slate_items"][0])
         if te1 or tr1:
             episodes += 1
+            # Gymnasium's same-step convention: the ending step's info and observation are in final_*, the
+            # slot's own info is its reset info (the new user; step keys masked out).
+            assert i2["_final_obs"][0] and i2["_final_info"][0] and not i2["_slate_items"][0]
+            assert i2["final_info"]["_slate_items"][0] and i2["final_info"]["user"][0] == i1["user"]
+            np.testing.assert_array_equal(i1["slate_items"], i2["final_info"]["slate_items"][0])
             for key in o1:
-                np.testing.assert_array_equal(o1[key], i2["final_obs"][key][0])
+                np.testing.assert_array_equal(o1[key], i2["final_obs"][0][key])
                 np.testing.assert_array_equal(o1[key], i3[0]["terminal_observation"][key])
             assert i3[0]["TimeLimit.truncated"] == (tr1 and not te1)
-            o1, _ = single.reset()
+            o1, reset_info = single.reset()
+            assert i2["_user"][0] and i2["user"][0] == reset_info["user"]
+        else:
+            assert "final_obs" not in i2 or not i2["_final_obs"][0]
+            np.testing.assert_array_equal(i1["slate_items"], i2["slate_items"][0])
     assert episodes >= 3
 
 
@@ -110,6 +118,36 @@ def test_next_step_autoreset_semantics(small_world):
     assert (r == 0).all() and not (te | tr).any()
     assert (obs["context"][:, 1] == 0).all()  # step fraction of a fresh episode
     assert not info["_clicks"].any()
+
+
+def test_same_step_autoreset_follows_gymnasiums_final_obs_convention(small_world):
+    env = RankingVectorEnv(16, small_world, num_candidates=40, pool_size=120, slate_size=5, max_steps=12,
+                           initial_budget=4.0, autoreset_mode="same_step")
+    obs, _ = env.reset(seed=0)
+    rng = np.random.default_rng(0)
+    mixed = 0
+    for _ in range(40):
+        users_before = env._state.user.numpy().copy()
+        obs, r, te, tr, info = env.step(rng.uniform(-1, 1, (16, 40)).astype(np.float32))
+        done = te | tr
+        if not done.any():
+            assert "final_obs" not in info and info["_slate_items"].all()
+            continue
+        mixed += bool((~done).any())
+        assert info["final_obs"].dtype == object and info["final_obs"].shape == (16,)
+        np.testing.assert_array_equal(info["_final_obs"], done)
+        for i in range(16):
+            final = info["final_obs"][i]
+            if not done[i]:
+                assert final is None
+                continue
+            assert set(final) == set(obs) and final["context"][1] > 0 and obs["context"][i, 1] == 0
+            assert env.single_observation_space.contains(final)
+        np.testing.assert_array_equal(info["final_info"]["user"][done], users_before[done])
+        np.testing.assert_array_equal(info["final_info"]["_clicks"], done)
+        np.testing.assert_array_equal(info["_clicks"], ~done)
+        np.testing.assert_array_equal(info["user"], env._state.user.numpy())  # reset info: the new users
+    assert mixed >= 3
 
 
 def test_vecchecknan_10k_random_steps(small_world):
