@@ -118,7 +118,7 @@ class RankingVectorEnv(CoreShell, VectorEnv):
             users = self.core.sample_users(self.num_envs)
         self._state = self.core.init_state(users)
         self._pending_reset.zero_()
-        return to_numpy(self.core.observe(self._state, copy=False)), self._vector_info({"user": users.clone()})
+        return to_numpy(self.core.observe(self._state, copy=False)), self._vector_info(to_numpy({"user": users}))
 
     def step(self, actions: Any):
         self._require_reset("step")
@@ -133,17 +133,18 @@ class RankingVectorEnv(CoreShell, VectorEnv):
         done = terminated | truncated
         info_t["episode_step"] = state.step.clone()
         if self.metadata["autoreset_mode"] is AutoresetMode.SAME_STEP:
+            step_info = to_numpy(info_t)
             if not bool(done.any()):
-                obs, info = to_numpy(core.observe(state, copy=False)), self._vector_info(info_t)
+                obs, info = to_numpy(core.observe(state, copy=False)), self._vector_info(step_info)
             else:
                 final_obs = _final_observations(core.observe(state, copy=False), done)
                 self._reset_slots(done)
                 obs = to_numpy(core.observe(state, copy=False))
                 done_np = done.cpu().numpy()
-                step_info = to_numpy(info_t)  # ending slots' values go to final_info (the same arrays)
-                info = self._vector_info(step_info, valid=~done)
+                # The ending slots' step values are read through final_info (the same arrays, other masks).
+                info = self._vector_info(step_info, valid=~done_np)
                 info["user"], info["_user"] = state.user.cpu().numpy(), np.ones(self.num_envs, dtype=bool)
-                info["final_info"] = self._vector_info(step_info, valid=done)
+                info["final_info"] = self._vector_info(step_info, valid=done_np)
                 info["final_obs"], info["_final_obs"], info["_final_info"] = final_obs, done_np, done_np.copy()
         else:
             if any_pending:
@@ -152,7 +153,7 @@ class RankingVectorEnv(CoreShell, VectorEnv):
                 terminated, truncated = terminated & ~pending, truncated & ~pending
             self._pending_reset = terminated | truncated
             obs = to_numpy(core.observe(state, copy=False))
-            info = self._vector_info(info_t, valid=~pending if any_pending else None)
+            info = self._vector_info(to_numpy(info_t), valid=(~pending).cpu().numpy() if any_pending else None)
         return (
             obs,
             reward.cpu().numpy().astype(np.float64),
@@ -178,14 +179,11 @@ class RankingVectorEnv(CoreShell, VectorEnv):
             a[rows] = first.cpu().numpy().reshape(a[rows].shape)
         return a
 
-    def _vector_info(
-        self, values: Mapping[str, torch.Tensor | np.ndarray], valid: torch.Tensor | None = None
-    ) -> dict:
-        """``values`` (tensors are copied to numpy; arrays are kept) with a ``_key`` mask each: ``valid`` or all."""
-        info = {k: v for k, v in values.items() if isinstance(v, np.ndarray)}
-        info.update(to_numpy({k: v for k, v in values.items() if not isinstance(v, np.ndarray)}))
-        mask = np.ones(self.num_envs, dtype=bool) if valid is None else valid.cpu().numpy()
-        for k in list(info):
+    def _vector_info(self, arrays: Mapping[str, np.ndarray], valid: np.ndarray | None = None) -> dict:
+        """``arrays`` plus a ``_key`` mask for each: ``valid`` ``(B,)`` bool, or all True."""
+        mask = np.ones(self.num_envs, dtype=bool) if valid is None else valid
+        info = dict(arrays)
+        for k in arrays:
             info["_" + k] = mask.copy()
         return info
 
