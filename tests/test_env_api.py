@@ -150,6 +150,30 @@ def test_same_step_autoreset_follows_gymnasiums_final_obs_convention(small_world
     assert mixed >= 3
 
 
+@pytest.mark.parametrize("mode", ["next_step", "same_step"])
+def test_gymnasium_record_episode_statistics_sees_every_episode(small_world, mode):
+    """Gymnasium's own vector wrapper reads our autoreset mode and reports the returns we accumulate."""
+    from gymnasium.wrappers.vector import RecordEpisodeStatistics
+
+    env = RecordEpisodeStatistics(RankingVectorEnv(8, small_world, num_candidates=40, pool_size=120,
+                                                   slate_size=5, max_steps=6, autoreset_mode=mode))
+    env.reset(seed=0)
+    rng = np.random.default_rng(0)
+    ours, pending = np.zeros(8), np.zeros(8, bool)
+    reported, expected = [], []
+    for _ in range(30):
+        _, r, te, tr, info = env.step(rng.uniform(-1, 1, (8, 40)).astype(np.float32))
+        ours = np.where(pending, 0.0, ours + r)  # next_step: the reset step belongs to no episode
+        done = te | tr
+        if done.any():
+            reported += info["episode"]["r"][done].tolist()
+            expected += ours[done].tolist()
+            ours[done] = 0.0
+        pending = done if mode == "next_step" else np.zeros(8, bool)
+    assert len(reported) >= 16 and sum(expected) > 0
+    np.testing.assert_allclose(reported, expected)
+
+
 def test_vecchecknan_10k_random_steps(small_world):
     venv = VecCheckNan(RankingSB3VecEnv(100, seed=0, world=small_world, num_candidates=40, pool_size=120, max_steps=20),
                        raise_exception=True)
