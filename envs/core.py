@@ -123,6 +123,10 @@ class SimState:
     def clone(self) -> SimState:
         return SimState(**{f.name: getattr(self, f.name).clone() for f in fields(self)})
 
+    def to(self, device: str | torch.device) -> SimState:
+        """A copy of the state on ``device`` (e.g. to continue a CPU state on a CUDA core of the same world)."""
+        return SimState(**{f.name: getattr(self, f.name).to(device, copy=True) for f in fields(self)})
+
     @property
     def batch_size(self) -> int:
         return int(self.user.shape[0])
@@ -218,6 +222,9 @@ class RankingCore:
 
     def _rand(self, *shape: int) -> torch.Tensor:
         return torch.rand(shape, generator=self.generator, device=self.device)
+
+    def _randn(self, *shape: int) -> torch.Tensor:
+        return torch.randn(shape, generator=self.generator, device=self.device)
 
     # ----------------------------------------------------------------- state
     def released(self) -> torch.Tensor:
@@ -431,7 +438,7 @@ class RankingCore:
         logits, lat = self.slate_logits(state, slate, items=items, scalars=scalars, keys=keys)
         probs = self.choice.click_probs(logits)
         clicks = sample_clicks(probs, self._rand(b, cfg.slate_size), self.choice.multi_click)
-        noise = torch.randn((b, cfg.slate_size), generator=self.generator, device=self.device)
+        noise = self._randn(b, cfg.slate_size)
         resp = self.response(clicks, scalars[..., 1], noise)
         reward = self.reward_fn(resp)
         self._advance(state, keys, items, scalars[..., 2].long(), lat, clicks, resp.satisfaction)

@@ -10,6 +10,7 @@ from hypothesis import strategies as st
 
 from recgym.envs import EnvConfig, InvalidActionError, RankingCore, RankingEnv, RankingVectorEnv
 from recgym.envs.choice import Cascade, MultinomialLogit, PositionBased, sample_clicks
+from recgym.envs.core import SimState
 from recgym.envs.worlds.analytic import (
     analytic_config,
     analytic_logits,
@@ -314,3 +315,14 @@ def test_retrieval_mixture_matches_a_from_scratch_reference_as_items_become_pool
             torch.testing.assert_close(probs.sum(1), torch.ones(len(users)), rtol=1e-5, atol=1e-5)
     assert len(seen_sizes) >= 5  # the poolable set grew between the checks
     assert (core.retrieval.logits is None) == (max_cache == 0)
+
+
+def test_state_to_device_is_an_equal_copy_that_shares_nothing(small_world):
+    core = RankingCore(small_world, EnvConfig(num_candidates=40, pool_size=120, slate_size=5), seed=0)
+    state = core.init_state(core.sample_users(8))
+    moved = state.to("cpu")
+    for name in SimState.__dataclass_fields__:
+        a, b = getattr(state, name), getattr(moved, name)
+        assert torch.equal(a, b) and a.data_ptr() != b.data_ptr(), name
+    core.step(state, torch.arange(5).expand(8, 5))
+    assert not torch.equal(state.step, moved.step)  # stepping one leaves the other alone
