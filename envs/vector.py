@@ -6,7 +6,8 @@ Autoreset (Gymnasium 1.x, ``metadata["autoreset_mode"]``):
 
 * ``"next_step"`` (default, what Gymnasium's vector wrappers expect): the step that ends a user's episode
   returns that final observation; the *next* ``step`` starts a new user in that slot, ignores its action
-  there and returns the first observation with reward 0 and both flags False.
+  there and returns the first observation with reward 0 and both flags False; its info is the reset info
+  (``user`` is the new user, the step keys are masked out).
 * ``"same_step"``: the slot is reset inside the step that ends it and the returned observation is the new
   user's first one. As in Gymnasium's ``SyncVectorEnv``: ``info["final_obs"]`` is a ``(B,)`` object array
   holding the final observation (a dict) of each ending slot and ``None`` elsewhere; ``info["final_info"]``
@@ -154,6 +155,8 @@ class RankingVectorEnv(CoreShell, VectorEnv):
             self._pending_reset = terminated | truncated
             obs = to_numpy(core.observe(state, copy=False))
             info = self._vector_info(to_numpy(info_t), valid=(~pending).cpu().numpy() if any_pending else None)
+            if any_pending:  # a slot reset in this step carries its reset info: the new user
+                info["user"], info["_user"] = state.user.cpu().numpy(), np.ones(self.num_envs, dtype=bool)
         return (
             obs,
             reward.cpu().numpy().astype(np.float64),

@@ -118,6 +118,7 @@ def test_next_step_autoreset_semantics(small_world):
     assert (r == 0).all() and not (te | tr).any()
     assert (obs["context"][:, 1] == 0).all()  # step fraction of a fresh episode
     assert not info["_clicks"].any()
+    assert info["_user"].all() and np.array_equal(info["user"], env._state.user.numpy())  # reset info
 
 
 def test_same_step_autoreset_follows_gymnasiums_final_obs_convention(small_world):
