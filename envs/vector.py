@@ -144,7 +144,7 @@ class RankingVectorEnv(CoreShell, VectorEnv):
                 done_np = done.cpu().numpy()
                 # The ending slots' step values are read through final_info (the same arrays, other masks).
                 info = self._vector_info(step_info, valid=~done_np)
-                info["user"], info["_user"] = state.user.cpu().numpy(), np.ones(self.num_envs, dtype=bool)
+                self._put_reset_info(info)
                 info["final_info"] = self._vector_info(step_info, valid=done_np)
                 info["final_obs"], info["_final_obs"], info["_final_info"] = final_obs, done_np, done_np.copy()
         else:
@@ -155,8 +155,8 @@ class RankingVectorEnv(CoreShell, VectorEnv):
             self._pending_reset = terminated | truncated
             obs = to_numpy(core.observe(state, copy=False))
             info = self._vector_info(to_numpy(info_t), valid=(~pending).cpu().numpy() if any_pending else None)
-            if any_pending:  # a slot reset in this step carries its reset info: the new user
-                info["user"], info["_user"] = state.user.cpu().numpy(), np.ones(self.num_envs, dtype=bool)
+            if any_pending:
+                self._put_reset_info(info)
         return (
             obs,
             reward.cpu().numpy().astype(np.float64),
@@ -164,6 +164,10 @@ class RankingVectorEnv(CoreShell, VectorEnv):
             truncated.cpu().numpy(),
             info,
         )
+
+    def _put_reset_info(self, info: dict) -> None:
+        """Slots reset in this step carry their reset info, as in Gymnasium: ``user`` is the new user."""
+        info["user"], info["_user"] = self._state.user.cpu().numpy(), np.ones(self.num_envs, dtype=bool)
 
     def _reset_slots(self, slots: torch.Tensor) -> None:
         rows = slots.nonzero().flatten()
