@@ -270,7 +270,8 @@ def test_item_fatigue_follows_each_item_through_pool_and_new_item_slots(small_wo
 
 
 @pytest.mark.parametrize("max_cache", [0, 10**9])  # per-call logits / the (U, M) table and rent-or-buy cache
-def test_retrieval_mixture_matches_a_from_scratch_reference_as_items_become_poolable(small_world, max_cache):
+def test_retrieval_mixture_matches_a_from_scratch_reference_as_items_become_poolable(small_world, max_cache,
+                                                                                      monkeypatch):
     """Over the poolable set only (new items scattered through the catalogue), at every release, for rows
     computed on demand and for rows served from the cached table."""
     import dataclasses
@@ -287,12 +288,8 @@ def test_retrieval_mixture_matches_a_from_scratch_reference_as_items_become_pool
     history = np.where(padded, -1, np.argsort(scatter)[np.maximum(world.population.history, 0)])
     world = dataclasses.replace(world, population=dataclasses.replace(world.population, history=history))
     cfg = EnvConfig(num_candidates=40, pool_size=100, new_items_per_step=0.5, new_item_window=4)
-    old_cap = core_module._RETRIEVAL_CACHE_MAX
-    core_module._RETRIEVAL_CACHE_MAX = max_cache
-    try:
-        core = RankingCore(world, cfg, seed=0)
-    finally:
-        core_module._RETRIEVAL_CACHE_MAX = old_cap
+    monkeypatch.setattr(core_module, "_RETRIEVAL_CACHE_MAX", max_cache)
+    core = RankingCore(world, cfg, seed=0)
     w, mix = core.w, cfg.candidate_mix
     n_users = w.user_emb.shape[0]
     seen_sizes = set()
