@@ -107,7 +107,7 @@ class RankingEnv(CoreShell, gym.Env):
     # --------------------------------------------------------------------- gym API
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
         seed = check_seed(seed)
-        opts = check_options(options, ("user_index",))
+        opts = check_options(options, ("user_index",), num_users=self.core.world.population.num_users)
         super().reset(seed=seed)
         if seed is not None or self._needs_seed:
             # The torch generator is the env's one random source; it is seeded from Gymnasium's np_random.

@@ -105,7 +105,8 @@ class RankingVectorEnv(CoreShell, VectorEnv):
         if isinstance(seed, (list, tuple)):
             raise ValueError("seed: the native vector env takes one int seed for all users, received a list")
         seed = check_seed(seed)
-        opts = check_options(options, ("user_indices",))
+        opts = check_options(options, ("user_indices",), num_users=self.core.world.population.num_users,
+                             num_envs=self.num_envs)
         if seed is not None:
             self._np_random, self._np_random_seed = seeding.np_random(seed)
         if seed is not None or self._needs_seed:

@@ -37,10 +37,11 @@ import typing
 from pathlib import Path
 from typing import Any, ClassVar, Literal, Union
 
-import yaml
 from pydantic import BaseModel, Field, field_validator, model_validator
 
-from recgym.common.config import ConfigError, StrictModel, suggest
+from recgym.common.config import ConfigError, Seed, StrictModel, suggest
+from recgym.common.device import check_device
+from recgym.common.yamlio import load_yaml_file, load_yaml_text
 from recgym.envs.config import EnvConfig
 
 __all__ = [
@@ -50,6 +51,31 @@ __all__ = [
 
 KNOWN_WORLDS = ("synthetic", "analytic", "movielens-100k", "ml-latest-small", "log")
 REAL_WORLDS = ("movielens-100k", "ml-latest-small", "log")
+EVAL_SEED_MAX = 2**32 - 1
+"""Largest evaluation seed: each seed ``s`` also makes per-episode env seeds ``s * 1000 + e`` (and the agents'
+seeds ``s + 1``), which must stay within what numpy and torch accept."""
+
+
+class AnalyticWorldArgs(StrictModel):
+    """``world_config`` of the analytic world (the arguments of ``make_analytic_world``)."""
+
+    config_path: ClassVar[str] = "world_config"
+    n_items: int = Field(20, ge=2, le=100_000)
+    n_users: int = Field(4, ge=1, le=1_000_000)
+    seed: Seed = 0
+
+
+def world_config_model(world: str) -> type[StrictModel]:
+    """The typed model that validates ``world_config`` of ``world`` (imported lazily: cheap, no data)."""
+    if world == "synthetic":
+        from recgym.envs.worlds.synthetic import SyntheticWorldConfig
+
+        return SyntheticWorldConfig
+    if world == "analytic":
+        return AnalyticWorldArgs
+    from recgym.envs.worlds.fitted import FitConfig
+
+    return FitConfig
 
 
 class LoggingConfig(StrictModel):
@@ -92,6 +118,10 @@ class EvaluationConfig(StrictModel):
         neg = [s for s in v if s < 0]
         if neg:
             raise ConfigError(f"evaluation.seeds: expected non-negative seeds, received {neg}")
+        big = [s for s in v if s > EVAL_SEED_MAX]
+        if big:
+            raise ConfigError(f"evaluation.seeds: expected seeds <= 2**32 - 1 = {EVAL_SEED_MAX} (each seed also "
+                              f"makes per-episode seeds seed * 1000 + episode), received {big}")
         dup = sorted({s for s in v if v.count(s) > 1})
         if dup:
             raise ConfigError(f"evaluation.seeds: expected distinct seeds, received duplicates {dup}")
@@ -149,10 +179,23 @@ class ExperimentConfig(StrictModel):
             raise ConfigError(f"world: expected one of {', '.join(KNOWN_WORLDS)}, received {v!r}{suggest(v, KNOWN_WORLDS)}")
         return v
 
+    @field_validator("device")
+    @classmethod
+    def _device_here(cls, v: str) -> str:
+        return check_device(v, where="device", available=True)
+
     @model_validator(mode="after")
     def _cross_checks(self) -> ExperimentConfig:
         from recgym.agents import AGENTS, check_compatible
 
+        model = world_config_model(self.world)
+        try:
+            model.model_validate(self.world_config)
+        except ConfigError as exc:
+            msg = str(exc)
+            for prefix in ("world.", "fit.", "world_config."):  # the models' own config_path
+                msg = msg.replace(prefix, "world_config.")
+            raise ConfigError(msg if msg.startswith("world_config") else f"world_config: {msg}") from None
         labels = [a.key for a in self.agents]
         dup = sorted({x for x in labels if labels.count(x) > 1})
         if dup:
@@ -280,7 +323,7 @@ def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]
         if "=" not in item:
             raise ConfigError(f"--set: expected key=value, received {item!r}")
         path, text = item.split("=", 1)
-        value = yaml.safe_load(text) if text.strip() else None
+        value = load_yaml_text(text, f"--set {path.strip()}") if text.strip() else None
         parts = _split_path(path.strip())
         node: Any = out
         for j, part in enumerate(parts[:-1]):
@@ -317,12 +360,12 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
             else:
                 known = sorted(x.name for x in (Path(__file__).parent / "configs").glob("*.yaml"))
                 raise ConfigError(f"config: {path} does not exist{suggest(p.name, known)}; shipped configs: {known}")
-        try:
-            raw = yaml.safe_load(p.read_text(encoding="utf-8")) or {}
-        except yaml.YAMLError as exc:
-            raise ConfigError(f"config {p}: invalid YAML: {exc}") from None
+        raw = load_yaml_file(p, f"config {p}")
+        if raw is None:
+            raise ConfigError(f"config {p}: expected a mapping with at least 'name' and 'agents', received an empty file")
     if not isinstance(raw, dict):
-        raise ConfigError(f"config: expected a mapping at the top level, received {type(raw).__name__}")
+        raise ConfigError(f"config: expected a mapping (key: value lines) at the top level, received a "
+                          f"{type(raw).__name__}: {str(raw)[:60]!r}")
     raw = apply_overrides(raw, list(overrides or []))
     env = raw.get("env")
     if isinstance(env, dict):
