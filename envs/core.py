@@ -23,6 +23,7 @@ from dataclasses import dataclass, fields
 import numpy as np
 import torch
 
+from recgym.common.config import ConfigError
 from recgym.common.device import resolve_device
 from recgym.envs.candidates import RetrievalIndex, sample_pools, take_window, window_positions
 from recgym.envs.choice import ChoiceModel, make_choice_model, sample_clicks
@@ -169,7 +170,7 @@ class RankingCore:
         self.device = resolve_device(device)
         n_initial = int((~world.catalog.is_new).sum())
         if config.pool_size > n_initial:
-            raise ValueError(
+            raise ConfigError(
                 f"env.pool_size: expected <= the {n_initial} initial items of world {world.name!r}, "
                 f"received {config.pool_size}"
             )
@@ -183,7 +184,8 @@ class RankingCore:
         cohorts = {"train": np.flatnonzero(~test), "test": np.flatnonzero(test), "all": np.arange(len(test))}
         self.cohort_users = torch.as_tensor(cohorts[config.cohort], device=self.device)
         if len(self.cohort_users) == 0:
-            raise ValueError(f"env.cohort: the {config.cohort!r} cohort of world {world.name!r} has no users")
+            raise ConfigError(f"env.cohort: expected a cohort with users, received {config.cohort!r}: world "
+                              f"{world.name!r} has none")
         self.budget_cap = 2.0 * config.initial_budget
         self.public_item_features = public_item_features(world)
         self.generator = torch.Generator(device=self.device)

@@ -9,6 +9,7 @@ import gymnasium as gym
 import numpy as np
 import torch
 
+from recgym.common.config import ConfigError
 from recgym.envs._shell import CoreShell, build_core, check_options, check_seed, to_numpy
 from recgym.envs.config import EnvConfig
 from recgym.envs.spaces import action_space, actions_to_slate, observation_space
@@ -82,7 +83,7 @@ class RankingEnv(CoreShell, gym.Env):
         **config_overrides: Any,
     ) -> None:
         if render_mode is not None and render_mode not in self.metadata["render_modes"]:
-            raise ValueError(f"render_mode: expected None or 'ansi', received {render_mode!r}")
+            raise ConfigError(f"render_mode: expected None or 'ansi', received {render_mode!r}")
         components = {"choice_model": choice_model, "response_model": response_model, "reward_fn": reward_fn}
         self.core = build_core(
             world, config, config_overrides, world_config=world_config, data_dir=data_dir, encoder=encoder,

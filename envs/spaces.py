@@ -10,9 +10,9 @@ scores; equal scores: the lower position first); ``slate`` ``MultiDiscrete([N] *
 ``item`` ``Discrete(N)`` (slate of one).
 
 Action dtypes: every integer dtype (signed or unsigned, numpy or torch) for every action type; for ``scores``
-also every float dtype — float32 ranked in float32, float64 ranked in float64 (the slate is the ranking of
-the values given, even where float32 would round two of them to one value or overflow), float16/bfloat16
-widened exactly, integers ranked exactly up to ``2**53``. Floats for ``slate``/``item``, booleans, complex
+also every float dtype — float32 ranked in float32, float64 and integer scores ranked exactly as given (the
+slate is the ranking of the values passed, even where float32 would round two of them to one value or
+overflow), float16/bfloat16 widened exactly. Floats for ``slate``/``item``, booleans, complex
 numbers, strings, objects, ``None`` and ragged nested lists raise :class:`InvalidActionError` in either mode.
 
 ``strict=True`` (default) rejects an invalid action with :class:`InvalidActionError` naming the offending
@@ -72,8 +72,9 @@ def actions_to_slate(
 
     Accepted dtypes (numpy or torch, or anything ``np.asarray`` turns into one): every integer dtype
     (int8..int64, uint8..uint64) for all action types, and for ``scores`` also every float dtype. float32 scores
-    are ranked in float32 (the fast path), float64 scores in float64 (so the slate is the ranking of the values
-    given), float16/bfloat16 widened exactly; integer scores are ranked exactly up to ``2**53``. Booleans,
+    are ranked in float32 (the fast path), float64 and integer scores exactly as given (so the slate is the
+    ranking of the values passed, even where float32 would round or overflow), float16/bfloat16 widened
+    exactly. Booleans,
     complex numbers, strings, objects, ``None`` and ragged nested lists are refused whatever the mode.
 
     Args:
@@ -122,38 +123,33 @@ def actions_to_slate(
         jj = j if kind == "slate" else None
         raise InvalidActionError(
             f"{_where(batched, i, jj)}: candidate {slate[i, j].item()} is masked "
-            f"(already shown or a duplicate); expected an index with mask == 1"
+            f"(already shown or a duplicate); expected an index with mask == 1, received one with mask == 0"
         )
     return slate
 
 
-_EXACT_INT_SCORE = 2**53  # integers up to this magnitude are exact in float64
-
-
 def _scores_to_slate(a: torch.Tensor, mask: torch.Tensor, k: int, batched: bool, strict: bool) -> torch.Tensor:
-    """Top-K of ``a`` ``(B, N)`` (int64, float32 or float64) among unmasked candidates."""
-    if a.dtype == torch.int64:
-        big = (a.abs() > _EXACT_INT_SCORE).nonzero() if a.numel() else a.new_zeros((0, 2))
-        if len(big):
-            i, j = big[0].tolist()
-            raise InvalidActionError(f"{_where(batched, i, j)}: expected an integer score of magnitude <= 2**53 "
-                                     f"(ranked exactly), received {a[i, j].item()}; pass float scores")
-        a = a.to(torch.float64)
-    if not strict:
-        # Non-finite scores rank below every finite one (and masked candidates below those).
-        low = torch.finfo(a.dtype).min
-        a = torch.nan_to_num(a, nan=low, posinf=low, neginf=low)
-        return _top_k(a, mask, k) if a.dtype == torch.float32 else _top_k_sorted(a, mask, k)
-    if not bool(torch.isfinite(a.abs().amax())):  # amax propagates NaN; one reduction, no (B, N) bools
-        i, j = (~torch.isfinite(a)).nonzero()[0].tolist()
-        raise InvalidActionError(f"{_where(batched, i, j)}: expected a finite score, received {a[i, j].item()}")
-    return _top_k(a, mask, k) if a.dtype == torch.float32 else _top_k_sorted(a, mask, k)
+    """Top-K of ``a`` ``(B, N)`` (float32: fast path; float64 or int64: exact) among unmasked candidates."""
+    if a.is_floating_point():
+        if not strict:
+            # Non-finite scores rank below every finite one (and masked candidates below those).
+            low = torch.finfo(a.dtype).min
+            a = torch.nan_to_num(a, nan=low, posinf=low, neginf=low)
+        elif not bool(torch.isfinite(a.abs().amax())):  # amax propagates NaN; one reduction, no (B, N) bools
+            i, j = (~torch.isfinite(a)).nonzero()[0].tolist()
+            raise InvalidActionError(f"{_where(batched, i, j)}: expected a finite score, received {a[i, j].item()}")
+        if a.dtype == torch.float32:
+            return _top_k(a, mask, k)
+        a = a + 0.0  # -0.0 == +0.0, as in the float32 path
+    return _top_k_sorted(a, mask, k)
 
 
 def _top_k_sorted(scores: torch.Tensor, mask: torch.Tensor, k: int) -> torch.Tensor:
-    """:func:`_top_k` for float64 scores (same order and tie rule), by a stable descending sort."""
-    keyed = (scores + 0.0).masked_fill(~mask, float("-inf"))
-    return torch.sort(keyed, dim=1, descending=True, stable=True).indices[:, :k]
+    """:func:`_top_k` for float64 or int64 scores (same order and tie rule): a stable descending sort of the
+    scores, then a stable sort that puts unmasked positions first."""
+    order = torch.sort(scores, dim=1, descending=True, stable=True).indices
+    allowed_first = torch.sort(mask.gather(1, order).to(torch.int8), dim=1, descending=True, stable=True).indices
+    return order.gather(1, allowed_first[:, :k])
 
 
 _TORCH_FAST = (torch.float32, torch.int64, torch.float64)
@@ -166,7 +162,7 @@ def _as_tensor(action: object, device: torch.device, kind: str) -> torch.Tensor:
     """The action as an int64 tensor, or (``scores`` only) a float32/float64 one; anything else is refused.
 
     The common cases (numpy or torch float32/int64) cost one dtype comparison."""
-    if isinstance(action, np.ndarray) and action.dtype in _NP_FAST:
+    if isinstance(action, np.ndarray) and action.dtype in _NP_FAST and (kind == "scores" or action.dtype == np.int64):
         return _from_numpy(action, device)
     if isinstance(action, torch.Tensor):
         if action.dtype in _TORCH_FAST:
@@ -188,8 +184,13 @@ def _as_tensor(action: object, device: torch.device, kind: str) -> torch.Tensor:
         arr = arr.astype(np.int64)
     elif dt.kind == "u":
         if arr.size and int(arr.max()) > _INT64_MAX:
-            raise InvalidActionError(f"action: expected values below 2**63, received {int(arr.max())} ({dt})")
-        arr = arr.astype(np.int64)
+            if kind != "scores":
+                raise InvalidActionError(f"action: expected candidate indices (far) below 2**63, received "
+                                         f"{int(arr.max())} ({dt})")
+            # Flipping the top bit maps uint64 onto int64 in the same order: the ranking stays exact.
+            arr = (arr ^ np.uint64(1 << 63)).view(np.int64)
+        else:
+            arr = arr.astype(np.int64)
     elif dt.kind == "f" and kind == "scores":
         if dt.itemsize <= 4:
             arr = arr.astype(np.float32)
@@ -208,8 +209,8 @@ def _as_tensor(action: object, device: torch.device, kind: str) -> torch.Tensor:
 def _from_numpy(arr: np.ndarray, device: torch.device) -> torch.Tensor:
     try:
         return torch.as_tensor(arr, device=device)
-    except ValueError:  # negative strides (e.g. scores[::-1]): torch cannot share such memory
-        return torch.as_tensor(np.ascontiguousarray(arr), device=device)
+    except ValueError:  # negative strides (scores[::-1]) or big-endian data: torch cannot share such memory
+        return torch.as_tensor(np.ascontiguousarray(arr, dtype=arr.dtype.newbyteorder("=")), device=device)
 
 
 def _to_array(action: object) -> np.ndarray:

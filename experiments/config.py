@@ -39,7 +39,7 @@ from typing import Any, ClassVar, Literal, Union
 
 from pydantic import BaseModel, Field, field_validator, model_validator
 
-from recgym.common.config import ConfigError, Seed, StrictModel, suggest
+from recgym.common.config import ConfigError, StrictModel, suggest
 from recgym.common.device import check_device
 from recgym.common.yamlio import load_yaml_file, load_yaml_text
 from recgym.envs.config import EnvConfig
@@ -56,15 +56,6 @@ EVAL_SEED_MAX = 2**32 - 1
 seeds ``s + 1``), which must stay within what numpy and torch accept."""
 
 
-class AnalyticWorldArgs(StrictModel):
-    """``world_config`` of the analytic world (the arguments of ``make_analytic_world``)."""
-
-    config_path: ClassVar[str] = "world_config"
-    n_items: int = Field(20, ge=2, le=100_000)
-    n_users: int = Field(4, ge=1, le=1_000_000)
-    seed: Seed = 0
-
-
 def world_config_model(world: str) -> type[StrictModel]:
     """The typed model that validates ``world_config`` of ``world`` (imported lazily: cheap, no data)."""
     if world == "synthetic":
@@ -72,7 +63,9 @@ def world_config_model(world: str) -> type[StrictModel]:
 
         return SyntheticWorldConfig
     if world == "analytic":
-        return AnalyticWorldArgs
+        from recgym.envs.worlds.analytic import AnalyticWorldConfig
+
+        return AnalyticWorldConfig
     from recgym.envs.worlds.fitted import FitConfig
 
     return FitConfig
@@ -190,12 +183,10 @@ class ExperimentConfig(StrictModel):
 
         model = world_config_model(self.world)
         try:
-            model.model_validate(self.world_config)
+            typed = model.model_validate(self.world_config)
         except ConfigError as exc:
-            msg = str(exc)
-            for prefix in ("world.", "fit.", "world_config."):  # the models' own config_path
-                msg = msg.replace(prefix, "world_config.")
-            raise ConfigError(msg if msg.startswith("world_config") else f"world_config: {msg}") from None
+            raise ConfigError(_rebase(str(exc), model.config_path, "world_config")) from None
+        _store_typed(self, "world_config", typed)
         labels = [a.key for a in self.agents]
         dup = sorted({x for x in labels if labels.count(x) > 1})
         if dup:
@@ -213,15 +204,15 @@ class ExperimentConfig(StrictModel):
             fields = set(cls.Config.model_fields) - {"seed", "device"}
             for key in spec.hyperparams:
                 if key in ("seed", "device"):
-                    raise ConfigError(f"{where}.hyperparams.{key}: set by the runner (evaluation.seeds / device)")
+                    raise ConfigError(f"{where}.hyperparams.{key}: set by the runner (evaluation.seeds / device); "
+                                      f"expected it absent here, received {spec.hyperparams[key]!r}")
                 if key not in fields:
                     raise ConfigError(f"{where}.hyperparams.{key}: unknown key for agent {spec.name!r}"
                                       f"{suggest(key, fields)}; expected one of: {', '.join(sorted(fields))}")
             try:
-                cls.Config(**spec.hyperparams)
+                _store_typed(spec, "hyperparams", cls.Config(**spec.hyperparams))
             except ConfigError as exc:
-                msg = str(exc).replace("agent.", f"{where}.hyperparams.")
-                raise ConfigError(msg if msg.startswith(where) else f"{where}.hyperparams: {msg}") from None
+                raise ConfigError(_rebase(str(exc), cls.Config.config_path, f"{where}.hyperparams")) from None
             rl = cls.train_action_types is not None
             if not rl and (spec.env or spec.total_timesteps is not None):
                 raise ConfigError(f"{where}: 'env' and 'total_timesteps' apply to RL agents only; {spec.name!r} "
@@ -230,6 +221,7 @@ class ExperimentConfig(StrictModel):
                 raise ConfigError(f"{where}.fit_on_logs: agent {spec.name!r} does not learn from logs")
             if rl:
                 tenv = self.train_env(i)
+                _store_typed(spec, "env", tenv)
                 if tenv.num_candidates != self.env.num_candidates:
                     raise ConfigError(f"{where}.env.num_candidates: expected the evaluation env's "
                                       f"{self.env.num_candidates} (the agent ranks that env), received {tenv.num_candidates}")
@@ -264,6 +256,26 @@ class ExperimentConfig(StrictModel):
 
     def to_dict(self) -> dict[str, Any]:
         return json.loads(self.model_dump_json())
+
+
+def _store_typed(owner: BaseModel, field: str, typed: BaseModel) -> None:
+    """Replace the free-form mapping ``owner.<field>`` by the values its typed model validated them into
+    (``tau: 1`` -> ``1.0``), keeping the keys that were given: the resolved config and its hash say what runs."""
+
+    def like(given: dict[str, Any], dumped: dict[str, Any]) -> dict[str, Any]:
+        return {k: like(v, dumped[k]) if isinstance(v, dict) and isinstance(dumped.get(k), dict) else dumped[k]
+                for k, v in given.items()}
+
+    # The config is frozen once built; this runs while it is being validated.
+    object.__setattr__(owner, field, like(getattr(owner, field), typed.model_dump()))
+
+
+def _rebase(msg: str, old: str, new: str) -> str:
+    """Re-root the paths of a sub-config's error message (``agent.gamma`` -> ``agents[1].hyperparams.gamma``)."""
+    if not old:
+        return f"{new}: {msg}"
+    out = re.sub(rf"(^|; ){re.escape(old)}(?=[.:\[])", lambda m: m.group(1) + new, msg)
+    return out if out.startswith(new) else f"{new}: {out}"
 
 
 # ---------------------------------------------------------------------------------------- key paths
@@ -305,47 +317,52 @@ def _check_keys(data: Any, model: type[BaseModel], path: str) -> None:
 
 # ---------------------------------------------------------------------------------------- overrides
 _SEG = re.compile(r"([^.\[\]]+)|\[(\d+)\]")
+_PATH = re.compile(r"[^.\[\]=\s]+(\[\d+\])*(\.[^.\[\]=\s]+(\[\d+\])*)*")
 
 
 def _split_path(path: str) -> list[str | int]:
+    if not _PATH.fullmatch(path):
+        raise ConfigError(f"--set: expected key=value with a dotted key such as training.num_envs or "
+                          f"agents[0].hyperparams.hidden, received key {path!r}")
     parts: list[str | int] = []
     for name, idx in _SEG.findall(path):
         parts.append(int(idx) if idx else (int(name) if name.isdigit() else name))
-    if not parts:
-        raise ConfigError(f"--set: expected key=value with a dotted key, received {path!r}")
     return parts
 
 
 def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
-    """Apply ``a.b=c`` / ``agents[0].hyperparams.x=3`` overrides; values are parsed as YAML."""
+    """Apply ``a.b=c`` / ``agents[0].hyperparams.x=3`` overrides; values are parsed as YAML (same rules as
+    config files: :mod:`recgym.common.yamlio`)."""
     out = copy.deepcopy(raw)
     for item in overrides:
-        if "=" not in item:
+        if not isinstance(item, str) or "=" not in item:
             raise ConfigError(f"--set: expected key=value, received {item!r}")
         path, text = item.split("=", 1)
-        value = load_yaml_text(text, f"--set {path.strip()}") if text.strip() else None
-        parts = _split_path(path.strip())
+        path = path.strip()
+        parts = _split_path(path)
+        value = load_yaml_text(text, f"--set {path}") if text.strip() else None
         node: Any = out
-        for j, part in enumerate(parts[:-1]):
-            nxt = parts[j + 1]
-            if isinstance(part, int):
-                if not isinstance(node, list) or part >= len(node):
-                    raise ConfigError(f"--set {path}: index [{part}] out of range")
-                node = node[part]
+        for j, part in enumerate([*parts[:-1], None]):
+            key = parts[j]
+            where = _join(parts[: j + 1])
+            if isinstance(key, int):
+                if not isinstance(node, list) or key >= len(node):
+                    size = f"a list of {len(node)}" if isinstance(node, list) else f"a {type(node).__name__}"
+                    raise ConfigError(f"--set {path}: expected an index into a list at {where}, received [{key}] "
+                                      f"for {size}")
+            elif not isinstance(node, dict):
+                raise ConfigError(f"--set {path}: expected a mapping above {where}, received a {type(node).__name__}")
+            if part is None:
+                node[key] = value
+            elif isinstance(key, int):
+                node = node[key]
             else:
-                if not isinstance(node, dict):
-                    raise ConfigError(f"--set {path}: {part!r} is not inside a mapping")
-                node = node.setdefault(part, [] if isinstance(nxt, int) else {})
-        last = parts[-1]
-        if isinstance(last, int):
-            if not isinstance(node, list) or last >= len(node):
-                raise ConfigError(f"--set {path}: index [{last}] out of range")
-            node[last] = value
-        else:
-            if not isinstance(node, dict):
-                raise ConfigError(f"--set {path}: {last!r} is not inside a mapping")
-            node[last] = value
+                node = node.setdefault(key, [] if isinstance(parts[j + 1], int) else {})
     return out
+
+
+def _join(parts: list[str | int]) -> str:
+    return "".join(f"[{p}]" if isinstance(p, int) else (f".{p}" if i else p) for i, p in enumerate(parts))
 
 
 def load_config(path: str | Path | None = None, overrides: list[str] | None = None,

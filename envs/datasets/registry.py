@@ -17,7 +17,7 @@ import zipfile
 from collections.abc import Callable
 from pathlib import Path
 
-from recgym.common import sha256_bytes, suggest
+from recgym.common import DataError, sha256_bytes, suggest
 from recgym.envs.datasets.logs import InteractionData, load_log
 from recgym.envs.datasets.movielens import load_ml_latest_small, load_movielens_100k
 
@@ -62,7 +62,7 @@ DOWNLOADS: dict[str, dict[str, object]] = {
 }
 
 
-class DatasetNotFoundError(ValueError):
+class DatasetNotFoundError(DataError):
     """Unknown dataset name or missing data directory."""
 
 

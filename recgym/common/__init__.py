@@ -1,7 +1,8 @@
-"""Shared core used by every recgym package: strict configs, atomic file writes, device selection."""
+"""Shared core used by every recgym package: strict configs, safe YAML, errors, atomic file writes, devices."""
 
 from recgym.common.config import ConfigError, StrictModel, suggest
-from recgym.common.device import resolve_device
+from recgym.common.device import check_device, resolve_device
+from recgym.common.errors import DataError
 from recgym.common.io import (
     atomic_write_bytes,
     atomic_write_json,
@@ -12,8 +13,10 @@ from recgym.common.io import (
 
 __all__ = [
     "ConfigError",
+    "DataError",
     "StrictModel",
     "suggest",
+    "check_device",
     "resolve_device",
     "atomic_write_bytes",
     "atomic_write_json",

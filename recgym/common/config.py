@@ -11,8 +11,9 @@ Rules every field of every config follows (nested configs and agent hyper-parame
   string only. numpy scalars count as the Python number they hold; a tuple or 1-D array is accepted where
   a list is expected.
 * **Finite, bounded numbers.** Every float anywhere in a config (also inside free-form mappings such as
-  ``world_config``) is finite with ``|x| <= 1e15`` (:data:`FLOAT_LIMIT`): recgym computes in float32, where
-  larger values overflow to ``inf`` and give non-finite rewards. Every integer fits int64.
+  ``world_config``) is finite and either 0 or of magnitude in ``[1e-12, 1e15]`` (:data:`FLOAT_TINY`,
+  :data:`FLOAT_LIMIT`): recgym computes in float32, where larger values — or the quotient by a smaller one
+  (a temperature of ``5e-324``) — overflow to ``inf`` and give non-finite rewards. Every integer fits int64.
 * **Seeds** (:data:`Seed`) are integers in ``[0, 2**63 - 1]``: what numpy's ``SeedSequence`` and
   ``torch.manual_seed`` both accept.
 """
@@ -36,10 +37,13 @@ from pydantic import (
     model_validator,
 )
 
-__all__ = ["ConfigError", "StrictModel", "suggest", "Seed", "SEED_MAX", "FLOAT_LIMIT", "INT_MIN", "INT_MAX"]
+__all__ = ["ConfigError", "StrictModel", "suggest", "Seed", "SEED_MAX", "FLOAT_LIMIT", "FLOAT_TINY", "INT_MIN",
+           "INT_MAX"]
 
 FLOAT_LIMIT = 1e15
 """Largest magnitude of a float anywhere in a config (float32 arithmetic stays finite well above it)."""
+FLOAT_TINY = 1e-12
+"""Smallest magnitude of a non-zero float anywhere in a config (dividing by it stays finite in float32)."""
 INT_MIN, INT_MAX = -(2**63), 2**63 - 1
 SEED_MAX = 2**63 - 1
 Seed = Annotated[int, Field(ge=0, le=SEED_MAX)]
@@ -52,6 +56,8 @@ class ConfigError(ValueError):
 
 def suggest(name: str, known: Iterable[str]) -> str:
     """Return `` (did you mean 'x'?)`` for the closest known name, or an empty string when nothing is close."""
+    if not isinstance(name, str):
+        return ""
     matches = difflib.get_close_matches(name, list(known), n=1, cutoff=0.6)
     return f" (did you mean {matches[0]!r}?)" if matches else ""
 
@@ -87,8 +93,9 @@ def _out_of_bounds(value: Any, path: str = "") -> str | None:
     if isinstance(value, bool) or value is None or isinstance(value, (str, BaseModel)):
         return None
     if isinstance(value, float):
-        if not math.isfinite(value) or abs(value) > FLOAT_LIMIT:
-            return f"{path}: expected a finite number with magnitude <= {FLOAT_LIMIT:g}, received {value!r}"
+        if not math.isfinite(value) or abs(value) > FLOAT_LIMIT or 0 < abs(value) < FLOAT_TINY:
+            return (f"{path}: expected a finite number, 0 or of magnitude in [{FLOAT_TINY:g}, {FLOAT_LIMIT:g}], "
+                    f"received {value!r}")
         return None
     if isinstance(value, int):
         if not INT_MIN <= value <= INT_MAX:
@@ -125,9 +132,8 @@ class StrictModel(BaseModel):
             known = set(cls.model_fields)
             for key in data:
                 if key not in known:
-                    where = f" in {cls.config_path!r}" if cls.config_path else ""
                     raise ConfigError(
-                        f"unknown key {key!r}{where} for {cls.__name__}{suggest(str(key), known)}; "
+                        f"unknown key {key!r} for {cls.__name__}{suggest(str(key), known)}; "
                         f"expected one of: {', '.join(sorted(known))}"
                     )
         return data
@@ -154,6 +160,10 @@ class StrictModel(BaseModel):
         except RecursionError:
             raise ConfigError(f"{type(self).__name__}: expected a config nested a few levels deep, received "
                               "one nested too deeply to validate") from None
+
+    # Nested configs are validated by pydantic directly (not through __init__), so an error deep inside is
+    # reported once, by the outermost model, with its full path (agents[1].hyperparams.gamma).
+    __init__.__pydantic_base_init__ = True  # type: ignore[attr-defined]
 
     @classmethod
     def model_validate(cls, obj: Any, **kwargs: Any) -> Any:  # type: ignore[override]
@@ -190,10 +200,10 @@ def _format(exc: ValidationError, cls: type[StrictModel]) -> str:
         loc = re.sub(r"\.(\d+)(?=\.|$)", r"[\1]", loc)  # agents.1.name -> agents[1].name
         msg = str(err["msg"]).removeprefix("Value error, ")
         kind = err["type"]
-        if kind == "value_error" or msg.startswith("unknown key"):
+        if kind == "value_error":
             if msg.startswith((".", "[", ": ")) and loc:  # a bound check: relative path inside the field
                 msg = f"{loc}{msg}"
-            elif loc and not msg.startswith(("unknown key", loc, cls.config_path + ".")) and err["loc"]:
+            elif loc and not msg.startswith(loc) and not (cls.config_path and msg.startswith(cls.config_path + ".")):
                 msg = f"{loc}: {msg}"
             lines.append(msg)
             continue

@@ -170,7 +170,7 @@ def _check_graph(root: Node, loader: yaml.SafeLoader, source: str) -> None:
 
 
 def _check_duplicates(node: MappingNode, loader: yaml.SafeLoader, source: str) -> None:
-    seen: dict[Any, int] = {}
+    seen: dict[Any, Node] = {}
     for k, _ in node.value:
         if k.tag == _MERGE or not isinstance(k, ScalarNode):
             continue  # merged keys may be overridden; complex keys are refused by the constructor
@@ -180,9 +180,12 @@ def _check_duplicates(node: MappingNode, loader: yaml.SafeLoader, source: str) -
         except TypeError:
             continue
         if first is not None:
-            raise ConfigError(f"{source}: duplicate key {name!r} at lines {first} and {_line(k)}; expected each key "
-                              "once per mapping (YAML would silently keep the last)")
-        seen[name] = _line(k)
+            a, b = first.start_mark, k.start_mark
+            where = (f"line {a.line + 1}, columns {a.column + 1} and {b.column + 1}" if a.line == b.line
+                     else f"lines {a.line + 1} and {b.line + 1}")
+            raise ConfigError(f"{source}: duplicate key {name!r} at {where}; expected each key once per mapping, "
+                              "received it twice (YAML alone would silently keep the last value)")
+        seen[name] = k
 
 
 def _unshared(value: Any) -> Any:
