@@ -69,7 +69,6 @@ __all__ = ["RunError", "run_experiment", "prepare_run_dir", "RUN_MARKER", "read_
 
 MIN_FREE_BYTES = 200 * 2**20
 CONFIG_FILE = "config.yaml"
-MARKER = CONFIG_FILE  # kept for callers of the old name
 RUN_MARKER = ".recgym-run.json"
 RUN_FORMAT = "recgym-run"
 LOCK_FILE = ".recgym-run.lock"
@@ -163,10 +162,11 @@ def prepare_run_dir(cfg: ExperimentConfig, out: Path, *, resume: bool, overwrite
                 raise RunError(f"--overwrite: refusing to delete {out}: {reason}; choose another --out")
             with RunLock(out, what="--overwrite"):
                 shutil.rmtree(out)
+        elif resume and not has_config and marker is not None:
+            pass  # a marked run stopped before writing its config (e.g. a full disk): start it afresh
         elif resume:
             if not has_config:
-                raise RunError(f"--resume: {out} does not hold a recgym run ({CONFIG_FILE} missing)"
-                               + ("; the run never got past its start: use --overwrite" if marker else ""))
+                raise RunError(f"--resume: {out} does not hold a recgym run ({CONFIG_FILE} missing)")
             old = _read_run_config(out / CONFIG_FILE)
             changed = config_diff(old, cfg.to_dict())
             if changed:
@@ -179,7 +179,7 @@ def prepare_run_dir(cfg: ExperimentConfig, out: Path, *, resume: bool, overwrite
         else:
             raise RunError(f"run folder {out} is not empty and holds no recgym run; choose an empty or new --out")
     preflight(out)
-    if not continuing or read_run_marker(out) is None:
+    if read_run_marker(out) is None:
         _write_run_marker(out, cfg.name)
     return continuing
 
