@@ -40,14 +40,17 @@ Safety guarantees:
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import platform
 import re
 import shutil
 import sys
+import threading
 import time
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -297,7 +300,7 @@ def run_experiment(cfg: ExperimentConfig, out: Path, *, resume: bool = False, ov
     t0 = time.perf_counter()
     out = Path(out)
     continuing = prepare_run_dir(cfg, out, resume=resume, overwrite=overwrite)
-    with RunLock(out):
+    with RunLock(out), _disk_full_in_threads_is_reraised():
         try:
             return _run(cfg, out, continuing, console, t0)
         except DiskFullError as exc:
@@ -308,6 +311,24 @@ def run_experiment(cfg: ExperimentConfig, out: Path, *, resume: bool = False, ov
                 raise
             raise DiskFullError(exc.filename or out, code=exc.errno,
                                 advice=f"free space, then continue with --resume (--out {_quote(out)})") from exc
+
+
+@contextlib.contextmanager
+def _disk_full_in_threads_is_reraised() -> Iterator[None]:
+    """Silence the thread traceback of a disk-full error in a writer thread (TensorBoard's event writer):
+    its owner re-raises it in the main thread, where it becomes the one-line :class:`DiskFullError`."""
+    previous = threading.excepthook
+
+    def hook(args: threading.ExceptHookArgs) -> None:
+        if args.exc_value is not None and is_disk_full(args.exc_value):
+            return
+        previous(args)
+
+    threading.excepthook = hook
+    try:
+        yield
+    finally:
+        threading.excepthook = previous
 
 
 def _run(cfg: ExperimentConfig, out: Path, continuing: bool, console: Any, t0: float) -> dict[str, Any]:

@@ -347,23 +347,31 @@ def find_resume_checkpoint(ckpt_dir: Path, cfg_hash: str,
         except CorruptFileError as exc:
             problems.append(str(exc))
     floor = chosen[0] if chosen else -1
-    rejected = [p for p in (*ckpt_dir.glob("step_*.pt"), *ckpt_dir.glob("step_*.json"))
-                if (m := re.fullmatch(r"step_(\d{10})\.(?:pt|json)", p.name)) and int(m.group(1)) > floor]
-    if chosen is None or latest_step != chosen[0]:
-        rejected.append(latest)
-    moved = _quarantine(rejected)
+
+    def step_of(p: Path) -> int:
+        m = re.fullmatch(r"step_(\d{10})\.(?:pt|json)", p.name)
+        return int(m.group(1)) if m else -1
+
+    newer = [p for p in (*ckpt_dir.glob("step_*.pt"), *ckpt_dir.glob("step_*.json")) if step_of(p) > floor]
+    problems += [f"{p.name}: no manifest (its write was interrupted)" for p in newer
+                 if p.suffix == ".pt" and step_of(p) not in manifests]
+    if chosen is not None and latest_step != chosen[0] and latest_step is None and not latest.exists():
+        problems.append("latest.json is missing")
+    elif chosen is not None and latest_step is not None and latest_step < chosen[0]:
+        problems.append(f"latest.json names step {latest_step}, older than the newest complete checkpoint")
+    moved = _quarantine(newer + ([latest] if chosen is None or latest_step != chosen[0] else []))
+    renamed = f" (renamed to *.rejected: {', '.join(moved)})" if moved else ""
     if chosen is None:
-        if problems or moved:
-            say(f"resume {ckpt_dir}: no valid checkpoint ({'; '.join(problems) or 'no manifest'}); training this "
-                f"cell from step 0" + (f" (renamed to *.rejected: {', '.join(moved)})" if moved else ""))
+        if problems:
+            say(f"resume {ckpt_dir}: no valid checkpoint ({'; '.join(problems)}); training this cell from step 0"
+                + renamed)
         return None
     step, payload = chosen
-    if problems or moved or latest_step != step:
+    if problems:
         say(f"resume {ckpt_dir}: resuming from step_{step:010d}.pt (step {step}), the newest valid checkpoint; "
-            f"refused: {'; '.join(problems) or 'latest.json names an older checkpoint'}"
-            + (f" (renamed to *.rejected: {', '.join(moved)})" if moved else ""))
-        meta = {k: v for k, v in manifests[step].items() if k != "manifest"}
-        atomic_write_json(latest, meta)
+            f"refused: {'; '.join(problems)}" + renamed)
+    if latest_step != step:
+        atomic_write_json(latest, {k: v for k, v in manifests[step].items() if k != "manifest"})
     return payload
 
 

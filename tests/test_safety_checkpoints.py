@@ -218,3 +218,22 @@ def test_version_1_folder_still_resumes(ck):
     (ck / "latest.json").write_text(json.dumps({k: latest[k] for k in ("step", "file", "config_hash", "sha256")}))
     notes: list[str] = []
     assert find_resume_checkpoint(ck, "h", notes.append)["step"] == 192 and notes == []
+
+
+def test_interrupted_writes_are_named_in_the_notice(ck):
+    shutil.copy(ck / _name(192), ck / _name(256))  # killed after the .pt, before its manifest
+    (ck / "latest.json").unlink()
+    notes: list[str] = []
+    assert find_resume_checkpoint(ck, "h", notes.append)["step"] == 192
+    assert "step_0000000256.pt: no manifest (its write was interrupted)" in notes[0]
+    assert "latest.json is missing" in notes[0] and (ck / f"{_name(256)}.rejected").is_file()
+    assert json.loads((ck / "latest.json").read_text())["step"] == 192
+
+
+def test_stale_latest_json_is_repaired_to_the_newest_complete_checkpoint(ck):
+    meta128 = json.loads((ck / "step_0000000128.json").read_text())
+    (ck / "latest.json").write_text(json.dumps(meta128))  # killed between the step manifest and latest.json
+    notes: list[str] = []
+    assert find_resume_checkpoint(ck, "h", notes.append)["step"] == 192
+    assert "latest.json names step 128, older than the newest complete checkpoint" in notes[0]
+    assert json.loads((ck / "latest.json").read_text())["step"] == 192

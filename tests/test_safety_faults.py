@@ -88,6 +88,28 @@ def _assert_one_disk_full_line(res, args, path_part: str):
     assert f"free space, then resume with: recgym run {args[1]} --out {args[3]} --resume --set " in line
 
 
+def test_full_disk_in_tensorboard_writer_thread_is_one_line(tmp_path, monkeypatch):
+    from tensorboard.summary.writer.record_writer import RecordWriter
+
+    calls = {"n": 0}
+    real = RecordWriter.write
+
+    def write(self, data):
+        calls["n"] += 1
+        if calls["n"] > 3:  # the event file header and the first scalars go through
+            _enospc()
+        return real(self, data)
+
+    monkeypatch.setattr(RecordWriter, "write", write)
+    res, args = _run_cli(tmp_path, "ppo", ["output.tensorboard=true", "training.total_timesteps=256",
+                                           "training.checkpoint_every=64", "training.num_envs=8",
+                                           "training.curve_users=4"])
+    assert res.exit_code == 2, res.output
+    assert "Traceback" not in res.output and "Exception in thread" not in res.output, res.output
+    err = [ln for ln in res.stderr.splitlines() if ln.startswith("error:")]
+    assert len(err) == 1 and err[0].startswith("error: disk full writing ") and "--resume" in err[0]
+
+
 @pytest.mark.parametrize("stage, module, fail_on, agent", [
     ("training checkpoint", "recgym.experiments.training", "step_", "ppo"),
     ("evaluation cell", "recgym.experiments.runner", "__seed0.npz", "random"),

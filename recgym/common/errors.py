@@ -77,7 +77,8 @@ class DiskFullError(OSError):
         need = f"{_size(self.needed)} needed, " if self.needed is not None else ""
         what = "disk quota exceeded" if self.errno != _errno.ENOSPC else "disk full"
         tail = f"; {self.advice}" if self.advice else ""
-        return f"{what} writing {self.path} ({need}{_size(self.free)} free on that filesystem){tail}"
+        where = f"under {self.path}" if self.path.is_dir() else str(self.path)
+        return f"{what} writing {where} ({need}{_size(self.free)} free on that filesystem){tail}"
 
 
 def is_disk_full(exc: BaseException) -> bool:
