@@ -248,11 +248,15 @@ def _check_payload(payload: Any, where: Path, step: int) -> dict[str, Any]:
     for key in ("agent", "rollout_buffer", "replay_buffer", "explore"):
         if key in rng:
             try:
-                np.random.PCG64().state = rng[key]
+                np.random.PCG64(0).state = rng[key]  # a throwaway local generator, only to validate the state
             except (TypeError, ValueError, KeyError) as exc:
                 raise CorruptFileError(f"{where}: field 'rng.{key}': expected a numpy PCG64 state, received an "
                                        f"invalid one ({exc})") from None
-    for key in ("torch", "env", "sampler"):
+    env_state = rng["env"]  # the env core's generator may live on CUDA: only its type is checked (never restored)
+    if not (isinstance(env_state, torch.Tensor) and env_state.dtype == torch.uint8 and env_state.ndim == 1):
+        raise CorruptFileError(f"{where}: field 'rng.env': expected a uint8 generator state tensor, received "
+                               f"{type(env_state).__name__}")
+    for key in ("torch", "sampler"):  # CPU generators (the global torch one, PPO's slate sampler)
         if key in rng:
             try:
                 torch.Generator().set_state(rng[key])

@@ -237,3 +237,10 @@ def test_stale_latest_json_is_repaired_to_the_newest_complete_checkpoint(ck):
     assert find_resume_checkpoint(ck, "h", notes.append)["step"] == 192
     assert "latest.json names step 128, older than the newest complete checkpoint" in notes[0]
     assert json.loads((ck / "latest.json").read_text())["step"] == 192
+
+
+def test_env_generator_state_of_a_cuda_core_is_accepted(ck):
+    # A CUDA generator's state is 16 bytes, not the CPU generator's 5056: validation must not assume CPU.
+    _rewrite_payload(ck, 192, lambda p: p["rng"].update(env=torch.zeros(16, dtype=torch.uint8)))
+    notes: list[str] = []
+    assert find_resume_checkpoint(ck, "h", notes.append)["step"] == 192 and notes == []
