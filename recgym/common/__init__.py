@@ -1,12 +1,16 @@
-"""Shared core used by every recgym package: strict configs, safe YAML, errors, atomic file writes, devices."""
+"""Shared core used by every recgym package: strict configs, safe YAML, file errors, atomic file writes,
+device selection."""
 
 from recgym.common.config import ConfigError, StrictModel, suggest
 from recgym.common.device import check_device, resolve_device
-from recgym.common.errors import DataError
+from recgym.common.errors import CorruptFileError, DataError, DiskFullError, UnsafeFileError, UnsafePathError
 from recgym.common.io import (
     atomic_write_bytes,
     atomic_write_json,
     atomic_write_text,
+    clean_stale_temp_files,
+    path_inside,
+    read_json_file,
     sha256_bytes,
     sha256_texts,
 )
@@ -18,9 +22,16 @@ __all__ = [
     "suggest",
     "check_device",
     "resolve_device",
+    "CorruptFileError",
+    "DiskFullError",
+    "UnsafeFileError",
+    "UnsafePathError",
     "atomic_write_bytes",
     "atomic_write_json",
     "atomic_write_text",
+    "clean_stale_temp_files",
+    "path_inside",
+    "read_json_file",
     "sha256_bytes",
     "sha256_texts",
 ]
