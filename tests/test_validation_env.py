@@ -102,3 +102,14 @@ def test_vector_reset_user_indices_validated(small_world):
     for users in ([3, 4], (3, 4), np.array([3, 4], np.uint8), torch.tensor([3, 4]), range(3, 5)):
         _, info = venv.reset(options={"user_indices": users})
         assert info["user"].tolist() == [3, 4]
+
+
+def test_extreme_valid_dwell_noise_gives_finite_rewards(small_world):
+    """Found by the property fuzzer: dwell_noise=35 made exp() overflow float32 and 0 * inf = NaN rewards."""
+    env = RankingEnv(small_world, reward="engagement", dwell_noise=35.0, **BASE)
+    env.reset(seed=0)
+    for _ in range(20):
+        _, reward, term, trunc, info = env.step(np.linspace(1, -1, 40, dtype=np.float32))
+        assert math.isfinite(reward) and np.isfinite(info["engagement"]).all()
+        if term or trunc:
+            env.reset()
