@@ -302,8 +302,8 @@ def env_kwarg_cases() -> list[Case]:
     cases: list[Case] = []
     for path, ann, info in _leaves(EnvConfig):
         name = ".".join(path)
-        # A keyword that is also a component argument (choice_model=...) goes to the component, not the
-        # config; pass such fields through config= (the keyword collision is issue 10's safe-io part).
+        # choice_model is also a component argument (a ChoiceModel object): its config values go through
+        # config= here, and the keyword itself is fuzzed below.
         via_config = path[0] in _COMPONENT_KWARGS
         for label, value in bad_values(ann, info):
             kw = {"config": _nest(path, value)} if via_config else _nest(path, value)
@@ -318,6 +318,10 @@ def env_kwarg_cases() -> list[Case]:
     def good(name: str, **kw: Any) -> None:
         cases.append(Case("env-kwargs", name, True, lambda: _check_episode(_make(**kw))))
 
+    good("choice_model-keyword-cascade", choice_model="cascade")
+    bad("choice_model-keyword-typo", choice_model="mnlx")
+    bad("choice_model-keyword-int", choice_model=1)
+    bad("reward_fn-keyword-str", reward_fn="mix")
     bad("typo-slate_sise", slate_sise=3)
     bad("unknown-empty-key", **{"": 1})
     bad("unknown-foo", foo=1)

@@ -21,6 +21,11 @@ KNOWN: dict[str, tuple[str, str]] = {
     "env-kwargs:item-with-k5": (
         "unclear_error", "envs/config.py (EnvConfig._consistent): the message names the fix but not "
         "'expected ... received ...'; the file is being restructured in parallel"),
+    "env-kwargs:choice_model-keyword-int": (
+        "foreign_exception", "envs/_shell.py build_core raises TypeError (not a recgym class) for a component "
+        "argument of the wrong type; message is clear"),
+    "env-kwargs:reward_fn-keyword-str": (
+        "foreign_exception", "envs/_shell.py build_core raises TypeError for reward_fn='mix' (message is clear)"),
 }
 
 PER_CASE_LIMIT_S = 10.0
