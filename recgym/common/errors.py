@@ -19,7 +19,8 @@ import os
 import shutil
 from pathlib import Path
 
-__all__ = ["DataError", "CorruptFileError", "UnsafeFileError", "UnsafePathError", "DiskFullError", "is_disk_full", "free_bytes"]
+__all__ = ["DataError", "CorruptFileError", "UnsafeFileError", "UnsafePathError", "DiskFullError", "is_disk_full",
+           "free_bytes"]
 
 DISK_FULL_ERRNOS = frozenset({_errno.ENOSPC, getattr(_errno, "EDQUOT", _errno.ENOSPC)})
 
