@@ -49,7 +49,7 @@ received. foreign_exception: any other exception (a deep traceback from numpy/to
 ValueError/TypeError). silent_accept: invalid input accepted. false_reject: valid input refused. wrong_result:
 valid input accepted with a wrong result. hang: over the time limit."""
 
-ENV_BASE = {"num_candidates": 40, "pool_size": 120, "slate_size": 5}
+ENV_BASE = {"num_candidates": 40, "candidates": {"pool_size": 120}, "slate_size": 5}
 N, K = ENV_BASE["num_candidates"], ENV_BASE["slate_size"]
 
 
@@ -135,12 +135,10 @@ def world() -> Any:
     return random_world()
 
 
-_COMPONENT_KWARGS = ("choice_model", "response_model", "reward_fn")
-
-
 def _make(**kwargs: Any) -> gym.Env:
-    kw = {**ENV_BASE, **kwargs}
-    return gym.make("recgym/Ranking-v0", **({"world": world()} | kw))
+    from recgym.envs.config import deep_merge
+
+    return gym.make("recgym/Ranking-v0", **deep_merge({"world": world(), **ENV_BASE}, kwargs))
 
 
 def _check_episode(env: gym.Env, steps: int = 3, action: Any = None) -> None:
@@ -302,14 +300,11 @@ def env_kwarg_cases() -> list[Case]:
     cases: list[Case] = []
     for path, ann, info in _leaves(EnvConfig):
         name = ".".join(path)
-        # choice_model is also a component argument (a ChoiceModel object): its config values go through
-        # config= here, and the keyword itself is fuzzed below.
-        via_config = path[0] in _COMPONENT_KWARGS
         for label, value in bad_values(ann, info):
-            kw = {"config": _nest(path, value)} if via_config else _nest(path, value)
+            kw = _nest(path, value)
             cases.append(Case("env-kwargs", f"{name}={label}", False, lambda kw=kw: _make(**kw)))
         for label, value, _ in good_values(ann, info):
-            kw = {"config": _nest(path, value)} if via_config else _nest(path, value)
+            kw = _nest(path, value)
             cases.append(Case("env-kwargs", f"{name}={label}", True, lambda kw=kw: _check_episode(_make(**kw))))
 
     def bad(name: str, **kw: Any) -> None:
@@ -325,10 +320,13 @@ def env_kwarg_cases() -> list[Case]:
     bad("typo-slate_sise", slate_sise=3)
     bad("unknown-empty-key", **{"": 1})
     bad("unknown-foo", foo=1)
-    bad("slate>candidates", slate_size=39, new_item_slots=5)
-    bad("pool<candidates", pool_size=20)
+    bad("slate>candidates", slate_size=39, new_items={"slots": 5})
+    bad("pool<candidates", candidates={"pool_size": 20})
     bad("item-with-k5", action_type="item")
-    bad("pool>world-items", pool_size=400, num_candidates=40)
+    bad("pool>world-items", candidates={"pool_size": 400}, num_candidates=40)
+    bad("flat-key-moved", pool_size=120)
+    bad("section-not-mapping", dynamics=3)
+    bad("section-typo", dynamics={"initial_budgt": 5})
     bad("world-typo", world="synthtic")
     bad("world-int", world=123)
     bad("world-none", world=None)
@@ -345,7 +343,7 @@ def env_kwarg_cases() -> list[Case]:
     bad("config-str", config="not a mapping")
     bad("config-int", config=123)
     bad("config-list", config=[1, 2])
-    bad("config-nan", config={"no_click_logit": math.nan})
+    bad("config-nan", config={"choice": {"no_click_logit": math.nan}})
     bad("config-typo", config={"slate_sise": 3})
     bad("world_config-analytic-typo", world="analytic", world_config={"n_itemz": 10})
     bad("world_config-analytic-nan", world="analytic", world_config={"n_items": math.nan})
@@ -356,17 +354,18 @@ def env_kwarg_cases() -> list[Case]:
     bad("world_config-synthetic-typo", world="synthetic", world_config={"n_itemz": 5})
     bad("world_config-synthetic-seed-2**64", world="synthetic", world_config={"seed": 2**64})
     bad("log-missing-folder", world="log", data_dir=str(tmp_dir() / "no-such-folder"), encoder="hashing")
-    good("config-dict", config={"no_click_logit": 1})
-    good("int-for-float-no_click_logit", no_click_logit=-1)
-    good("np-int-candidates", num_candidates=np.int64(40), pool_size=np.int32(120))
+    good("config-dict", config={"choice": {"no_click_logit": 1}})
+    good("int-for-float-no_click_logit", choice={"no_click_logit": -1})
+    good("np-int-candidates", num_candidates=np.int64(40), candidates={"pool_size": np.int32(120)})
     good("device-cpu", device="cpu")
     good("device-auto", device="auto")
     good("render-ansi", render_mode="ansi")
     good("slate-action", action_type="slate")
     good("item-action", action_type="item", slate_size=1)
-    good("cascade-reward-mix", reward="mix", reward_weights={"clicks": 1, "engagement": 0.5, "satisfaction": 2})
+    good("reward-mix-int-weights", reward={"name": "mix", "weights": {"clicks": 1, "engagement": 0.5, "satisfaction": 2}})
+    good("choice-shorthand", choice="pbm")
     good("analytic-world", world="analytic", world_config={"n_items": 150, "n_users": 8},
-         num_candidates=40, pool_size=120, new_item_slots=0, new_items_per_step=0.0)
+         num_candidates=40, candidates={"pool_size": 120}, new_items={"slots": 0, "per_step": 0.0})
     return cases
 
 
@@ -690,7 +689,7 @@ def config_set_cases() -> list[Case]:
     bad("hyperparams-seed", "agents[1].hyperparams.seed=3")
     bad("hyperparams-device", "agents[1].hyperparams.device=cpu")
     bad("hyperparams-list", "agents[1].hyperparams=[1]")
-    bad("agent-env-nan", "agents[1].env.no_click_logit=.nan")
+    bad("agent-env-nan", "agents[1].env.choice.no_click_logit=.nan")
     bad("agent-env-typo", "agents[1].env.slate_sise=3")
     bad("device=tpu", "device=tpu")
     bad("device=3", "device=3")
@@ -723,7 +722,7 @@ def config_set_cases() -> list[Case]:
     bad("big-int-digits", "threads=" + "9" * 5000)
     bad("alias-bomb", "description=" + _bomb_flow(9))
     good("seeds-max", ["evaluation.seeds=[0, 4294967295]"], "evaluation.seeds", [0, 4294967295])
-    good("int-for-float", ["env.no_click_logit=2"], "env.no_click_logit", 2.0)
+    good("int-for-float", ["env.choice.no_click_logit=2"], "env.choice.no_click_logit", 2.0)
     good("yes-for-bool", ["output.plots=no"], "output.plots", False)
     good("null-optional", ["threads=null"], "threads", None)
     good("quoted-name", ["name='abc'"], "name", "abc")
@@ -732,7 +731,7 @@ def config_set_cases() -> list[Case]:
     good("last-wins-across-sets", ["threads=2", "threads=3"], "threads", 3)
     good("device-cpu", ["device=cpu"], "device", "cpu")
     good("device-auto", ["device=auto"], "device", "auto")
-    good("anchor-in-value", ["env={slate_size: &k 4, new_item_slots: *k}"], "env.new_item_slots", 4)
+    good("anchor-in-value", ["env={slate_size: &k 4, max_steps: *k}"], "env.max_steps", 4)
     return cases
 
 
@@ -843,9 +842,10 @@ def yaml_file_cases() -> list[Case]:
     bad("name-missing", "agents: [{name: random}]\n")
     bad("threads-true", "name: t\nagents: [{name: random}]\nthreads: true\n")
     bad("seeds-true", "name: t\nagents: [{name: random}]\nevaluation: {seeds: [true]}\n")
-    bad("nan-float", "name: t\nagents: [{name: random}]\nenv: {no_click_logit: .nan}\n")
-    bad("inf-budget", "name: t\nagents: [{name: random}]\nenv: {initial_budget: .inf}\n")
-    bad("1e308-weight", "name: t\nagents: [{name: random}]\nenv: {reward: mix, reward_weights: {clicks: 1.0e+308}}\n")
+    bad("nan-float", "name: t\nagents: [{name: random}]\nenv: {choice: {no_click_logit: .nan}}\n")
+    bad("inf-budget", "name: t\nagents: [{name: random}]\nenv: {dynamics: {initial_budget: .inf}}\n")
+    bad("1e308-weight", "name: t\nagents: [{name: random}]\nenv: {reward: {name: mix, weights: {clicks: 1.0e+308}}}\n")
+    bad("flat-env-key", "name: t\nagents: [{name: random}]\nenv: {no_click_logit: 1.0}\n")
     bad("device-tpu", "name: t\nagents: [{name: random}]\ndevice: tpu\n")
     bad("seed-2**64", "name: t\nagents: [{name: random}]\nevaluation: {seeds: [18446744073709551616]}\n")
     bad("popularity-tie_noise-inf", "name: t\nagents: [{name: popularity, hyperparams: {tie_noise: .inf}}]\n")
@@ -864,8 +864,8 @@ def yaml_file_cases() -> list[Case]:
          lambda c: c.env.slate_size == 4)
     good("comments-and-quotes", "# a comment\n'name': \"t\"  # trailing\nagents: [{name: random}]\n",
          lambda c: c.name == "t")
-    good("int-for-float", "name: t\nagents: [{name: random}]\nenv: {no_click_logit: -1}\n",
-         lambda c: c.env.no_click_logit == -1.0)
+    good("int-for-float", "name: t\nagents: [{name: random}]\nenv: {choice: {no_click_logit: -1}}\n",
+         lambda c: c.env.choice.no_click_logit == -1.0)
     good("yes-bool", "name: t\nagents: [{name: random}]\noutput: {plots: yes}\n", lambda c: c.output.plots is True)
     good("exponent-float", "name: t\nagents: [{name: ppo, hyperparams: {learning_rate: 3.0e-4}}]\n",
          lambda c: c.agents[0].hyperparams["learning_rate"] == 3e-4)

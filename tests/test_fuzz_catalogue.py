@@ -21,6 +21,9 @@ KNOWN: dict[str, tuple[str, str]] = {
     "env-kwargs:item-with-k5": (
         "unclear_error", "envs/config.py (EnvConfig._consistent): the message names the fix but not "
         "'expected ... received ...'; the file is being restructured in parallel"),
+    "env-kwargs:flat-key-moved": (
+        "unclear_error", "envs/config.py: an old flat key says where it moved ('env.pool_size: moved to "
+        "env.candidates.pool_size') but not in the 'expected ... received ...' form"),
     "env-kwargs:choice_model-keyword-int": (
         "foreign_exception", "envs/_shell.py build_core raises TypeError (not a recgym class) for a component "
         "argument of the wrong type; message is clear"),

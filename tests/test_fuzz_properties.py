@@ -26,14 +26,14 @@ from hypothesis import strategies as st
 from recgym.common.config import FLOAT_LIMIT, FLOAT_TINY, INT_MAX, INT_MIN, ConfigError
 from recgym.common.errors import DataError
 from recgym.common.yamlio import load_yaml_text
-from recgym.envs.config import EnvConfig
+from recgym.envs.config import EnvConfig, deep_merge
 from recgym.envs.spaces import InvalidActionError, actions_to_slate
 
 FUZZ = settings(max_examples=150, deadline=None, database=None, suppress_health_check=[HealthCheck.too_slow])
 pytestmark = pytest.mark.timeout(300)
 
 N, K = 12, 4
-CFG = EnvConfig(num_candidates=N, pool_size=N, slate_size=K, new_item_slots=0)
+CFG = EnvConfig(num_candidates=N, candidates={"pool_size": N}, slate_size=K, new_items={"slots": 0})
 
 any_scalar = st.one_of(
     st.none(), st.booleans(), st.integers(-(2**70), 2**70), st.floats(allow_nan=True, allow_infinity=True),
@@ -220,7 +220,7 @@ def test_any_text_parses_or_fails_cleanly(text):
 
 BASE = {"name": "fuzz", "agents": [{"name": "random"}, {"name": "ppo"}]}
 set_keys = st.one_of(
-    st.sampled_from(["threads", "device", "name", "env.slate_size", "env.no_click_logit", "env.reward_weights.clicks",
+    st.sampled_from(["threads", "device", "name", "env.slate_size", "env.choice.no_click_logit", "env.reward.weights.clicks", "env.pool_size",
                      "evaluation.seeds", "evaluation.seeds[0]", "agents[1].hyperparams.ent_coef", "agents[0].name",
                      "training.logging.epsilon", "world_config.n_items", "output.plots", "agents[5].x", "a..b", ""]),
     st.text(alphabet="abcdefgnstv.[]0123_", max_size=20),
@@ -281,9 +281,10 @@ def _valid_value(info: Any, kind: str, draw: Any) -> Any:
                 .filter(lambda x: x == 0 or abs(x) >= FLOAT_TINY))
 
 
-SIM_FIELDS = [leaf for leaf in ENV_LEAVES if leaf[0][0] not in (
-    "num_candidates", "slate_size", "pool_size", "action_type", "max_steps", "new_item_slots", "mask_window",
-    "new_item_window", "cohort", "strict", "info_candidate_relevance")]
+SHAPE_FIELDS = {("num_candidates",), ("slate_size",), ("action_type",), ("max_steps",), ("cohort",), ("strict",),
+                ("info_candidate_relevance",), ("candidates", "pool_size"), ("candidates", "mask_window"),
+                ("new_items", "slots"), ("new_items", "window")}
+SIM_FIELDS = [leaf for leaf in ENV_LEAVES if leaf[0] not in SHAPE_FIELDS]
 
 
 @settings(max_examples=60, deadline=None, database=None, suppress_health_check=[HealthCheck.too_slow])
@@ -303,7 +304,7 @@ def test_any_accepted_env_config_gives_finite_rewards_and_observations(data):
             node = node.setdefault(p, {})
         node[path[-1]] = value
     try:
-        env = RankingEnv(world(), config={**ENV_BASE, **kw})
+        env = RankingEnv(world(), config=deep_merge(ENV_BASE, kw))
     except ConfigError as exc:  # cross-field rules (e.g. a zero candidate mix)
         _clean(exc)
         return

@@ -13,7 +13,7 @@ from recgym.envs.spaces import InvalidActionError, _as_tensor, actions_to_slate
 from recgym.envs.vector import RankingVectorEnv
 
 N, K = 40, 5
-CFG = EnvConfig(num_candidates=N, pool_size=120, slate_size=K)
+CFG = EnvConfig(num_candidates=N, candidates={"pool_size": 120}, slate_size=K)
 ALL = torch.ones((1, N), dtype=torch.bool)
 
 
@@ -25,7 +25,7 @@ def _slate(action, cfg=CFG, mask=ALL, **kw):
 def test_every_integer_dtype_is_accepted_for_slates_and_scores(small_world, dtype):
     assert _slate(np.arange(N).astype(dtype)) == [39, 38, 37, 36, 35]  # integer scores: ranked exactly
     assert _slate(torch.as_tensor(np.arange(N).astype(dtype))) == [39, 38, 37, 36, 35]
-    env = RankingEnv(small_world, num_candidates=N, pool_size=120, slate_size=K, action_type="slate")
+    env = RankingEnv(small_world, num_candidates=N, candidates={"pool_size": 120}, slate_size=K, action_type="slate")
     obs, _ = env.reset(seed=0)
     allowed = np.flatnonzero(obs["mask"])[:K][::-1]
     _, reward, *_ = env.step(allowed.astype(dtype))  # was: "lt_cpu" not implemented for 'UInt16'
@@ -106,7 +106,7 @@ def test_fast_path_is_a_view_and_odd_layouts_are_copied():
 
 
 def test_vector_env_accepts_float64_and_uint_batches(small_world):
-    venv = RankingVectorEnv(3, world=small_world, num_candidates=N, pool_size=120, slate_size=K)
+    venv = RankingVectorEnv(3, world=small_world, num_candidates=N, candidates={"pool_size": 120}, slate_size=K)
     venv.reset(seed=0)
     _, reward, *_ = venv.step(np.tile(np.linspace(1, -1, N), (3, 1)))
     assert np.isfinite(reward).all()

@@ -33,13 +33,14 @@ def _load(*sets: str, raw: dict | None = None):
     (["env.num_candidates='100'"], "env.num_candidates: expected an integer, received '100' (str)"),
     (["training.total_timesteps=2.0e+4"], "training.total_timesteps: expected an integer, received 20000.0 (float)"),
     (["output.plots=1"], "output.plots: expected true or false, received 1 (int)"),
-    (["env.choice_model=mlnl"], "env.choice_model: expected 'mnl', 'cascade' or 'pbm', received 'mlnl' (did you mean 'mnl'?)"),
-    (["env.no_click_logit=.nan"], "env.no_click_logit: expected a finite number, received nan"),
-    (["env.initial_budget=1.0e+308"], "env.initial_budget: expected a finite number, 0 or of magnitude in [1e-12, 1e+15], received 1e+308"),
-    (["env.reward_weights.clicks=-.inf"], "env.reward_weights.clicks: expected a finite number, received -inf"),
-    (["env.similarity_temperature=1.0e-300"], "env.similarity_temperature: expected a finite number, 0 or of magnitude in [1e-12, 1e+15], received 1e-300"),
+    (["env.choice.model=mlnl"], "env.choice.model: expected 'mnl', 'cascade' or 'pbm', received 'mlnl' (did you mean 'mnl'?)"),
+    (["env.choice.no_click_logit=.nan"], "env.choice.no_click_logit: expected a finite number, received nan"),
+    (["env.dynamics.initial_budget=1.0e+308"], "env.dynamics.initial_budget: expected a finite number, 0 or of magnitude in [1e-12, 1e+15], received 1e+308"),
+    (["env.reward.weights.clicks=-.inf"], "env.reward.weights.clicks: expected a finite number, received -inf"),
+    (["env.candidates.similarity_temperature=1.0e-300"], "env.candidates.similarity_temperature: expected a finite number, 0 or of magnitude in [1e-12, 1e+15], received 1e-300"),
     (["agents[1].hyperparams.ent_coef=.nan"], "agents[1].hyperparams.ent_coef: expected a finite number"),
-    (["agents[1].env.no_click_logit=.inf"], "agents[1].env.no_click_logit: expected a finite number"),
+    (["agents[1].env.choice.no_click_logit=.inf"], "agents[1].env.choice.no_click_logit: expected a finite number"),
+    (["env.pool_size=120"], "env.pool_size: moved to env.candidates.pool_size"),
     (["world_config.appeal_std=.nan"], "world_config.appeal_std: expected a finite number"),
     (["world_config.n_items=true"], "world_config.n_items: expected an integer, received True (bool)"),
     (["world_config.n_itemz=3"], "world_config: unknown key 'n_itemz' for SyntheticWorldConfig (did you mean 'n_items'?)"),
@@ -53,8 +54,8 @@ def test_strict_types_and_finite_numbers_name_path_expected_received(sets, messa
 def test_popularity_tie_noise_and_reward_weights_nan_refused():
     with pytest.raises(ConfigError, match=r"agents\[0\]\.hyperparams\.tie_noise: expected a finite number"):
         load_config(raw={"name": "t", "agents": [{"name": "popularity", "hyperparams": {"tie_noise": math.inf}}]})
-    with pytest.raises(ConfigError, match=r"env\.reward_weights\.satisfaction: expected a finite number"):
-        EnvConfig(reward="mix", reward_weights={"satisfaction": math.nan})
+    with pytest.raises(ConfigError, match=r"env\.reward\.weights\.satisfaction: expected a finite number"):
+        EnvConfig(reward={"name": "mix", "weights": {"satisfaction": math.nan}})
 
 
 def _all_strict_models() -> list[type[StrictModel]]:
@@ -104,10 +105,10 @@ def test_every_config_in_recgym_refuses_non_finite_and_bool_values():
 
 
 def test_valid_shapes_of_input_are_still_accepted():
-    cfg = EnvConfig.model_validate({"reward_weights": {"clicks": 2}, "choice_model": "pbm", "num_candidates": np.int64(50),
-                                    "no_click_logit": np.float32(0.5), "strict": np.bool_(False)})
-    assert cfg.reward_weights.clicks == 2.0 and type(cfg.reward_weights.clicks) is float
-    assert type(cfg.num_candidates) is int and cfg.no_click_logit == 0.5 and cfg.strict is False
+    cfg = EnvConfig.model_validate({"reward": {"weights": {"clicks": 2}}, "choice": "pbm", "num_candidates": np.int64(50),
+                                    "dynamics": {"step_cost": np.float32(0.5)}, "strict": np.bool_(False)})
+    assert cfg.reward.weights.clicks == 2.0 and type(cfg.reward.weights.clicks) is float and cfg.choice.model == "pbm"
+    assert type(cfg.num_candidates) is int and cfg.dynamics.step_cost == 0.5 and cfg.strict is False
     exp = load_config(raw={"name": "t", "agents": [{"name": "ppo", "hyperparams": {"target_kl": None}}],
                            "threads": None, "evaluation": {"seeds": (0, 1), "users_per_seed": None}})
     assert exp.evaluation.seeds == [0, 1] and exp.threads is None
@@ -117,9 +118,9 @@ def test_valid_shapes_of_input_are_still_accepted():
 def test_free_form_mappings_are_stored_as_their_typed_values():
     cfg = load_config(raw={"name": "t", "world": "movielens-100k", "world_config": {"lr": 1, "split": {"min_train": 2}},
                            "agents": [{"name": "dqn", "hyperparams": {"tau": 1},
-                                       "env": {"action_type": "item", "slate_size": 1, "no_click_logit": 1}}]})
+                                       "env": {"action_type": "item", "slate_size": 1, "choice": {"no_click_logit": 1}}}]})
     assert cfg.agents[0].hyperparams == {"tau": 1.0} and type(cfg.agents[0].hyperparams["tau"]) is float
-    assert type(cfg.agents[0].env["no_click_logit"]) is float
+    assert type(cfg.agents[0].env["choice"]["no_click_logit"]) is float
     assert cfg.world_config == {"lr": 1.0, "split": {"min_train": 2}} and type(cfg.world_config["lr"]) is float
 
 

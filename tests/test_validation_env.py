@@ -13,23 +13,23 @@ from recgym.common.config import ConfigError
 from recgym.envs import RankingEnv
 from recgym.envs.vector import RankingVectorEnv
 
-BASE = {"num_candidates": 40, "pool_size": 120, "slate_size": 5}
+BASE = {"num_candidates": 40, "candidates": {"pool_size": 120}, "slate_size": 5}
 
 
 @pytest.mark.parametrize(("kwargs", "pattern"), [
-    ({"no_click_logit": math.nan}, r"env\.no_click_logit: expected a finite number, received nan"),
-    ({"initial_budget": 1e308}, r"env\.initial_budget: expected a finite number, 0 or of magnitude"),
+    ({"choice": {"no_click_logit": math.nan}}, r"env\.choice\.no_click_logit: expected a finite number, received nan"),
+    ({"dynamics": {"initial_budget": 1e308}}, r"env\.dynamics\.initial_budget: expected a finite number, 0 or of magnitude"),
     ({"num_candidates": "100"}, r"env\.num_candidates: expected an integer, received '100' \(str\)"),
     ({"strict": 1}, r"env\.strict: expected true or false, received 1 \(int\)"),
     ({"max_steps": True}, r"env\.max_steps: expected an integer, received True \(bool\)"),
-    ({"reward_weights": {"clicks": math.inf}}, r"env\.reward_weights\.clicks: expected a finite number"),
+    ({"reward": {"weights": {"clicks": math.inf}}}, r"env\.reward\.weights\.clicks: expected a finite number"),
     ({"slate_sise": 3}, r"unknown key 'slate_sise' for EnvConfig \(did you mean 'slate_size'\?\)"),
     ({"config": "slate_size=3"}, r"config: expected an EnvConfig, a mapping or None, received str"),
     ({"world": "analytic", "world_config": {"n_itemz": 30}}, r"unknown key 'n_itemz' for AnalyticWorldConfig \(did you mean 'n_items'\?\)"),
     ({"world": "analytic", "world_config": [30]}, r"world_config: expected a mapping or None, received list"),
     ({"world": 123}, r"world: expected one of .* received 123"),
     ({"device": "tpu"}, r"device: expected 'auto', 'cpu', 'cuda' or 'cuda:N', received 'tpu'"),
-    ({"pool_size": 400}, r"env\.pool_size: expected <= the 300 initial items"),
+    ({"candidates": {"pool_size": 400}}, r"env\.candidates\.pool_size: expected <= the 300 initial items"),
 ])
 def test_bad_env_kwargs_are_config_errors(small_world, kwargs, pattern):
     kw = {"world": small_world, **BASE, **kwargs}
@@ -49,9 +49,11 @@ def test_bad_render_mode_is_a_config_error(small_world):
 
 
 def test_numpy_scalars_and_ints_for_floats_are_accepted(small_world):
-    env = gym.make("recgym/Ranking-v0", world=small_world, num_candidates=np.int64(40), pool_size=np.int32(120),
-                   slate_size=5, no_click_logit=-1, initial_budget=np.float32(10.0))
-    assert env.unwrapped.config.no_click_logit == -1.0 and type(env.unwrapped.config.num_candidates) is int
+    env = gym.make("recgym/Ranking-v0", world=small_world, num_candidates=np.int64(40),
+                   candidates={"pool_size": np.int32(120)}, slate_size=5, choice={"no_click_logit": -1},
+                   dynamics={"initial_budget": np.float32(10.0)})
+    cfg = env.unwrapped.config
+    assert cfg.choice.no_click_logit == -1.0 and type(cfg.num_candidates) is int and cfg.candidates.pool_size == 120
     env.reset(seed=0)
     _, reward, *_ = env.step(np.linspace(1, -1, 40, dtype=np.float32))
     assert math.isfinite(reward)
@@ -106,7 +108,7 @@ def test_vector_reset_user_indices_validated(small_world):
 
 def test_extreme_valid_dwell_noise_gives_finite_rewards(small_world):
     """Found by the property fuzzer: dwell_noise=35 made exp() overflow float32 and 0 * inf = NaN rewards."""
-    env = RankingEnv(small_world, reward="engagement", dwell_noise=35.0, **BASE)
+    env = RankingEnv(small_world, reward="engagement", response={"dwell_noise": 35.0}, **BASE)
     env.reset(seed=0)
     for _ in range(20):
         _, reward, term, trunc, info = env.step(np.linspace(1, -1, 40, dtype=np.float32))
