@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from recgym.common.config import SEED_MAX, ConfigError, suggest
+from recgym.common.config import SEED_MAX, ComponentError, ConfigError, suggest
 from recgym.envs.config import EnvConfig
 from recgym.envs.core import RankingCore
 from recgym.envs.factory import make_env_config, make_world
@@ -39,11 +39,11 @@ def build_core(
     for key, field in (("response_model", None), ("reward_fn", "reward")):
         if isinstance(components.get(key), str):
             hint = f"; for a named reward use reward={components[key]!r}" if field else ""
-            raise TypeError(f"{key}: expected a component object (or None), received the string "
+            raise ComponentError(f"{key}: expected a component object (or None), received the string "
                             f"{components[key]!r}{hint}")
     choice = components.get("choice_model")
     if choice is not None and not callable(getattr(choice, "click_probs", None)):
-        raise TypeError(f"choice_model: expected a name ('mnl', 'cascade', 'pbm') or a ChoiceModel with "
+        raise ComponentError(f"choice_model: expected a name ('mnl', 'cascade', 'pbm') or a ChoiceModel with "
                         f"click_probs(logits), received {type(choice).__name__}")
     cfg = make_env_config(config, overrides)
     w = make_world(world, world_config=world_config, data_dir=data_dir, encoder=encoder)

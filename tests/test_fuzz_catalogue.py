@@ -18,17 +18,6 @@ AREAS = sorted({c.area for c in CASES})
 # Cases whose fix lies outside the validation code, with the outcome they still have. The test fails when
 # one of them changes outcome, so the entry is removed the day the fix lands.
 KNOWN: dict[str, tuple[str, str]] = {
-    "env-kwargs:item-with-k5": (
-        "unclear_error", "envs/config.py (EnvConfig._consistent): the message names the fix but not "
-        "'expected ... received ...'; the file is being restructured in parallel"),
-    "env-kwargs:flat-key-moved": (
-        "unclear_error", "envs/config.py: an old flat key says where it moved ('env.pool_size: moved to "
-        "env.candidates.pool_size') but not in the 'expected ... received ...' form"),
-    "env-kwargs:choice_model-keyword-int": (
-        "foreign_exception", "envs/_shell.py build_core raises TypeError (not a recgym class) for a component "
-        "argument of the wrong type; message is clear"),
-    "env-kwargs:reward_fn-keyword-str": (
-        "foreign_exception", "envs/_shell.py build_core raises TypeError for reward_fn='mix' (message is clear)"),
 }
 
 PER_CASE_LIMIT_S = 10.0

@@ -54,6 +54,10 @@ class ConfigError(ValueError):
     """A configuration value or key is invalid. The message says what was expected, what was received and where."""
 
 
+class ComponentError(ConfigError, TypeError):
+    """A component argument (``choice_model=``, ``reward_fn=`` ...) is of the wrong kind; also a ``TypeError``."""
+
+
 def suggest(name: str, known: Iterable[str]) -> str:
     """Return `` (did you mean 'x'?)`` for the closest known name, or an empty string when nothing is close."""
     if not isinstance(name, str):
