@@ -58,7 +58,6 @@ import numpy as np
 import yaml
 
 from recgym.common.config import ConfigError
-from recgym.common.yamlio import load_yaml_file
 from recgym.common.errors import CorruptFileError, DiskFullError, is_disk_full
 from recgym.common.io import (
     atomic_write_bytes,
@@ -68,6 +67,7 @@ from recgym.common.io import (
     read_json_file,
     sha256_bytes,
 )
+from recgym.common.yamlio import load_yaml_file
 from recgym.experiments.config import ExperimentConfig, config_diff, config_hash
 
 __all__ = ["RunError", "run_experiment", "prepare_run_dir", "RUN_MARKER", "read_run_marker", "RunLock"]
