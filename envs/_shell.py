@@ -11,7 +11,7 @@ import torch
 from recgym.common.config import ConfigError, suggest
 from recgym.envs.config import EnvConfig
 from recgym.envs.core import RankingCore
-from recgym.envs.factory import make_env_config, make_world
+from recgym.envs.factory import adapt_env_config, make_env_config, make_world
 from recgym.envs.world import World
 
 
@@ -26,9 +26,16 @@ def build_core(
     device: str | torch.device,
     components: Mapping[str, Any],
 ) -> RankingCore:
-    """Validate the config first (fail fast), then build or fetch the world, then the core."""
+    """Validate the config first (fail fast), then build or fetch the world, then the core. Env keys the user did
+    not set are sized to the world (:func:`~recgym.envs.factory.adapt_env_config`)."""
     cfg = make_env_config(config, overrides)
+    if isinstance(config, EnvConfig):
+        user_keys = set(config.model_fields_set)
+    else:
+        user_keys = set(dict(config or {}))
+    user_keys |= set(overrides)
     w = make_world(world, world_config=world_config, data_dir=data_dir, encoder=encoder)
+    cfg = adapt_env_config(cfg, int((~w.catalog.is_new).sum()), user_keys)
     return RankingCore(w, cfg, device=device, **components)
 
 

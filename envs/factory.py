@@ -4,6 +4,11 @@ Known worlds: ``synthetic`` (the offline default), ``analytic`` (closed-form opt
 worlds ``movielens-100k``, ``ml-latest-small`` and ``log`` (fitted to interactions; need ``data_dir``).
 Worlds are memoised per process by their arguments, so ``gym.make`` twice does not rebuild (or re-encode)
 anything; a world is frozen, so sharing it is safe.
+
+Env defaults adapt to the world: the default retrieval pool (300 items) cannot be filled from a 100-item
+catalogue, so :func:`world_env_defaults` sizes ``pool_size``, ``num_candidates``, ``new_item_slots`` and
+``slate_size`` to the world's initial items, and :func:`adapt_env_config` applies them to every key the user
+did not set (an explicit setting always wins, and is checked against the world with a clear error).
 """
 
 from __future__ import annotations
@@ -17,7 +22,7 @@ from recgym.common.config import ConfigError, suggest
 from recgym.envs.config import EnvConfig
 from recgym.envs.world import World
 
-__all__ = ["KNOWN_WORLDS", "make_world", "make_env_config"]
+__all__ = ["KNOWN_WORLDS", "make_world", "make_env_config", "world_env_defaults", "adapt_env_config", "initial_item_count"]
 
 KNOWN_WORLDS = ("synthetic", "analytic", "movielens-100k", "ml-latest-small", "log")
 
@@ -26,6 +31,65 @@ def make_env_config(config: EnvConfig | Mapping[str, Any] | None, overrides: Map
     """Merge an :class:`EnvConfig` (or mapping) with keyword overrides; unknown keys raise with a suggestion."""
     base = config.model_dump() if isinstance(config, EnvConfig) else dict(config or {})
     return EnvConfig.model_validate({**base, **overrides})
+
+
+ADAPTED_KEYS = ("pool_size", "num_candidates", "new_item_slots", "slate_size")
+
+
+def world_env_defaults(n_initial: int) -> dict[str, Any]:
+    """Env settings for a world with ``n_initial`` initial items (``{}`` when the global defaults fit):
+    ``pool_size = min(300, n_initial)``, ``num_candidates = min(100, pool_size)``, ``new_item_slots =
+    min(5, num_candidates // 10)``, ``slate_size = min(10, num_candidates - new_item_slots)``."""
+    if n_initial >= EnvConfig.model_fields["pool_size"].default:
+        return {}
+    pool = max(int(n_initial), 2)
+    n = min(EnvConfig.model_fields["num_candidates"].default, pool)
+    slots = min(EnvConfig.model_fields["new_item_slots"].default, n // 10)
+    return {"pool_size": pool, "num_candidates": n, "new_item_slots": slots,
+            "slate_size": max(1, min(EnvConfig.model_fields["slate_size"].default, n - slots))}
+
+
+def adapt_env_config(config: EnvConfig, n_initial: int | None, user_keys: set[str] | None = None) -> EnvConfig:
+    """``config`` with :func:`world_env_defaults` applied to the keys of :data:`ADAPTED_KEYS` not in ``user_keys``
+    (default: ``config.model_fields_set``, the keys given explicitly).
+
+    Raises:
+        ConfigError: an explicit ``pool_size`` larger than the world's ``n_initial`` initial items.
+    """
+    if n_initial is None:
+        return config
+    user_keys = set(config.model_fields_set) if user_keys is None else user_keys
+    defaults = {k: v for k, v in world_env_defaults(n_initial).items() if k not in user_keys}
+    if config.pool_size > n_initial and "pool_size" in user_keys:
+        raise ConfigError(f"env.pool_size: expected <= the {n_initial} initial items of the world, received "
+                          f"{config.pool_size}; leave pool_size unset to size it to the world")
+    if not defaults:
+        return config
+    return EnvConfig.model_validate({**config.model_dump(), **defaults})
+
+
+def initial_item_count(world: str | World, *, world_config: Mapping[str, Any] | None = None,
+                       data_dir: str | None = None) -> int | None:
+    """Initial (non-injected) items of a world, computed cheaply: no text is encoded and nothing is fitted
+    (real-data worlds: the data is loaded and split). ``None`` for the analytic world (sized by its config)."""
+    if isinstance(world, World):
+        return int((~world.catalog.is_new).sum())
+    cfg = dict(world_config or {})
+    if world == "synthetic":
+        from recgym.envs.worlds.synthetic import SyntheticWorldConfig
+
+        sc = SyntheticWorldConfig(**cfg)
+        return sc.n_items - sc.n_new_items
+    if world in ("movielens-100k", "ml-latest-small", "log"):
+        import numpy as np
+
+        from recgym.envs.datasets import load_dataset, split_interactions
+        from recgym.envs.worlds.fitted import FitConfig
+
+        fit = FitConfig.model_validate(cfg)
+        split = split_interactions(load_dataset(world, data_dir), fit.split, np.random.default_rng(fit.seed))
+        return int((~split.cold_items).sum())
+    return None
 
 
 def make_world(
