@@ -198,7 +198,7 @@ def fidelity_report(
     bpr = fit_bpr(panel_data(fw).x, ~fw.split.cold_items, np.random.default_rng([cfg.seed, 3]), dim=cfg.bpr_dim,
                   epochs=cfg.bpr_epochs)
     report["ranking"] = timed("ranking", sections.heldout_ranking, fw, cfg.k, rng, bpr)
-    report["calibration"] = timed("calibration", sections.calibration, fw, cfg.fit.negatives, rng)
+    report["calibration"] = timed("calibration", sections.calibration, fw, FitConfig.model_validate(fw.manifest["config"]), rng)
     report["distributions"] = timed("distributions", free_choice, fw, rng)
     report["bar"] = _bars(report)
     report["verdict"] = verdict_line(report)

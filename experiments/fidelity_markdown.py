@@ -71,9 +71,10 @@ def _calibration(cal: dict[str, Any]) -> list[str]:
     if not cal.get("bins"):
         return ["## Calibration", "", cal.get("note", "not computed"), ""]
     lines = ["## Calibration", "",
-             f"Warm-user, warm-item held-out positives, their logged non-positives and {cal['negatives_per_positive']} "
-             f"sampled warm-item negatives per positive ({cal['pairs']} pairs). Post-hoc Platt scaling "
-             f"(alpha {_f(cal['platt_alpha'])}, beta {_f(cal['platt_beta'])}) fitted on {cal['calibration_pairs']} "
+             f"Warm-user, warm-item held-out positives and {cal['negatives_per_positive']} sampled warm-item negatives "
+             f"per positive, as in training ({cal['pairs']} pairs). Post-hoc Platt scaling with a popularity term "
+             f"(alpha {_f(cal['platt_alpha'])}, gamma {_f(cal['platt_gamma'])}, beta {_f(cal['platt_beta'])}) fitted on "
+             f"{cal['calibration_pairs']} "
              f"validation pairs: ECE {_f(cal['raw_ece'])} before, **{_f(cal['ece'])} after**.", "",
              "| decile | n | predicted | observed | predicted before |", "|---|---|---|---|---|"]
     lines += [f"| {b['decile']} | {b['n']} | {_f(b['predicted'])} | {_f(b['observed'])} | {_f(rb['predicted'])} |"

@@ -6,8 +6,9 @@
   and cold items (candidates = cold items only). AUC per user (positives vs never-interacted candidates), then
   averaged; NDCG@K ranks candidates minus the user's train items. Popularity ties: one seeded random order.
 * :func:`calibration` — predicted click probability vs observed rate by predicted-probability decile on the
-  warm-user/warm-item held-out positives, their logged non-positives and ``negatives`` sampled warm items per
-  positive (the distribution the model was trained and Platt-scaled on), before and after the post-hoc
+  warm-user/warm-item held-out positives and ``negatives`` sampled warm items per positive (plus their logged
+  non-positives with ``observed_negatives``: the distribution the model was trained and Platt-scaled on), before
+  and after the post-hoc
   calibration fitted on the validation split; expected calibration error (ECE) of each.
 * :func:`policy_ranking` — the panel of :mod:`recgym.experiments.fidelity_panel` evaluated for real and in
   simulation, agreement by :func:`~recgym.experiments.fidelity_stats.rank_agreement`.
@@ -21,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from recgym.envs.worlds.fitted import FittedWorld, _labelled_rows, world_logits
+from recgym.envs.worlds.fitted import FittedWorld, _labelled_rows, negative_probs, world_logits
 from recgym.experiments import fidelity_panel as fp
 from recgym.experiments.fidelity_stats import rank_agreement
 
@@ -31,8 +32,10 @@ log = logging.getLogger(__name__)
 
 
 def _rank_metrics(scores: np.ndarray, users: np.ndarray, cand: np.ndarray, pos: dict[int, np.ndarray],
-                  seen: dict[int, np.ndarray], train: dict[int, np.ndarray], k: int) -> dict[str, float]:
-    """Mean per-user AUC and NDCG@k. ``scores`` ``(B, M)`` rows for ``users``; ``cand`` ``(M,)`` bool."""
+                  seen: dict[int, np.ndarray], train: dict[int, np.ndarray], k: int,
+                  tie_break: np.ndarray | None = None) -> dict[str, float]:
+    """Mean per-user AUC and NDCG@k. ``scores`` ``(B, M)`` rows for ``users``; ``cand`` ``(M,)`` bool. AUC counts
+    tied scores as half; the NDCG top-k breaks ties by ``tie_break`` ``(M,)`` (a seeded order), else by index."""
     aucs, ndcgs = [], []
     disc = 1.0 / np.log2(np.arange(2, k + 2))
     for row, u in enumerate(users.tolist()):
@@ -50,7 +53,8 @@ def _rank_metrics(scores: np.ndarray, users: np.ndarray, cand: np.ndarray, pos: 
         rank_mask = cand.copy()
         rank_mask[train[u]] = False
         idx = np.flatnonzero(rank_mask)
-        top = idx[np.argsort(-s[idx], kind="stable")[:k]]
+        key = s[idx] if tie_break is None else s[idx] + tie_break[idx]
+        top = idx[np.argsort(-key, kind="stable")[:k]]
         rel = np.isin(top, p).astype(np.float64)
         ndcgs.append(float((rel * disc[: len(rel)]).sum() / disc[: min(k, p.size)].sum()))
     return {"auc": float(np.mean(aucs)) if aucs else float("nan"),
@@ -76,7 +80,8 @@ def heldout_ranking(fw: FittedWorld, k: int, rng: np.random.Generator, bpr: tupl
     seen = _groups(users, items, data.num_users)
     train = _groups(users[split.train], items[split.train], data.num_users)
     U, V, B = bpr
-    pop_score = np.log(world.catalog.popularity) + 1e-6 * rng.random(data.num_items)  # seeded tie-break
+    pop_score = np.log(world.catalog.popularity).astype(np.float64)
+    tie = 1e-6 * rng.random(data.num_items)  # one seeded order among equally popular items (NDCG only)
     warm_items = ~split.cold_items
     has_pos = np.array([pos[u].size > 0 for u in range(data.num_users)])
     segments = {
@@ -93,7 +98,7 @@ def heldout_ranking(fw: FittedWorld, k: int, rng: np.random.Generator, bpr: tupl
         res["bpr_mf"] = (_rank_metrics(U[us] @ V.T + B[None, :], us, cand, pos, seen, train, k) if mf_ok else
                          {"auc": None, "ndcg": None, "note": "MF cannot score users/items unseen in train"})
         res["popularity"] = _rank_metrics(np.broadcast_to(pop_score, (us.size, data.num_items)), us, cand, pos, seen,
-                                          train, k)
+                                          train, k, tie_break=tie)
         out[seg] = res
     return out
 
@@ -114,23 +119,28 @@ def _bins(prob: np.ndarray, y: np.ndarray, n_bins: int = 10) -> tuple[list[dict[
     return rows, ece
 
 
-def calibration(fw: FittedWorld, negatives: int, rng: np.random.Generator) -> dict[str, Any]:
+def calibration(fw: FittedWorld, fit: Any, rng: np.random.Generator) -> dict[str, Any]:
     data, split, world = fw.data, fw.split, fw.world
     inter = data.interactions
     te = split.test_eval
     te = te[~split.cold_users[inter["user"].to_numpy()[te]] & ~split.cold_items[inter["item"].to_numpy()[te]]]
     if te.size == 0:
         return {"note": "no held-out rows of warm users on warm items", "ece": None, "bins": []}
-    u, i, y, _w = _labelled_rows(data, te, np.flatnonzero(~split.cold_items), negatives, True, rng)
+    negatives = fit.negatives
+    neg_p = negative_probs(data, split, fit.popularity_negatives) if fit.popularity_negatives > 0 else None
+    u, i, y, _w = _labelled_rows(data, te, np.flatnonzero(~split.cold_items), negatives, fit.observed_negatives, rng,
+                                 neg_p)
     c, p, w = world.catalog, world.population, world.preference
     logit = ((p.latent[u] * c.latent[i]).sum(1) * w.affinity_scale
              + w.popularity_weight * np.log(c.num_items * c.popularity[i]) + w.appeal_weight * c.appeal[i] + w.bias
              + p.bias[u]).astype(np.float64)
     alpha, beta = float(fw.manifest.get("platt_alpha", 1.0)), float(fw.manifest.get("platt_beta", 0.0))
+    gamma = float(fw.manifest.get("platt_gamma", 0.0))
     bins, ece = _bins(_sigmoid(logit), y)
-    raw_bins, raw_ece = _bins(_sigmoid((logit - beta) / alpha), y)
+    logpop = np.log(c.num_items * c.popularity[i])
+    raw_bins, raw_ece = _bins(_sigmoid((logit - beta - gamma * logpop) / alpha), y)
     return {"bins": bins, "ece": ece, "raw_bins": raw_bins, "raw_ece": raw_ece, "pairs": int(len(y)),
-            "negatives_per_positive": negatives, "platt_alpha": alpha, "platt_beta": beta,
+            "negatives_per_positive": negatives, "platt_alpha": alpha, "platt_beta": beta, "platt_gamma": gamma,
             "calibration_pairs": fw.manifest.get("calibration_pairs", 0)}
 
 

@@ -31,7 +31,7 @@ def make_log(folder: Path, *, n_items: int, n_users: int, per_user: int = 12, se
         n = int(rng.integers(per_user // 2, per_user * 3 // 2 + 1))
         chosen = rng.choice(n_items, size=min(n, n_items), replace=False, p=p)
         if repeats:
-            chosen = np.concatenate([chosen, rng.choice(chosen, size=max(1, len(chosen) // 4))])
+            chosen = rng.permutation(np.concatenate([chosen, rng.choice(chosen, size=max(1, len(chosen) // 4))]))
         t = 1_600_000_000 + u * 10 + np.sort(rng.integers(0, 10_000_000, len(chosen)))
         for i, ts in zip(chosen, t, strict=True):
             row = f"u{u},i{i},{ts}"
