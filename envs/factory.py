@@ -149,4 +149,4 @@ def _build_world(name: str, world_config_json: str, data_dir: str | None, encode
         return make_synthetic_world(SyntheticWorldConfig(**cfg), encoder=_encoder_from_spec(encoder), progress=progress)
     from recgym.envs.worlds.fitted import make_fitted_world
 
-    return make_fitted_world(name, data_dir=data_dir, encoder=_encoder_from_spec(encoder), **cfg)
+    return make_fitted_world(name, data_dir=data_dir, encoder=_encoder_from_spec(encoder), progress=progress or None, **cfg)

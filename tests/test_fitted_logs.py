@@ -52,7 +52,8 @@ def test_implicit_logs_get_a_quality_signal_and_sessions_have_dynamics(tmp_path)
     plays = _fit(make_log(tmp_path / "w", n_items=120, n_users=80, weights=True), tmp_path)
     again = _fit(make_log(tmp_path / "r", n_items=120, n_users=80, repeats=True), tmp_path)
     bare = _fit(make_log(tmp_path / "b", n_items=120, n_users=80), tmp_path)
-    for fw, source in ((plays, "weight"), (again, "repeat"), (bare, "continuation")):
+    watched = _fit(make_log(tmp_path / "d", n_items=120, n_users=80, dwell=True), tmp_path)
+    for fw, source in ((plays, "weight"), (again, "repeat"), (bare, "continuation"), (watched, "dwell")):
         assert quality_source(fw.data, fw.split) == source and fw.manifest["quality_source"] == source
         q = fw.world.catalog.quality
         assert q.std() > 0.1 and 0.3 < q.mean() < 0.7, source
