@@ -156,3 +156,20 @@ def test_run_refuses_a_pool_larger_than_the_world_before_any_work(tmp_path, monk
     res = CliRunner().invoke(app, ["run", str(cfg), "--out", str(tmp_path / "run")])
     assert res.exit_code == 2 and "pool_size: expected <= the" in res.output
     assert not (tmp_path / "run").exists() and not (tmp_path / "cache" / "worlds").exists()
+
+
+def test_myopic_oracle_bounds_next_slate_clicks_on_a_fitted_world(tmp_path):
+    """What the oracle bounds (documented on OracleRecommender): the expected clicks of the next slate."""
+    fw = _fit(make_log(tmp_path / "log", n_items=150, n_users=60, ratings=True), tmp_path)
+    cfg = adapt_env_config(EnvConfig(), int((~fw.world.catalog.is_new).sum()))
+    core = RankingCore(fw.world, cfg, seed=0)
+    state = core.init_state(torch.arange(30))
+    logits = core.candidate_logits(state)
+    masked = torch.where(state.mask, logits, torch.tensor(-torch.inf))
+    oracle = torch.argsort(masked, dim=1, descending=True, stable=True)[:, :cfg.slate_size]
+    p_oracle = core.choice.click_probs(logits.gather(1, oracle)).sum(1)
+    gen = torch.Generator().manual_seed(0)
+    for _ in range(20):
+        keys = torch.where(state.mask, torch.rand(logits.shape, generator=gen), torch.tensor(-1.0))
+        other = torch.argsort(keys, dim=1, descending=True)[:, :cfg.slate_size]
+        assert (core.choice.click_probs(logits.gather(1, other)).sum(1) <= p_oracle + 1e-6).all()

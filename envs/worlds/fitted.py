@@ -117,6 +117,7 @@ class FitConfig(StrictModel):
     cold_text_weight: float = Field(0.25, ge=0.0, le=1.0, description="weight of the text tower for users without residual")
     cold_popularity: bool = Field(True, description="choose an extra popularity weight for cold users on validation")
     calibrate: bool = Field(True, description="Platt-scale the logits on the validation rows (needs split.validation_fraction > 0)")
+    calibrate_popularity: bool = Field(True, description="give the Platt scaling a log-popularity term of its own")
     popularity_smoothing: float = Field(1.0, gt=0.0, description="pseudo-count added to every item's train count")
     quality_shrinkage: float = Field(10.0, ge=0.0, description="pseudo-observations at the global mean of the quality signal")
     history_length: int = Field(20, ge=0, le=1000)
@@ -282,7 +283,7 @@ def _train(data: InteractionData, split: Split, eu_np: np.ndarray, ei_np: np.nda
         # Validation pairs as in training; cold-user rows do not exist here (val rows are warm users' rows).
         u, i, y, w = _labelled_rows(data, split.val, warm_items, cfg.negatives, cfg.observed_negatives, rng, neg_p)
         raw = _raw_logits(arrays, w_pop, b, u, i)
-        alpha, beta, gamma = platt_scale(raw, y, w, extra=logpop_np[i])
+        alpha, beta, gamma = platt_scale(raw, y, w, extra=logpop_np[i] if cfg.calibrate_popularity else None)
         n_val = int(len(y))
     arrays["scalars"] = np.array([w_pop, b, alpha, beta, delta, gamma], np.float64)
     info = {"fit_seconds": round(seconds, 3), "epochs": round(steps / steps_per_epoch, 3), "steps": int(steps),
