@@ -22,50 +22,81 @@ from recgym.common.config import ConfigError, suggest
 from recgym.envs.config import EnvConfig
 from recgym.envs.world import World
 
-__all__ = ["KNOWN_WORLDS", "make_world", "make_env_config", "world_env_defaults", "adapt_env_config", "initial_item_count"]
+__all__ = ["KNOWN_WORLDS", "make_world", "make_env_config", "world_env_defaults", "adapt_env_config", "initial_item_count",
+           "explicit_paths"]
 
 KNOWN_WORLDS = ("synthetic", "analytic", "movielens-100k", "ml-latest-small", "log")
 
 
 def make_env_config(config: EnvConfig | Mapping[str, Any] | None, overrides: Mapping[str, Any]) -> EnvConfig:
-    """Merge an :class:`EnvConfig` (or mapping) with keyword overrides; unknown keys raise with a suggestion."""
-    base = config.model_dump() if isinstance(config, EnvConfig) else dict(config or {})
-    return EnvConfig.model_validate({**base, **overrides})
+    """Deep-merge keyword overrides (``slate_size=5``, ``dynamics={"step_cost": 0}``) into an :class:`EnvConfig`
+    (or mapping); unknown keys raise with their path and a suggestion, old flat keys say where they moved."""
+    base = config if isinstance(config, EnvConfig) else EnvConfig.model_validate(dict(config or {}))
+    return base.merged(overrides) if overrides else base
 
 
-ADAPTED_KEYS = ("pool_size", "num_candidates", "new_item_slots", "slate_size")
+ADAPTED_KEYS = ("candidates.pool_size", "num_candidates", "new_items.slots", "slate_size")
+
+
+def _default(path: str) -> Any:
+    value: Any = EnvConfig()
+    for part in path.split("."):
+        value = getattr(value, part)
+    return value
 
 
 def world_env_defaults(n_initial: int) -> dict[str, Any]:
-    """Env settings for a world with ``n_initial`` initial items (``{}`` when the global defaults fit):
-    ``pool_size = min(300, n_initial)``, ``num_candidates = min(100, pool_size)``, ``new_item_slots =
-    min(5, num_candidates // 10)``, ``slate_size = min(10, num_candidates - new_item_slots)``."""
-    if n_initial >= EnvConfig.model_fields["pool_size"].default:
+    """Env settings (dotted paths) for a world with ``n_initial`` initial items (``{}`` when the global defaults
+    fit): ``candidates.pool_size = min(300, n_initial)``, ``num_candidates = min(100, pool_size)``,
+    ``new_items.slots = min(5, num_candidates // 10)``, ``slate_size = min(10, num_candidates - slots)``."""
+    if n_initial >= _default("candidates.pool_size"):
         return {}
     pool = max(int(n_initial), 2)
-    n = min(EnvConfig.model_fields["num_candidates"].default, pool)
-    slots = min(EnvConfig.model_fields["new_item_slots"].default, n // 10)
-    return {"pool_size": pool, "num_candidates": n, "new_item_slots": slots,
-            "slate_size": max(1, min(EnvConfig.model_fields["slate_size"].default, n - slots))}
+    n = min(_default("num_candidates"), pool)
+    slots = min(_default("new_items.slots"), n // 10)
+    return {"candidates.pool_size": pool, "num_candidates": n, "new_items.slots": slots,
+            "slate_size": max(1, min(_default("slate_size"), n - slots))}
+
+
+def explicit_paths(config: EnvConfig | Mapping[str, Any] | None) -> set[str]:
+    """Dotted paths of the keys given explicitly in an :class:`EnvConfig` (its ``model_fields_set``, recursively)
+    or a mapping (its keys, recursively)."""
+    out: set[str] = set()
+    if isinstance(config, Mapping):
+        for key, value in config.items():
+            out.add(str(key))
+            out |= {f"{key}.{sub}" for sub in explicit_paths(value if isinstance(value, Mapping) else None)}
+    elif config is not None:
+        for key in config.model_fields_set:
+            out.add(key)
+            value = getattr(config, key)
+            if hasattr(value, "model_fields_set"):
+                out |= {f"{key}.{sub}" for sub in explicit_paths(value)}
+    return out
 
 
 def adapt_env_config(config: EnvConfig, n_initial: int | None, user_keys: set[str] | None = None) -> EnvConfig:
-    """``config`` with :func:`world_env_defaults` applied to the keys of :data:`ADAPTED_KEYS` not in ``user_keys``
-    (default: ``config.model_fields_set``, the keys given explicitly).
+    """``config`` with :func:`world_env_defaults` applied to the paths of :data:`ADAPTED_KEYS` not in ``user_keys``
+    (dotted paths; default: :func:`explicit_paths` of ``config``, the keys given explicitly).
 
     Raises:
-        ConfigError: an explicit ``pool_size`` larger than the world's ``n_initial`` initial items.
+        ConfigError: an explicit ``candidates.pool_size`` larger than the world's ``n_initial`` initial items.
     """
     if n_initial is None:
         return config
-    user_keys = set(config.model_fields_set) if user_keys is None else user_keys
+    user_keys = explicit_paths(config) if user_keys is None else user_keys
     defaults = {k: v for k, v in world_env_defaults(n_initial).items() if k not in user_keys}
-    if config.pool_size > n_initial and "pool_size" in user_keys:
-        raise ConfigError(f"env.pool_size: expected <= the {n_initial} initial items of the world, received "
-                          f"{config.pool_size}; leave pool_size unset to size it to the world")
+    pool = config.candidates.pool_size
+    if pool > n_initial and "candidates.pool_size" in user_keys:
+        raise ConfigError(f"env.candidates.pool_size: expected <= the {n_initial} initial items of the world, "
+                          f"received {pool}; leave it unset to size it to the world")
     if not defaults:
         return config
-    return EnvConfig.model_validate({**config.model_dump(), **defaults})
+    changes: dict[str, Any] = {}
+    for path, value in defaults.items():
+        head, _, leaf = path.rpartition(".")
+        (changes.setdefault(head, {}) if head else changes)[leaf] = value
+    return config.merged(changes)
 
 
 def initial_item_count(world: str | World, *, world_config: Mapping[str, Any] | None = None,

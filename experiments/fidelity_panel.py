@@ -245,10 +245,10 @@ def simulated_returns(fw: FittedWorld, users: np.ndarray, scorer: Scorer, env_co
     the unmasked candidates by ``scorer``. The same seed for every member: the same pools at reset."""
     from recgym.envs.core import RankingCore
 
-    core = RankingCore(fw.world, env_config, device="cpu", seed=seed)
+    core = RankingCore(fw.world, env_config, device="cpu")
     with _one_thread():
         scores = np.asarray(scorer(users), np.float64)
-        state = core.init_state(torch.as_tensor(users))
+        state = core.init_state(torch.as_tensor(users), seed=seed)
         active = np.ones(users.size, bool)
         total = np.zeros(users.size)
         k = env_config.slate_size

@@ -57,8 +57,8 @@ def test_implicit_logs_get_a_quality_signal_and_sessions_have_dynamics(tmp_path)
         assert quality_source(fw.data, fw.split) == source and fw.manifest["quality_source"] == source
         q = fw.world.catalog.quality
         assert q.std() > 0.1 and 0.3 < q.mean() < 0.7, source
-    core = RankingCore(plays.world, adapt_env_config(EnvConfig(), int((~plays.world.catalog.is_new).sum())), seed=0)
-    state = core.init_state(torch.arange(40))
+    core = RankingCore(plays.world, adapt_env_config(EnvConfig(), int((~plays.world.catalog.is_new).sum())))
+    state = core.init_state(torch.arange(40), seed=0)
     lengths, sat = np.zeros(40), []
     active = np.ones(40, bool)
     while active.any():
@@ -102,13 +102,13 @@ def test_platt_scale_recovers_known_parameters():
 def test_env_defaults_adapt_to_the_world_unless_set():
     assert world_env_defaults(1000) == {}
     small = adapt_env_config(EnvConfig(), 95)
-    assert (small.pool_size, small.num_candidates, small.new_item_slots, small.slate_size) == (95, 95, 5, 10)
+    assert (small.candidates.pool_size, small.num_candidates, small.new_items.slots, small.slate_size) == (95, 95, 5, 10)
     kept = adapt_env_config(EnvConfig(num_candidates=40, slate_size=4), 95)
-    assert (kept.pool_size, kept.num_candidates, kept.slate_size) == (95, 40, 4)
+    assert (kept.candidates.pool_size, kept.num_candidates, kept.slate_size) == (95, 40, 4)
     tiny = adapt_env_config(EnvConfig(), 8)
-    assert tiny.pool_size == 8 and tiny.slate_size <= tiny.num_candidates - tiny.new_item_slots
+    assert tiny.candidates.pool_size == 8 and tiny.slate_size <= tiny.num_candidates - tiny.new_items.slots
     with pytest.raises(ConfigError, match="pool_size: expected <= the 95 initial items"):
-        adapt_env_config(EnvConfig(pool_size=300), 95)
+        adapt_env_config(EnvConfig(candidates={"pool_size": 300}), 95)
 
 
 def _run_config(tmp_path, folder, name):
@@ -134,7 +134,7 @@ def test_small_and_large_logs_work_with_defaults(tmp_path, monkeypatch, n_items)
                    world_config={"epochs": 2, "latent_dim": 8})
     obs, _ = env.reset(seed=0)
     n_init = int((~env.unwrapped.world.catalog.is_new).sum())
-    assert env.unwrapped.config.pool_size == min(300, n_init) and obs["candidates"].shape[0] <= 100
+    assert env.unwrapped.config.candidates.pool_size == min(300, n_init) and obs["candidates"].shape[0] <= 100
     env.step(env.action_space.sample())
     env.close()
     runner = CliRunner()
@@ -152,7 +152,7 @@ def test_run_refuses_a_pool_larger_than_the_world_before_any_work(tmp_path, monk
     monkeypatch.setenv("RECGYM_CACHE", str(tmp_path / "cache"))
     folder = make_log(tmp_path / "log", n_items=100, n_users=30)
     cfg = _run_config(tmp_path, folder, "bad")
-    cfg.write_text(cfg.read_text() + "env: {pool_size: 300}\n")
+    cfg.write_text(cfg.read_text() + "env: {candidates: {pool_size: 300}}\n")
     res = CliRunner().invoke(app, ["run", str(cfg), "--out", str(tmp_path / "run")])
     assert res.exit_code == 2 and "pool_size: expected <= the" in res.output
     assert not (tmp_path / "run").exists() and not (tmp_path / "cache" / "worlds").exists()
@@ -162,8 +162,8 @@ def test_myopic_oracle_bounds_next_slate_clicks_on_a_fitted_world(tmp_path):
     """What the oracle bounds (documented on OracleRecommender): the expected clicks of the next slate."""
     fw = _fit(make_log(tmp_path / "log", n_items=150, n_users=60, ratings=True), tmp_path)
     cfg = adapt_env_config(EnvConfig(), int((~fw.world.catalog.is_new).sum()))
-    core = RankingCore(fw.world, cfg, seed=0)
-    state = core.init_state(torch.arange(30))
+    core = RankingCore(fw.world, cfg)
+    state = core.init_state(torch.arange(30), seed=0)
     logits = core.candidate_logits(state)
     masked = torch.where(state.mask, logits, torch.tensor(-torch.inf))
     oracle = torch.argsort(masked, dim=1, descending=True, stable=True)[:, :cfg.slate_size]
