@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -47,6 +48,7 @@ def _logs(cfg: ExperimentConfig, world: Any, out: Path, seed: int) -> Any:
 
 def run_cells(cfg: ExperimentConfig, world: Any, out: Path, run_hash: str, progress: Any, console: Any) -> None:
     from recgym.agents import AGENTS, make_agent
+    from recgym.agents.rerank import FairReranker
 
     eval_cfg = cfg.eval_env()
     seeds = cfg.evaluation.seeds
@@ -79,13 +81,14 @@ def run_cells(cfg: ExperimentConfig, world: Any, out: Path, run_hash: str, progr
         if fit and seed not in log_cache:
             log_cache[seed] = _logs(cfg, world, out, seed)
 
-        def build(env: Any, cls=cls, trained=trained, fit=fit, seed=seed, hp=hp, name=spec.name) -> Any:
-            if trained is not None:
-                return trained
-            agent = make_agent(name, env, **hp)
-            if fit:
-                agent.fit(log_cache[seed])
-            return agent
+        def build(env: Any, cls=cls, trained=trained, fit=fit, seed=seed, hp=hp, name=spec.name,
+                  rerank=spec.rerank) -> Any:
+            agent = trained
+            if agent is None:
+                agent = make_agent(name, env, **hp)
+                if fit:
+                    agent.fit(log_cache[seed])
+            return agent if rerank is None else FairReranker(agent, rerank)
 
         result = evaluate_cell(build, world, eval_cfg, users, seed, cfg.evaluation.episodes_per_user, cfg.device)
         arrays = dict(result.arrays)
@@ -103,6 +106,7 @@ def run_cells(cfg: ExperimentConfig, world: Any, out: Path, run_hash: str, progr
 def _train(cfg: ExperimentConfig, world: Any, out: Path, run_hash: str, i: int, spec: Any, seed: int,
            hp: dict[str, Any], progress: Any) -> tuple[Any, list[dict[str, float]]]:
     from recgym.agents import make_agent
+    from recgym.envs.fairness import FairExposureReward
     from recgym.envs.sb3 import RankingSB3VecEnv
     from recgym.experiments.training import train_rl
 
@@ -124,6 +128,7 @@ def _train(cfg: ExperimentConfig, world: Any, out: Path, run_hash: str, i: int, 
         log_path=out / "curves" / f"{name}.csv",
         tb_dir=(out / "tensorboard" / name) if cfg.output.tensorboard else None, cfg_hash=run_hash,
         curve_fn=curve_fn, keep=cfg.training.keep_checkpoints, device=cfg.device,
+        wrap_env=None if spec.reward_fairness is None else partial(FairExposureReward, config=spec.reward_fairness),
         on_progress=lambda n: progress.update(task, completed=min(n, budget)),
     )
     progress.update(task, completed=budget)

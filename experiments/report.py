@@ -20,6 +20,7 @@ import numpy as np
 from recgym.common.io import atomic_write_json, atomic_write_text
 from recgym.experiments.cells import cell_name
 from recgym.experiments.config import ExperimentConfig
+from recgym.experiments.fairness_report import fairness_plots, fairness_section
 from recgym.experiments.stats import ci_separated, summarise
 
 __all__ = ["write_outputs", "HEADLINE"]
@@ -97,7 +98,8 @@ def _stack(rows: list[np.ndarray]) -> np.ndarray:
 
 
 # ------------------------------------------------------------------------------------------- plots
-def _plots(cfg: ExperimentConfig, out: Path, summary: list[dict[str, Any]], arrays: dict[str, Any]) -> dict[str, str]:
+def _plots(cfg: ExperimentConfig, out: Path, summary: list[dict[str, Any]], arrays: dict[str, Any],
+           world: Any) -> dict[str, str]:
     from recgym.experiments import plots
 
     d = out / "plots"
@@ -143,6 +145,7 @@ def _plots(cfg: ExperimentConfig, out: Path, summary: list[dict[str, Any]], arra
             entry["time_to_first_click"] = np.concatenate([c["time_to_first_click"] for c in cs])
         cold[a] = entry
     attempt("cold_start", plots.plot_cold_start_curves, cold, d / "cold_start.png", allow_missing=True)
+    fairness_plots(cfg, world, out, summary, arrays, attempt)
     return made
 
 
@@ -236,6 +239,7 @@ def _report_md(cfg: ExperimentConfig, chash: str, summary: list[dict[str, Any]],
               _table_md(summary, agents, ("exposure_share", "ctr", "coverage"), "head_items"),
               "Tail items:", "", _table_md(summary, agents, ("exposure_share", "ctr", "coverage"), "tail_items"),
               "New (injected) items:", "", _table_md(summary, agents, ("exposure_share", "ctr", "coverage"), "new_items")]
+    lines += fairness_section(summary, agents, _fmt)
     lines += ["## Plots", ""]
     for key, rel in made.items():
         if rel.startswith("!"):
@@ -277,7 +281,7 @@ def write_outputs(cfg: ExperimentConfig, out: Path, chash: str, world: Any, cons
         "agents": [s.key for s in cfg.agents], "records": records, "summary": summary}))
     _write_csv(out / "metrics.csv", records)
     _write_csv(out / "metrics_summary.csv", summary)
-    made = _plots(cfg, out, summary, arrays) if cfg.output.plots else {}
+    made = _plots(cfg, out, summary, arrays, world) if cfg.output.plots else {}
     atomic_write_text(out / "report.md", _report_md(cfg, chash, summary, made, world, n_users))
     _console_table(summary, [s.key for s in cfg.agents], console,
                    f"{cfg.name}: mean ± {conf:.0%} CI half-width over {len(cfg.evaluation.seeds)} seeds (all users)")
