@@ -162,9 +162,9 @@ class FairReranker:
         if getattr(self.base, "learns_online", False):
             self.base.update(obs, slate, feedback)
 
-    def explain(self, obs: Mapping[str, Any], slate: np.ndarray, **kwargs: Any) -> Any:
+    def explain(self, obs: Mapping[str, Any], slate: np.ndarray, context: Any = None, top: int | None = 5) -> Any:
         """The base agent's explanation of ``slate`` (the re-ranking adds no evidence of its own)."""
-        return self.base.explain(obs, slate, **kwargs)
+        return self.base.explain(obs, slate, context, top)
 
     def __repr__(self) -> str:
         return f"FairReranker(base={self.base!r}, config={self.config!r})"

@@ -200,7 +200,7 @@ def _table_md(summary: list[dict[str, Any]], agents: list[str], metrics: tuple[s
 
 
 def _report_md(cfg: ExperimentConfig, chash: str, summary: list[dict[str, Any]], made: dict[str, str],
-               world: Any, n_users: int) -> str:
+               world: Any, n_users: int, explained: list[str] | None = None) -> str:
     agents = [s.key for s in cfg.agents]
     conf = cfg.evaluation.confidence
     ev = cfg.evaluation
@@ -240,6 +240,7 @@ def _report_md(cfg: ExperimentConfig, chash: str, summary: list[dict[str, Any]],
               "Tail items:", "", _table_md(summary, agents, ("exposure_share", "ctr", "coverage"), "tail_items"),
               "New (injected) items:", "", _table_md(summary, agents, ("exposure_share", "ctr", "coverage"), "new_items")]
     lines += fairness_section(summary, agents, _fmt)
+    lines += explained or []
     lines += ["## Plots", ""]
     for key, rel in made.items():
         if rel.startswith("!"):
@@ -282,7 +283,10 @@ def write_outputs(cfg: ExperimentConfig, out: Path, chash: str, world: Any, cons
     _write_csv(out / "metrics.csv", records)
     _write_csv(out / "metrics_summary.csv", summary)
     made = _plots(cfg, out, summary, arrays, world) if cfg.output.plots else {}
-    atomic_write_text(out / "report.md", _report_md(cfg, chash, summary, made, world, n_users))
+    from recgym.experiments.explain import report_examples
+
+    explained = report_examples(cfg, world, chash, out)
+    atomic_write_text(out / "report.md", _report_md(cfg, chash, summary, made, world, n_users, explained))
     _console_table(summary, [s.key for s in cfg.agents], console,
                    f"{cfg.name}: mean ± {conf:.0%} CI half-width over {len(cfg.evaluation.seeds)} seeds (all users)")
     return {"summary": summary, "plots": made}

@@ -209,6 +209,50 @@ def run(
         _fail(exc)
 
 
+@app.command()
+def explain(
+    run_dir: Annotated[Path, typer.Argument(help="a finished run folder (recgym run --out)")],
+    user: Annotated[int, typer.Option("--user", min=0, help="population index of the user to explain")],
+    agent: Annotated[Optional[str], typer.Option(help="agent label (default: every explainable agent)")] = None,  # noqa: UP045
+    seed: Annotated[Optional[int], typer.Option(help="evaluation seed (default: the run's first)")] = None,  # noqa: UP045
+    steps: Annotated[int, typer.Option(min=1, help="slates to play and explain")] = 3,
+    top: Annotated[int, typer.Option(min=1, help="pieces of evidence per item")] = 3,
+    as_json: Annotated[bool, typer.Option("--json", help="one JSON array per agent")] = False,
+) -> None:
+    """Explain the slates an agent of a run recommends to one user: per item, the history items and
+    profile aspects that contributed most to its score."""
+    from recgym.agents.explain import SCORER_ACCESSORS
+    from recgym.envs import RankingVectorEnv
+    from recgym.experiments.explain import (
+        explain_user,
+        explanations_json,
+        format_steps,
+        load_run,
+        load_run_agent,
+    )
+
+    try:
+        cfg, world, chash = load_run(run_dir)
+        s = cfg.evaluation.seeds[0] if seed is None else seed
+        labels = [agent] if agent else [a.key for a in cfg.agents
+                                         if a.name == "lm_similarity" or a.name in SCORER_ACCESSORS]
+        if not labels:
+            raise ValueError(f"{run_dir}: no agent with an attribution method (lm_similarity, "
+                             f"{', '.join(SCORER_ACCESSORS)})")
+        env = RankingVectorEnv(1, world=world, config=cfg.eval_env(), device=cfg.device)
+        for label in labels:
+            a = load_run_agent(cfg, world, chash, run_dir, label, s, env)
+            out, note = explain_user(a, world, cfg, user, steps=steps, seed=s, top=top)
+            if as_json:
+                typer.echo(explanations_json(out))
+            else:
+                kind = "cold" if world.population.cold[user] else "warm"
+                typer.echo(f"== {label} (seed {s}), user {user} ({kind}; {note})")
+                typer.echo(format_steps(out, world, top=top))
+    except (ValueError, FileNotFoundError, NotImplementedError) as exc:
+        _fail(exc)
+
+
 def main() -> None:
     """Console entry point."""
     app(prog_name="recgym")
