@@ -28,6 +28,8 @@ Schema (every section optional except ``name`` and ``agents``)::
     training: {total_timesteps, num_envs, checkpoint_every, curve_users, logging: {policy, epsilon, steps, num_envs}}
     evaluation: {cohort, users_per_seed, episodes_per_user, seeds, confidence}
     output: {dir, plots, tensorboard}
+    text: {enrich: none}              # LM enrichment of item/user texts: none | items | users | both
+                                      #   (+ model, max_new_tokens, batch_size, dtype, history_titles)
 """
 
 from __future__ import annotations
@@ -48,6 +50,7 @@ from recgym.agents.rerank import RerankConfig
 from recgym.common.config import ConfigError, StrictModel, suggest
 from recgym.envs.config import EnvConfig
 from recgym.envs.fairness import FairRewardConfig
+from recgym.experiments.enrichment import TextConfig
 
 __all__ = [
     "AgentSpec", "EvaluationConfig", "ExperimentConfig", "LoggingConfig", "OutputConfig", "TrainingConfig",
@@ -142,6 +145,7 @@ class ExperimentConfig(StrictModel):
     training: TrainingConfig = TrainingConfig()
     evaluation: EvaluationConfig = EvaluationConfig()
     output: OutputConfig = OutputConfig()
+    text: TextConfig = TextConfig()
 
     @field_validator("name")
     @classmethod

@@ -23,7 +23,7 @@ import numpy as np
 
 __all__ = ["ExplainedStep", "explain_user", "load_run", "load_run_agent", "profile_aspects", "report_examples"]
 
-_SENTENCE = re.compile(r"(?<=\.)\s+(?=(?:User |Likes |Dislikes |Recently watched: ))")
+_SENTENCE = re.compile(r"(?<=\.)\s+(?=(?:User |Likes |Dislikes |Recently watched: |Interests: ))")
 NO_PROFILE = "A user with no stated profile."
 
 
@@ -77,14 +77,14 @@ def aspect_context(world: Any, users: np.ndarray, encoder_spec: str | None) -> t
 # ------------------------------------------------------------------------------------------- run folder
 def load_run(run_dir: Path) -> tuple[Any, Any, str]:
     """``(config, world, config hash)`` of a run folder (its resolved ``config.yaml``)."""
-    from recgym.envs import make_world
     from recgym.experiments.config import config_hash, load_config
+    from recgym.experiments.enrichment import build_world
 
     run_dir = Path(run_dir)
     if not (run_dir / "config.yaml").is_file():
         raise FileNotFoundError(f"RUN_DIR: expected a recgym run folder with config.yaml, {run_dir} has none")
     cfg = load_config(run_dir / "config.yaml")
-    world = make_world(cfg.world, world_config=cfg.world_config, data_dir=cfg.data_dir, encoder=cfg.encoder)
+    world = build_world(cfg)
     return cfg, world, config_hash(cfg)
 
 

@@ -210,6 +210,62 @@ def run(
 
 
 @app.command()
+def enrich(
+    world: Annotated[str, typer.Option(help="world whose texts to enrich (synthetic, movielens-100k, ...)")] = "synthetic",
+    which: Annotated[str, typer.Option(help="items, users or both")] = "items",
+    model: Annotated[Optional[str], typer.Option(help="local causal-LM directory or .gguf (default: SmolLM2-135M)")] = None,  # noqa: UP045
+    max_new_tokens: Annotated[int, typer.Option(min=1)] = 24,
+    batch_size: Annotated[int, typer.Option(min=1)] = 32,
+    dtype: Annotated[str, typer.Option(help="auto, float32, bfloat16 or float16")] = "auto",
+    limit: Annotated[Optional[int], typer.Option(min=1, help="only the first N texts (timing runs)")] = None,  # noqa: UP045
+    data_dir: Annotated[Optional[str], typer.Option(help="data folder of real-data worlds")] = None,  # noqa: UP045
+    cache_dir: Annotated[Optional[Path], typer.Option(help="cache folder (default $RECGYM_CACHE)")] = None,  # noqa: UP045
+    show: Annotated[int, typer.Option(min=0, help="print this many example generations")] = 3,
+    as_json: Annotated[bool, typer.Option("--json", help="the last line is one JSON object per kind")] = False,
+) -> None:
+    """Generate LM enrichments (item keywords, user interest summaries) into the verified cache; prints
+    texts, tokens generated, seconds and throughput."""
+    import os as _os
+
+    from recgym.encoders.enrich import ITEM_PROMPT, USER_PROMPT, CausalLMEnricher, enrich_with_cache
+    from recgym.envs import make_world
+    from recgym.experiments.enrichment import user_prompt_texts
+
+    try:
+        if which not in ("items", "users", "both"):
+            raise ValueError(f"--which: expected items, users or both, received {which!r}")
+        w = make_world(world, data_dir=data_dir)
+        enricher = CausalLMEnricher(model, max_new_tokens=max_new_tokens, batch_size=batch_size, dtype=dtype)
+        jobs = {}
+        if which in ("items", "both"):
+            jobs["items"] = (list(w.catalog.texts), ITEM_PROMPT)
+        if which in ("users", "both"):
+            jobs["users"] = (user_prompt_texts(w), USER_PROMPT)
+        for kind, (texts, template) in jobs.items():
+            texts = texts[:limit] if limit else texts
+            name = f"{w.name}-{kind}" + (f"-first{limit}" if limit else "")
+            res = enrich_with_cache(enricher, texts, template, cache_dir, name=name, progress=True)
+            m = res.manifest
+            secs = float(m["seconds"])
+            fig = {"kind": kind, "texts": m["n"], "tokens": m["tokens"], "seconds": secs, "cache_hit": res.hit,
+                   "texts_per_s": round(m["n"] / max(secs, 1e-9), 3), "tokens_per_s": round(m["tokens"] / max(secs, 1e-9), 2),
+                   "model": m["model"], "dtype": m["dtype"], "batch_size": m["batch_size"],
+                   "max_new_tokens": m["max_new_tokens"], "load_avg_1min": round(_os.getloadavg()[0], 2),
+                   "cache": str(res.path)}
+            if not as_json:
+                typer.echo(f"{kind}: {fig['texts']} texts, {fig['tokens']} tokens in {secs:.1f} s "
+                           f"({fig['texts_per_s']:.2f} texts/s, {fig['tokens_per_s']:.1f} tokens/s; "
+                           f"{'cache hit, built' if res.hit else 'generated'}; {fig['model']} {fig['dtype']}, "
+                           f"load avg {fig['load_avg_1min']}), cache {res.path}")
+                for t, g in list(zip(texts, res.texts, strict=True))[:show]:
+                    typer.echo(f"  {t[:90]}{'...' if len(t) > 90 else ''}\n    -> {g}")
+            if as_json:
+                typer.echo(json.dumps(fig))
+    except (ValueError, FileNotFoundError, ImportError) as exc:
+        _fail(exc)
+
+
+@app.command()
 def explain(
     run_dir: Annotated[Path, typer.Argument(help="a finished run folder (recgym run --out)")],
     user: Annotated[int, typer.Option("--user", min=0, help="population index of the user to explain")],
