@@ -105,6 +105,8 @@ def test_bad_model_paths_fail_clearly(tmp_path) -> None:
 
 def test_clean_and_append() -> None:
     assert clean_generation("\n- Keywords: war, battle,\nmore") == "war, battle"
+    assert clean_generation(" War, Epic Film... The above is an example") == "War, Epic Film"
+    assert clean_generation("Breads and Bites! More") == "Breads and Bites"
     assert clean_generation('"space, diner"') == "space, diner"
     assert enriched_texts(["A film.", "B."], ["war, battle", ""], "Keywords") == ["A film. Keywords: war, battle.", "B."]
 
@@ -133,3 +135,22 @@ def test_text_section_of_configs() -> None:
     with pytest.raises(ConfigError, match=r"text\.max_new_token: unknown key.*did you mean 'max_new_tokens'"):
         load_config(raw={"name": "x", "agents": [{"name": "random"}], "text": {"max_new_token": 3}})
     assert load_config(raw={"name": "x", "agents": [{"name": "random"}]}).text.enrich == "none"
+
+
+def test_enrich_command_reports_tokens_and_seconds_then_hits_the_cache(tiny_lm, tmp_path) -> None:
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "RECGYM_CACHE": str(tmp_path)}
+    args = [sys.executable, "-m", "recgym", "enrich", "--world", "analytic", "--model", str(tiny_lm), "--limit", "4",
+            "--max-new-tokens", "3", "--dtype", "float32", "--json"]
+    first = subprocess.run(args, capture_output=True, text=True, env=env, timeout=300)
+    assert first.returncode == 0, first.stderr[-2000:]
+    fig = json.loads(first.stdout.strip().splitlines()[-1])
+    assert fig["texts"] == 4 and fig["tokens"] > 0 and fig["seconds"] > 0 and not fig["cache_hit"]
+    again = json.loads(subprocess.run(args, capture_output=True, text=True, env=env, timeout=300).stdout.splitlines()[-1])
+    assert again["cache_hit"] and again["tokens"] == fig["tokens"]
+    bad = subprocess.run([*args[:6], "--model", str(tmp_path / "none")], capture_output=True,
+                         text=True, env=env, timeout=300)
+    assert bad.returncode == 2 and "nothing is downloaded" in bad.stderr
