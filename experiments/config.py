@@ -13,7 +13,7 @@ Schema (every section optional except ``name`` and ``agents``)::
     world_config: {}                  # the world's own settings (e.g. SyntheticWorldConfig fields)
     data_dir: null                    # real-data worlds (default $RECGYM_DATA)
     encoder: null                     # null = bundled MiniLM, "hashing", or a local model folder
-    env: {slate_size: 10, ...}        # any EnvConfig field
+    env: {slate_size: 10, dynamics: {initial_budget: 20}, ...}   # EnvConfig, nested by component
     agents:                           # one entry per compared agent
       - name: ppo                     # a registered agent (recgym.agents.AGENTS)
         label: ppo                    # unique label in tables and plots (default: name)
@@ -125,6 +125,18 @@ class AgentSpec(StrictModel):
     rerank: RerankConfig | None = None
     reward_fairness: FairRewardConfig | None = None
 
+    @field_validator("label")
+    @classmethod
+    def _safe_label(cls, v: str | None) -> str | None:
+        # The label names files and folders of the run (cells/<label>__seed<s>.json, checkpoints/, curves/,
+        # tensorboard/): it must be one plain file name, checked here before any folder exists.
+        from recgym.common.io import unsafe_name_reason
+
+        reason = None if v is None else unsafe_name_reason(v)
+        if reason:
+            raise ConfigError(f"expected a file-name-safe label ({reason}), received {v!r}")
+        return v
+
     @property
     def key(self) -> str:
         return self.label or self.name
@@ -211,10 +223,8 @@ class ExperimentConfig(StrictModel):
     # ------------------------------------------------------------------ helpers
     def train_env(self, i: int) -> EnvConfig:
         """Training env of agent ``i``: ``env`` + the agent's overrides, on the train cohort."""
-        base = self.env.model_dump()
-        over = self.agents[i].env
         try:
-            return EnvConfig.model_validate({**base, "cohort": "train", **over})
+            return self.env.merged({"cohort": "train", **self.agents[i].env})
         except ConfigError as exc:
             raise ConfigError(f"agents[{i}].env: {exc}") from None
 
@@ -224,8 +234,7 @@ class ExperimentConfig(StrictModel):
 
     def eval_env(self) -> EnvConfig:
         """Evaluation env: ``env`` with slate actions and hidden candidate relevance in ``info``."""
-        return EnvConfig.model_validate({**self.env.model_dump(), "action_type": "slate",
-                                         "info_candidate_relevance": True})
+        return self.env.merged({"action_type": "slate", "info_candidate_relevance": True})
 
     @property
     def is_real_world(self) -> bool:
@@ -260,6 +269,9 @@ def _check_keys(data: Any, model: type[BaseModel], path: str) -> None:
     fields = model.model_fields
     for key, value in data.items():
         where = f"{path}.{key}" if path else str(key)
+        moved = getattr(model, "moved_keys", {}).get(key)
+        if key not in fields and moved:
+            raise ConfigError(f"{where}: moved to {path}.{moved}" if path else f"{where}: moved to {moved}")
         if key not in fields:
             raise ConfigError(f"{where}: unknown key{suggest(str(key), fields)}; expected one of: {', '.join(sorted(fields))}")
         sub, is_list = _model_of(fields[key].annotation)
