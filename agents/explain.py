@@ -113,7 +113,7 @@ class HistoryLedger:
     """The consumed items behind each row's history vector, replayed from public information.
 
     Args:
-        prior_history: ``(U, H)`` int64 ``Population.history`` (-1 padded). history_ema: ``EnvConfig.history_ema``.
+        prior_history: ``(U, H)`` int64 ``Population.history`` (-1 padded). history_ema: ``EnvConfig.observation.history_ema``.
     """
 
     def __init__(self, prior_history: np.ndarray, history_ema: float) -> None:

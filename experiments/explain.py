@@ -144,7 +144,7 @@ def explain_user(agent: Any, world: Any, cfg: Any, user: int, *, steps: int = 1,
     env = RankingVectorEnv(1, world=world, config=cfg.eval_env(), device=cfg.device)
     users = np.array([user], dtype=np.int64)
     names, vecs, note = aspects if aspects is not None else aspect_context(world, users, cfg.encoder)
-    ledger = HistoryLedger(world.population.history, cfg.env.history_ema)
+    ledger = HistoryLedger(world.population.history, cfg.env.observation.history_ema)
     ledger.start(users)
     obs, _ = env.reset(seed=seed, options={"user_indices": users})
     out = []
@@ -242,7 +242,7 @@ def deletion_check(agent: Any, world: Any, cfg: Any, users: np.ndarray, seed: in
     emb = world.catalog.embeddings.astype(np.float64)
     top_drop, rand_drop = [], []
     for u in users:
-        ledger = HistoryLedger(world.population.history, cfg.env.history_ema)
+        ledger = HistoryLedger(world.population.history, cfg.env.observation.history_ema)
         ledger.start([int(u)])
         obs, _ = env.reset(seed=seed, options={"user_indices": np.array([u])})
         slate = agent.rank(obs, cfg.env.slate_size)

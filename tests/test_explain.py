@@ -85,10 +85,10 @@ def test_without_a_ledger_history_items_are_approximate_catalogue_neighbours() -
 
 def test_ledger_reproduces_the_env_history_vector() -> None:
     world = random_world(n_items=120, n_users=20, dim=16, n_new=10)
-    env = RankingVectorEnv(4, world=world, num_candidates=20, slate_size=4, pool_size=40, max_steps=30,
-                           new_item_slots=2, action_type="slate", initial_budget=100.0)
+    env = RankingVectorEnv(4, world=world, num_candidates=20, slate_size=4, candidates={"pool_size": 40}, max_steps=30,
+                           new_items={"slots": 2}, action_type="slate", dynamics={"initial_budget": 100.0})
     users = np.array([0, 5, 11, 17])  # 0 and 5 are cold
-    ledger = HistoryLedger(world.population.history, env.config.history_ema)
+    ledger = HistoryLedger(world.population.history, env.config.observation.history_ema)
     ledger.start(users)
     obs, _ = env.reset(seed=0, options={"user_indices": users})
     agent = make_agent("lm_similarity", env)

@@ -142,7 +142,7 @@ def test_user_group_metrics_closed_form() -> None:
 
 # ------------------------------------------------------------------------------------------- re-rankers
 WORLD = random_world(n_items=120, n_users=20, dim=16, n_new=10)
-ENV_KW = {"num_candidates": 20, "slate_size": 4, "pool_size": 40, "max_steps": 8, "new_item_slots": 2,
+ENV_KW = {"num_candidates": 20, "slate_size": 4, "candidates": {"pool_size": 40}, "max_steps": 8, "new_items": {"slots": 2},
           "action_type": "slate"}
 
 
