@@ -65,24 +65,23 @@ def enrich_world(world: Any, text: TextConfig, encoder_spec: str | None, *, cach
                                 dtype=text.dtype)
     encoder = _encoder_from_spec(encoder_spec)
     source = dict(world.source or {})
+
+    def part(kind: str, prompts: list[str], texts: list[str], template: str, label: str, vec_name: str) -> tuple:
+        res = enrich_with_cache(enricher, prompts, template, cache_dir, name=f"{world.name}-{kind}", progress=progress)
+        _say(console, kind, res)
+        new = enriched_texts(texts, res.texts, label)
+        vec = encode_with_cache(encoder, new, cache_dir, name=f"{world.name}-{vec_name}-enriched", progress=progress)
+        source[f"enrichment_{kind}"] = res.manifest["key"]
+        return new, vec.vectors
+
     catalog, population = world.catalog, world.population
     if text.enrich in ("items", "both"):
-        res = enrich_with_cache(enricher, catalog.texts, ITEM_PROMPT, cache_dir, name=f"{world.name}-items",
-                                progress=progress)
-        _say(console, "items", res)
-        texts = enriched_texts(catalog.texts, res.texts, "Keywords")
-        vec = encode_with_cache(encoder, texts, cache_dir, name=f"{world.name}-items-enriched", progress=progress)
-        catalog = dataclasses.replace(catalog, texts=texts, embeddings=vec.vectors)
-        source["enrichment_items"] = res.manifest["key"]
+        texts, vectors = part("items", catalog.texts, catalog.texts, ITEM_PROMPT, "Keywords", "items")
+        catalog = dataclasses.replace(catalog, texts=texts, embeddings=vectors)
     if text.enrich in ("users", "both"):
-        prompts = user_prompt_texts(world, text.history_titles)
-        res = enrich_with_cache(enricher, prompts, USER_PROMPT, cache_dir, name=f"{world.name}-users",
-                                progress=progress)
-        _say(console, "users", res)
-        texts = enriched_texts(population.texts, res.texts, "Interests")
-        vec = encode_with_cache(encoder, texts, cache_dir, name=f"{world.name}-profiles-enriched", progress=progress)
-        population = dataclasses.replace(population, texts=texts, embeddings=vec.vectors)
-        source["enrichment_users"] = res.manifest["key"]
+        texts, vectors = part("users", user_prompt_texts(world, text.history_titles), population.texts, USER_PROMPT,
+                              "Interests", "profiles")
+        population = dataclasses.replace(population, texts=texts, embeddings=vectors)
     return dataclasses.replace(world, catalog=catalog, population=population, source=source)
 
 
