@@ -210,8 +210,8 @@ def report_examples(cfg: Any, world: Any, chash: str, out: Path, n_items: int = 
                 kind = "cold" if cold[u] else "warm"
                 lines += [f"**{label}**, user {u} ({kind}; {note}):", "", "```",
                           format_steps(steps, world, items=n_items), "```", ""]
-        except (FileNotFoundError, ValueError, RuntimeError) as exc:
-            lines += [f"**{label}**: not explained ({exc})", ""]
+        except Exception as exc:  # noqa: BLE001 - an example must never cost a finished run its report
+            lines += [f"**{label}**: not explained ({type(exc).__name__}: {exc})", ""]
     return lines
 
 
