@@ -15,6 +15,8 @@ from recgym.envs.factory import make_env_config, make_world
 from recgym.envs.state import SimState
 from recgym.envs.world import World
 
+CHOICE_MODELS = ("mnl", "cascade", "pbm")
+
 
 def build_core(
     world: str | World,
@@ -28,7 +30,26 @@ def build_core(
     components: Mapping[str, Any],
 ) -> RankingCore:
     """Validate the config first (fail fast), then build or fetch the world, then the core. ``components``:
-    ``preference``, ``dynamics``, ``choice_model``, ``response_model``, ``reward_fn`` (``None``: default)."""
+    ``preference_model``, ``user_dynamics``, ``choice_model``, ``response_model``, ``reward_fn`` (``None``: the
+    default). ``choice_model`` may also be a name (``"mnl"``, ``"cascade"``, ``"pbm"``): then it sets
+    ``choice.model`` of the config; any other value is a component object.
+    """
+    components = dict(components)
+    if isinstance(components.get("choice_model"), str):
+        name = components.pop("choice_model")
+        if name not in CHOICE_MODELS:
+            raise ConfigError(f"choice_model: expected one of {', '.join(map(repr, CHOICE_MODELS))} or a ChoiceModel, "
+                              f"received {name!r}{suggest(name, CHOICE_MODELS)}")
+        overrides = {**overrides, "choice": {"model": name}}
+    for key, field in (("response_model", None), ("reward_fn", "reward")):
+        if isinstance(components.get(key), str):
+            hint = f"; for a named reward use reward={components[key]!r}" if field else ""
+            raise TypeError(f"{key}: expected a component object (or None), received the string "
+                            f"{components[key]!r}{hint}")
+    choice = components.get("choice_model")
+    if choice is not None and not callable(getattr(choice, "click_probs", None)):
+        raise TypeError(f"choice_model: expected a name ('mnl', 'cascade', 'pbm') or a ChoiceModel with "
+                        f"click_probs(logits), received {type(choice).__name__}")
     cfg = make_env_config(config, overrides)
     w = make_world(world, world_config=world_config, data_dir=data_dir, encoder=encoder)
     return RankingCore(w, cfg, device=device, **components)

@@ -10,7 +10,7 @@ candidates. The pool is then put in a random order (a random affine permutation 
 Per step every user gets the window of N pool positions starting at ``(t * N) mod P`` (``t`` = the env
 step; one shared window, so it costs a slice): the N candidates are distinct, each pool item comes back
 every ``P / N`` steps, and the shuffle makes the window's content random per user. Then the last
-``new_item_slots`` columns are overwritten by items injected within the last ``new_item_window`` steps
+``new_items.slots`` columns are overwritten by items injected within the last ``new_items.window`` steps
 (uniformly), when there are any.
 """
 

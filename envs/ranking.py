@@ -60,7 +60,8 @@ class RankingEnv(CoreShell, gym.Env):
     ``world`` (``"synthetic"`` default, ``"analytic"``, ``"movielens-100k"``, ``"ml-latest-small"``, ``"log"``
     or a :class:`~recgym.envs.world.World`), ``config`` (:class:`~recgym.envs.config.EnvConfig` or mapping),
     ``world_config``, ``data_dir``, ``encoder``, ``device``, the components ``preference_model``,
-    ``user_dynamics``, ``choice_model``, ``response_model``, ``reward_fn`` (:mod:`recgym.envs.core`), ``render_mode``
+    ``user_dynamics``, ``choice_model`` (an object, or a name: ``"mnl"``, ``"cascade"``, ``"pbm"``),
+    ``response_model``, ``reward_fn`` (:mod:`recgym.envs.core`), ``render_mode``
     (``"ansi"``), and any :class:`EnvConfig` field as a keyword, sections as mappings that merge
     (``slate_size=5, dynamics={"step_cost": 0.5}``; unknown keys raise with their path and a suggestion).
 
