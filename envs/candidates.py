@@ -1,14 +1,19 @@
-"""Candidate generation: a per-user retrieval pool built at reset, and N distinct candidates per step.
+"""Candidate generation: a per-user retrieval pool, and N distinct candidates per step.
 
-Pool (at reset, for the users being reset): ``pool_size`` distinct items sampled without replacement
-(exponential race, equivalent to Gumbel top-k) from the mixture ``nearest * softmax(cos(query, e_i) / T) +
-popular * pop_i + random / M`` over the poolable items, where ``query`` is the user's normalised profile +
-prior-history vector. This is the retrieval stage of a two-stage recommender: the policy ranks N << M
-candidates. The pool is then put in a random order (a random affine permutation of positions per user).
-:class:`RetrievalIndex` keeps the per-user similarity logits and the mixture rows of the current poolable set.
+Pool: ``pool_size`` distinct items sampled without replacement (exponential race, equivalent to Gumbel
+top-k) from the mixture ``nearest * softmax(cos(query, e_i) / T) + popular * pop_i + random / M`` over the
+poolable items, where ``query`` is the user's normalised profile + prior-history vector. This is the
+retrieval stage of a two-stage recommender: the policy ranks N << M candidates. A pool lives
+``pool_lifetime`` env steps, like a retrieval index refreshed periodically: the pool of user ``u`` in
+lifetime ``floor(t / pool_lifetime)`` is drawn on a stream named by ``(retrieval key, u, lifetime)`` over the
+items poolable when the lifetime began, so all of ``u``'s episodes starting in it share the item set, and
+the draw is the same whichever row (or fork) asks first. Every episode puts its pool in its own random
+order (a random affine permutation of positions, from the row's stream). ``pool_lifetime = 0``: a fresh pool
+every episode, from the row's stream. :class:`RetrievalIndex` keeps the per-user similarity logits and
+the mixture rows of the current poolable set.
 
 Per step every user gets the window of N pool positions starting at ``(t * N) mod P`` (``t`` = the env
-step; one shared window, so it costs a slice): the N candidates are distinct, each pool item comes back
+clock; one shared window, so it costs a slice): the N candidates are distinct, each pool item comes back
 every ``P / N`` steps, and the shuffle makes the window's content random per user. Then the last
 ``new_items.slots`` columns are overwritten by items injected within the last ``new_items.window`` steps
 (uniformly), when there are any.
@@ -18,6 +23,7 @@ from __future__ import annotations
 
 import functools
 import math
+from collections import OrderedDict
 
 import torch
 
@@ -30,6 +36,8 @@ __all__ = ["CandidateGenerator", "RetrievalIndex", "retrieval_probs", "sample_po
            "RETRIEVAL_CACHE_MAX"]
 
 RETRIEVAL_CACHE_MAX = 64_000_000  # users x items above which per-user retrieval tables are not kept
+_MEMO_MAX = 8_000_000  # users x pool size above which lifetime pools are recomputed rather than memoised
+_MEMO_ENTRIES = 4  # (retrieval key, lifetime) tables kept
 
 
 def retrieval_probs(
@@ -155,7 +163,7 @@ class CandidateGenerator:
         self.retrieval = RetrievalIndex(query, params.item_emb, params.item_popularity, order,
                                         mix=(mix.nearest, mix.popular, mix.random),
                                         temperature=cc.similarity_temperature, max_cache=RETRIEVAL_CACHE_MAX)
-        dev = params.items.device
+        dev = params.device
         self.coprimes = torch.tensor(_coprimes(self.pool_size), device=dev)
         self.affine_j = torch.arange(self.pool_size, device=dev)
         self.slots = nc.slots if nc.per_step > 0 and len(params.new_order) else 0
@@ -165,6 +173,9 @@ class CandidateGenerator:
             self.num - cc.mask_window * config.slate_size - max(self.slots - 1, 0) < config.slate_size
         )
         self._all_positions = torch.arange(self.num, device=dev)
+        self.lifetime = cc.pool_lifetime
+        # Memo of the lifetime pools (a cache of a pure function, not simulation state: see _lifetime_pools).
+        self._memo: OrderedDict[tuple[int, int], tuple[torch.Tensor, torch.Tensor]] = OrderedDict()
 
     # ----------------------------------------------------------------- clock
     def released_new_count(self, t: int) -> int:
@@ -196,7 +207,7 @@ class CandidateGenerator:
 
     # ----------------------------------------------------------------- state
     def fields(self, batch: int) -> dict[str, torch.Tensor]:
-        dev = self.params.items.device
+        dev = self.params.device
         n = self.num
         return {
             "pool": torch.zeros(batch, self.pool_size, dtype=torch.int64, device=dev),
@@ -205,25 +216,68 @@ class CandidateGenerator:
             "slot_shown": torch.full((batch, self.num_slots), NEVER, dtype=torch.int32, device=dev),
         }
 
+    def fields_shared(self, seed: int) -> dict[str, torch.Tensor]:
+        """Env-wide state: ``retrieval_key`` ``(1,)`` int64, the seed of the users' pools (pool_lifetime > 0)."""
+        key = rng.seed_streams(seed, 1, self.params.device, offset=-1)
+        return {"retrieval_key": key}
+
     def draws_at_reset(self, t: int) -> int:
         """Random words a new episode's candidates consume at env step ``t``: pool order (2), new-item slots,
-        the pool race (one per poolable item)."""
-        return 2 + self.slots + self.poolable_count(t)
+        and the pool race (one per poolable item) when pools live one episode."""
+        return 2 + self.slots + (self.poolable_count(t) if self.lifetime == 0 else 0)
 
     def reset(self, state: SimState, rows: torch.Tensor, users: torch.Tensor, words: torch.Tensor) -> None:
-        """New episodes of ``users`` ``(R,)`` in ``rows`` ``(R,)``: sample their pools, forget what was shown
-        and refresh their candidates, in place. ``words``: ``(R, draws_at_reset(t))`` int32 random words."""
+        """New episodes of ``users`` ``(R,)`` in ``rows`` ``(R,)``: their pools in a fresh order, nothing shown
+        yet, this step's candidates, in place. ``words``: ``(R, draws_at_reset(t))`` int32 random words."""
         u = rng.uniform(words[:, : 2 + self.slots])
-        probs = self.retrieval.probs(users, self.poolable_count(state.t))
-        pool = sample_pools(probs, self.pool_size, rng.uniform(words[:, 2 + self.slots :]))
+        if self.lifetime == 0:
+            m = self.poolable_count(state.t)
+            pool = self._race(users, m, rng.uniform(words[:, 2 + self.slots :]))
+        else:
+            pool = self._lifetime_pools(int(state.retrieval_key[0]), state.t, users)
         # A random order: position j -> (a * j + b) mod P with a coprime to P (an affine permutation per row).
         a = self.coprimes[(u[:, 0] * len(self.coprimes)).long().clamp_(max=len(self.coprimes) - 1)]
         b = (u[:, 1] * self.pool_size).long()
         order = torch.addcmul(b.unsqueeze(1), a.unsqueeze(1), self.affine_j).remainder_(self.pool_size)
-        pool = self.retrieval.order.index_select(0, pool.gather(1, order).view(-1)).view(len(rows), -1)
-        state.pool.index_copy_(0, rows, pool)
+        state.pool.index_copy_(0, rows, pool.gather(1, order))
         state.slot_shown.index_fill_(0, rows, NEVER)
         self.refresh(state, u[:, 2:], rows)
+
+    def _race(self, users: torch.Tensor, m: int, uniforms: torch.Tensor) -> torch.Tensor:
+        """``(R, P)`` int64 item ids: pools of ``users`` over the first ``m`` retrieval columns."""
+        cols = sample_pools(self.retrieval.probs(users, m), self.pool_size, uniforms)
+        return self.retrieval.order.index_select(0, cols.view(-1)).view(len(users), -1)
+
+    def _lifetime_pools(self, key: int, t: int, users: torch.Tensor) -> torch.Tensor:
+        """Pools of ``users`` in the lifetime of env step ``t``: a pure function of ``(key, user, lifetime
+        index)``, drawn on the user's own stream over the items poolable when the lifetime began, so it
+        does not matter which row (or which fork) asks first. Memoised per lifetime (at most
+        ``_MEMO_ENTRIES`` user x pool tables of up to ``_MEMO_MAX`` entries; larger populations recompute)."""
+        epoch = t // self.lifetime
+        m = self.poolable_count(epoch * self.lifetime)
+
+        def race(us: torch.Tensor) -> torch.Tensor:
+            words = rng.hash_words(rng.keyed_bases(key, us, epoch), m)
+            return self._race(us, m, rng.uniform(words))
+
+        n_users = self.params.num_users
+        if n_users * self.pool_size > _MEMO_MAX:
+            return race(users)
+        memo = self._memo.get((key, epoch))
+        if memo is None:
+            dev = users.device
+            memo = (torch.zeros(n_users, self.pool_size, dtype=torch.int64, device=dev),
+                    torch.zeros(n_users, dtype=torch.bool, device=dev))
+            self._memo[(key, epoch)] = memo
+            while len(self._memo) > _MEMO_ENTRIES:
+                self._memo.popitem(last=False)
+        table, have = memo
+        missing = users[~have.index_select(0, users)]
+        if len(missing):
+            missing = torch.unique(missing)
+            table.index_copy_(0, missing, race(missing))
+            have.index_fill_(0, missing, True)
+        return table.index_select(0, users)
 
     def refresh(self, state: SimState, uniforms: torch.Tensor, rows: torch.Tensor | None = None) -> None:
         """This env step's candidates and mask for ``rows`` (all when None), in place. ``uniforms``:
@@ -277,7 +331,7 @@ class CandidateGenerator:
         n_pool = self.pool_columns(t)
         if n_pool < self.num:
             keys = torch.where(positions < n_pool, keys, self.pool_size + take_rows(p.new_rank, items))
-        return SlateView(positions, items, keys, take_rows(p.items, items), p.latent_dim)
+        return SlateView(p, positions, items, keys)
 
     def record_shown(self, state: SimState, view: SlateView) -> None:
         """Remember the step at which the slate's slots were shown (for the mask)."""

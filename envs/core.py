@@ -104,9 +104,10 @@ class RankingCore:
             if missing:
                 raise ValueError(f"{arg}: {type(comp).__name__} needs state fields {missing} that no component "
                                  f"provides (fields: {', '.join(sorted(probe))})")
-        k = cfg.slate_size
-        self._n_click_draws = k if self.choice.multi_click else 1
-        self.draws_per_step = self._n_click_draws + k + self.candidates.slots  # clicks, dwell noise, new slots
+        # Per step and row: click uniforms and dwell normals (K each for multi-click models, else one: at most
+        # one item is clicked), then the new-item slots.
+        self._per_click = cfg.slate_size if self.choice.multi_click else 1
+        self.draws_per_step = 2 * self._per_click + self.candidates.slots
 
     # ----------------------------------------------------------------- state
     def _fields(self, b: int) -> dict[str, torch.Tensor]:
@@ -142,7 +143,7 @@ class RankingCore:
             raise ValueError(f"init_state: expected users or a positive batch_size, received {batch_size!r}")
         if seed is None:
             seed = int(np.random.SeedSequence().generate_state(2, np.uint64)[0])
-        state = SimState(self._fields(batch_size), t=0)
+        state = SimState(self._fields(batch_size), self.candidates.fields_shared(seed), t=0)
         state.rng.copy_(rng.seed_streams(seed, batch_size, self.device))
         self.reset_rows(state, torch.arange(batch_size, device=self.device), users)
         return state
@@ -238,9 +239,9 @@ class RankingCore:
         view = self.candidates.view(state, slate)
         probs = self.choice.click_probs(self.hidden_logits(state, view))
         u = rng.uniform(rng.hash_words(rng.event_bases(rng.advance(state.rng)), self.draws_per_step))
-        nc, k = self._n_click_draws, cfg.slate_size
+        nc, k = self._per_click, cfg.slate_size
         clicks = sample_clicks(probs, u[:, :nc], self.choice.multi_click)
-        resp = self.response(clicks, view.quality, rng.normal_from_uniform(u[:, nc : nc + k]))
+        resp = self.response(clicks, view.quality, rng.normal_from_uniform(u[:, nc : 2 * nc]))
         reward = self.reward_fn(resp)
         self.dynamics.update(p, state, view, resp)
         self.candidates.record_shown(state, view)
@@ -249,7 +250,6 @@ class RankingCore:
         state.step.add_(1)
         terminated = self.dynamics.leaving(p, state)
         truncated = (state.step >= cfg.max_steps) & ~terminated
-        flags = view.rows[..., p.latent_dim + p.NEW :] > 0.5
         info = {
             "slate_items": view.items,
             "click_probs": probs,
@@ -258,13 +258,13 @@ class RankingCore:
             "satisfaction": resp.satisfaction,
             "user": state.user.clone(),
             "user_cold": state.cold.clone(),
-            "item_new": flags[..., 0],
-            "item_head": flags[..., 1],
+            "item_new": view.is_new,
+            "item_head": view.is_head,
         }
         if cfg.info_candidate_relevance:
             info["candidate_click_probs"] = cand_probs
         state.t += 1
-        self.candidates.refresh(state, u[:, nc + k :])
+        self.candidates.refresh(state, u[:, 2 * nc :])
         return reward, terminated, truncated, info
 
     def _update_history(self, state: SimState, view: SlateView, clicks: torch.Tensor) -> None:
@@ -284,6 +284,10 @@ class RankingCore:
         if len(flat) == 0:
             return
         row = torch.div(flat, k, rounding_mode="floor")
-        share = clicks.sum(1).to(torch.float32).reciprocal_().index_select(0, row).mul_(a).unsqueeze(1)
         e = emb.index_select(0, view.items.reshape(-1).index_select(0, flat))
-        h.index_add_(0, row, e.sub_(h.index_select(0, row)).mul_(share))
+        old = h.index_select(0, row)
+        if not self.choice.multi_click:  # one click per row at most: h + a * (e - h), rows written once
+            h.index_copy_(0, row, old.add_(e.sub_(old), alpha=a))
+            return
+        share = clicks.sum(1).to(torch.float32).reciprocal_().index_select(0, row).mul_(a).unsqueeze(1)
+        h.index_add_(0, row, e.sub_(old).mul_(share))

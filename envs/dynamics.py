@@ -68,7 +68,7 @@ class SessionDynamics:
         self.requires = ("interest",) if c.interest_drift > 0 else ()
 
     def fields(self, params: WorldTensors, batch: int, slots: int) -> dict[str, torch.Tensor]:
-        dev = params.items.device
+        dev = params.device
         out = {"budget": torch.zeros(batch, device=dev),
                "genre_fatigue": torch.zeros(batch, params.num_genres, device=dev)}
         if self.config.item_fatigue_weight > 0:
@@ -88,8 +88,11 @@ class SessionDynamics:
             off = state.genre_fatigue.gather(1, view.genre).mul_(-c.genre_fatigue_weight)
         if c.item_fatigue_weight > 0:
             # -weight * decay ** (slates since the item was last consumed); never consumed: decay ** 2^30 = 0
-            age = (state.step.unsqueeze(1) - state.slot_consumed.gather(1, view.keys)).to(torch.float32)
+            consumed = state.slot_consumed.gather(1, view.keys)
+            age = (state.step.unsqueeze(1) - consumed).to(torch.float32)
             item = torch.pow(c.item_fatigue_decay, age).mul_(-c.item_fatigue_weight)
+            if c.item_fatigue_decay >= 1.0:  # no decay: 1 ** age is 1 for never-consumed slots too
+                item.masked_fill_(consumed == NEVER, 0.0)
             off = item if off is None else off.add_(item)
         return off
 

@@ -28,7 +28,9 @@ class Responses:
 
 class ResponseModel(Protocol):
     def __call__(self, clicks: torch.Tensor, quality: torch.Tensor, noise: torch.Tensor) -> Responses:
-        """``clicks`` ``(B,K)`` bool, ``quality`` ``(B,K)`` of the slate items, ``noise`` ``(B,K)`` N(0,1)."""
+        """``clicks`` ``(B,K)`` bool, ``quality`` ``(B,K)`` of the slate items, ``noise`` N(0,1) draws broadcastable
+        to ``(B,K)``: ``(B,K)``, or ``(B,1)`` for single-click choice models (one click at most per slate, so
+        one draw per user serves it)."""
         ...
 
 
@@ -43,8 +45,9 @@ class QualityResponse:
 
     def __call__(self, clicks: torch.Tensor, quality: torch.Tensor, noise: torch.Tensor) -> Responses:
         c = clicks.to(quality.dtype)
-        dwell = self.dwell_scale * quality * torch.exp(self.dwell_noise * noise) * c
-        satisfaction = ((quality - self.quality_threshold) * c).sum(dim=1)
+        q = quality * c
+        dwell = torch.exp(noise * self.dwell_noise).mul_(self.dwell_scale) * q
+        satisfaction = q.sum(dim=1) - self.quality_threshold * c.sum(dim=1)
         return Responses(clicks=clicks, engagement=dwell, satisfaction=satisfaction)
 
 

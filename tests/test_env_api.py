@@ -276,7 +276,7 @@ def test_info_holds_copies(small_world):
     env.reset(seed=0)
     _, _, _, _, info = env.step(np.zeros(40, np.float32))
     info["click_probs"][:] = 99
-    assert not (env.core.params.items == 99).any()
+    assert not (env.core.params.item_static == 99).any() and not (env.core.params.item_quality == 99).any()
     obs, *_ = env.step(np.zeros(40, np.float32))
     obs["history"][:] = 5
     assert float(env._state.history.abs().max()) <= 1.0 + 1e-5
