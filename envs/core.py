@@ -107,7 +107,7 @@ class RankingCore:
         # Per step and row: click uniforms and dwell normals (K each for multi-click models, else one: at most
         # one item is clicked), then the new-item slots.
         self._per_click = cfg.slate_size if self.choice.multi_click else 1
-        self.draws_per_step = 2 * self._per_click + self.candidates.slots
+        self.draws_per_step = 2 * self._per_click + 2
 
     # ----------------------------------------------------------------- state
     def _fields(self, b: int) -> dict[str, torch.Tensor]:

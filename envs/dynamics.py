@@ -16,8 +16,9 @@ The default, :class:`SessionDynamics` (settings: :class:`~recgym.envs.config.Dyn
 * **genre fatigue**: ``genre_fatigue`` ``(B, G)`` decays by ``fatigue_decay`` per slate and grows by 1 per
   clicked and ``exposure_fatigue`` per shown-but-unclicked item of the genre; logit ``-=
   genre_fatigue_weight * fatigue``;
-* **item fatigue**: ``slot_consumed`` ``(B, S)`` int32 remembers when each slot's item was last consumed;
-  logit ``-= item_fatigue_weight * item_fatigue_decay ** (slates since)``;
+* **item fatigue**: ``slot_consumed`` ``(B, S)`` int32 remembers the env clock when each slot's item was last
+  consumed (``NEVER``: not in this episode); logit ``-= item_fatigue_weight * item_fatigue_decay ** (slates
+  since)``;
 * **interest drift**: ``interest`` (the preference's field) moves ``interest_drift`` of the way toward the
   mean latent factors of the clicked items, keeping its norm.
 """
@@ -89,7 +90,7 @@ class SessionDynamics:
         if c.item_fatigue_weight > 0:
             # -weight * decay ** (slates since the item was last consumed); never consumed: decay ** 2^30 = 0
             consumed = state.slot_consumed.gather(1, view.keys)
-            age = (state.step.unsqueeze(1) - consumed).to(torch.float32)
+            age = torch.sub(state.t, consumed).to(torch.float32)  # env clock minus the stamp
             item = torch.pow(c.item_fatigue_decay, age).mul_(-c.item_fatigue_weight)
             if c.item_fatigue_decay >= 1.0:  # no decay: 1 ** age is 1 for never-consumed slots too
                 item.masked_fill_(consumed == NEVER, 0.0)
@@ -99,12 +100,10 @@ class SessionDynamics:
     def update(self, params: WorldTensors, state: SimState, view: SlateView, responses: Responses) -> None:
         c = self.config
         clicks = responses.clicks
-        b, k = clicks.shape
         cf = clicks.to(torch.float32)
         if c.item_fatigue_weight > 0:
             sink = state.slot_consumed.shape[1] - 1
-            now = state.step.unsqueeze(1).expand(b, k)
-            state.slot_consumed.scatter_(1, torch.where(clicks, view.keys, sink), now)
+            state.slot_consumed.scatter_(1, torch.where(clicks, view.keys, sink), state.t)
         state.budget.add_(responses.satisfaction * c.budget_gain - c.step_cost).clamp_(max=self.budget_cap)
         # 1 per click, exposure_fatigue per shown-but-unclicked item: e + (1 - e) * click
         state.genre_fatigue.mul_(c.fatigue_decay).scatter_add_(
@@ -112,8 +111,9 @@ class SessionDynamics:
         )
         if c.interest_drift > 0:
             n = cf.sum(1, keepdim=True)
-            # Mean latent of the clicked items: (B, 1, K) weights x (B, K, k); rows without clicks keep z.
-            mean_lat = torch.bmm((cf / n.clamp_min(1.0)).unsqueeze(1), view.latent).squeeze(1)
+            # Mean latent of the clicked items (one fused gather-and-sum); rows without clicks keep z.
+            mean_lat = torch.nn.functional.embedding_bag(view.items, params.item_latent, mode="sum",
+                                                         per_sample_weights=cf / n.clamp_min(1.0))
             z = state.interest
             moved = torch.lerp(z, mean_lat, c.interest_drift)
             moved.mul_(z.norm(dim=1, keepdim=True) / moved.norm(dim=1, keepdim=True).clamp_min(1e-8))

@@ -351,3 +351,22 @@ def test_score_top_k_is_a_stable_descending_sort_of_unmasked_scores(data):
     ref = torch.sort((scores + 0.0).masked_fill(~mask, float("-inf")), dim=1, descending=True, stable=True).indices
     for rounds in (True, False):
         assert torch.equal(_top_k(scores, mask, k, rounds=rounds), ref[:, :k]), rounds
+
+
+@settings(max_examples=40, deadline=None)
+@given(data=st.data())
+def test_score_top_k_handles_near_ties_exactly(data):
+    """Scores a few float32 ulps apart share the max-reduction path's truncated keys: still a stable sort."""
+    n = data.draw(st.integers(12, 100))
+    k = data.draw(st.integers(1, 11))
+    b = data.draw(st.integers(1, 5))
+    base = np.float32(data.draw(st.sampled_from([0.5, -0.25, 3.0, 1e-3])))
+    steps = np.array(data.draw(st.lists(st.lists(st.integers(-40, 40), min_size=n, max_size=n),
+                                        min_size=b, max_size=b)))
+    scores = torch.tensor(base + steps.astype(np.float32)
+                          * np.spacing(base), dtype=torch.float32)
+    mask = torch.tensor(data.draw(st.lists(st.lists(st.booleans(), min_size=n, max_size=n), min_size=b, max_size=b)))
+    mask[:, :k] = True
+    ref = torch.sort(scores.masked_fill(~mask, float("-inf")), dim=1, descending=True, stable=True).indices
+    for rounds in (True, False):
+        assert torch.equal(_top_k(scores, mask, k, rounds=rounds), ref[:, :k]), rounds
