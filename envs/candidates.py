@@ -16,8 +16,8 @@ Per step every user gets the window of N pool positions starting at ``(t * N) mo
 clock; one shared window, so it costs a slice): the N candidates are distinct, each pool item comes back
 every ``P / N`` steps, and the shuffle makes the window's content random per user. Then the last
 ``new_items.slots`` columns show items injected within the last ``new_items.window`` steps (each slot
-uniform over them, distinct while there are enough; see :meth:`CandidateGenerator.refresh`), when there
-are any.
+uniform over them, distinct while there are enough: the recent items in release order from a random
+offset; see :meth:`CandidateGenerator.refresh`), when there are any.
 """
 
 from __future__ import annotations
@@ -177,7 +177,6 @@ class CandidateGenerator:
         )
         self._all_positions = torch.arange(self.num, device=dev)
         self._slot_index = torch.arange(max(self.slots, 1), device=dev)
-        self._coprime_tables: dict[int, torch.Tensor] = {}
         self.lifetime = cc.pool_lifetime
         # Memo of the lifetime pools (a cache of a pure function, not simulation state: see _lifetime_pools).
         self._memo: OrderedDict[tuple[int, int], tuple[torch.Tensor, torch.Tensor]] = OrderedDict()
@@ -227,17 +226,17 @@ class CandidateGenerator:
         return {"retrieval_key": key}
 
     def draws_at_reset(self, t: int) -> int:
-        """Random words a new episode's candidates consume at env step ``t``: pool order (2), new-item slots (2),
+        """Random words a new episode's candidates consume at env step ``t``: pool order (2), new-item slots (1),
         and the pool race (one per poolable item) when pools live one episode."""
-        return 4 + (self.poolable_count(t) if self.lifetime == 0 else 0)
+        return 3 + (self.poolable_count(t) if self.lifetime == 0 else 0)
 
     def reset(self, state: SimState, rows: torch.Tensor, users: torch.Tensor, words: torch.Tensor) -> None:
         """New episodes of ``users`` ``(R,)`` in ``rows`` ``(R,)``: their pools in a fresh order, nothing shown
         yet, this step's candidates, in place. ``words``: ``(R, draws_at_reset(t))`` int32 random words."""
-        u = rng.uniform(words[:, :4])
+        u = rng.uniform(words[:, :3])
         if self.lifetime == 0:
             m = self.poolable_count(state.t)
-            pool = self._race(users, m, rng.uniform(words[:, 4:]))
+            pool = self._race(users, m, rng.uniform(words[:, 3:]))
         else:
             pool = self._lifetime_pools(int(state.retrieval_key[0]), state.t, users)
         # A random order: position j -> (a * j + b) mod P with a coprime to P (an affine permutation per row).
@@ -286,10 +285,10 @@ class CandidateGenerator:
 
     def refresh(self, state: SimState, uniforms: torch.Tensor, rows: torch.Tensor | None = None) -> None:
         """This env step's candidates and mask for ``rows`` (all when None), written in place. ``uniforms``:
-        ``(R, >= 2)`` float32 in (0, 1) for the new-item slots.
+        ``(R, >= 1)`` float32 in (0, 1) for the new-item slots.
 
-        New-item slots: the ``s`` slots show ``lo + (b + i * a) mod n`` for ``i < s`` — the ``n`` items released
-        within the window in a random stride order (``a`` coprime to ``n``, ``b`` uniform): each slot is
+        New-item slots: the ``s`` slots show ``lo + (b + i) mod n`` for ``i < s`` — the ``n`` items released
+        within the window, in release order from a random offset ``b`` per user and step: each slot is
         uniform over them and the slots are distinct while ``s <= n``; slots ``i >= n`` repeat slot ``i - n``
         and are masked (the later copy of a repeated item)."""
         cfg, t = self.config, state.t
@@ -314,10 +313,8 @@ class CandidateGenerator:
         if s:
             lo, hi = rng_new
             n = hi - lo
-            strides = self._strides(n)
-            a = strides[(uniforms[:, 0] * len(strides)).long().clamp_(max=len(strides) - 1)]
-            b = (uniforms[:, 1] * n).long().clamp_(max=n - 1)
-            j = torch.addcmul(b.unsqueeze(1), a.unsqueeze(1), self._slot_index[:s]).remainder_(n).add_(lo)
+            offset = uniforms[:, :1].mul(n).long()  # uniforms < 1: offset < n
+            j = torch.add(offset, self._slot_index[:s]).remainder_(n).add_(lo)
             cand[:, n_pool:] = self.params.new_order[j]
             if window > 0:  # new-item columns: slot P + rank
                 torch.lt(shown.gather(1, j + self.pool_size), thresh, out=mask[:, n_pool:])
@@ -335,12 +332,6 @@ class CandidateGenerator:
         if rows is not None:
             state.candidates.index_copy_(0, rows, cand)
             state.mask.index_copy_(0, rows, mask)
-
-    def _strides(self, n: int) -> torch.Tensor:
-        got = self._coprime_tables.get(n)
-        if got is None:
-            got = self._coprime_tables[n] = torch.tensor(_coprimes(n), device=self.params.device)
-        return got
 
     def view(self, state: SimState, positions: torch.Tensor | None = None,
              items: torch.Tensor | None = None) -> SlateView:

@@ -30,7 +30,7 @@ from typing import Protocol, runtime_checkable
 import torch
 
 from recgym.envs.config import DynamicsConfig
-from recgym.envs.params import SlateView, WorldTensors
+from recgym.envs.params import SlateView, WorldTensors, weighted_row_sum
 from recgym.envs.response import Responses
 from recgym.envs.state import NEVER, SimState
 
@@ -91,33 +91,31 @@ class SessionDynamics:
             # -weight * decay ** (slates since the item was last consumed); never consumed: decay ** 2^30 = 0
             consumed = state.slot_consumed.gather(1, view.keys)
             age = torch.sub(state.t, consumed).to(torch.float32)  # env clock minus the stamp
-            item = torch.pow(c.item_fatigue_decay, age).mul_(-c.item_fatigue_weight)
+            item = torch.pow(c.item_fatigue_decay, age)
             if c.item_fatigue_decay >= 1.0:  # no decay: 1 ** age is 1 for never-consumed slots too
                 item.masked_fill_(consumed == NEVER, 0.0)
-            off = item if off is None else off.add_(item)
+            off = item.mul_(-c.item_fatigue_weight) if off is None else off.sub_(item, alpha=c.item_fatigue_weight)
         return off
 
     def update(self, params: WorldTensors, state: SimState, view: SlateView, responses: Responses) -> None:
         c = self.config
-        clicks = responses.clicks
-        cf = clicks.to(torch.float32)
+        clicks, cf = responses.clicks, responses.clicks_f
         if c.item_fatigue_weight > 0:
             sink = state.slot_consumed.shape[1] - 1
             state.slot_consumed.scatter_(1, torch.where(clicks, view.keys, sink), state.t)
-        state.budget.add_(responses.satisfaction * c.budget_gain - c.step_cost).clamp_(max=self.budget_cap)
+        state.budget.add_(responses.satisfaction, alpha=c.budget_gain).sub_(c.step_cost).clamp_(max=self.budget_cap)
         # 1 per click, exposure_fatigue per shown-but-unclicked item: e + (1 - e) * click
         state.genre_fatigue.mul_(c.fatigue_decay).scatter_add_(
-            1, view.genre, cf * (1.0 - c.exposure_fatigue) + c.exposure_fatigue
+            1, view.genre, torch.mul(cf, 1.0 - c.exposure_fatigue).add_(c.exposure_fatigue)
         )
         if c.interest_drift > 0:
-            n = cf.sum(1, keepdim=True)
-            # Mean latent of the clicked items (one fused gather-and-sum); rows without clicks keep z.
-            mean_lat = torch.nn.functional.embedding_bag(view.items, params.item_latent, mode="sum",
-                                                         per_sample_weights=cf / n.clamp_min(1.0))
+            # Mean latent of the clicked items; a weight of 0 keeps z as it is in rows without clicks
+            # (z + 0 * (0 - z) == z).
+            mean_lat = weighted_row_sum(params.item_latent, view.items, responses.click_shares)
             z = state.interest
-            moved = torch.lerp(z, mean_lat, c.interest_drift)
-            moved.mul_(z.norm(dim=1, keepdim=True) / moved.norm(dim=1, keepdim=True).clamp_min(1e-8))
-            z.copy_(torch.where(n > 0, moved, z))
+            norm = torch.linalg.vector_norm(z, dim=1, keepdim=True)
+            z.lerp_(mean_lat, responses.any_click * c.interest_drift)
+            z.mul_(norm.div_(torch.linalg.vector_norm(z, dim=1, keepdim=True).clamp_min_(1e-8)))
 
     def leaving(self, params: WorldTensors, state: SimState) -> torch.Tensor:
         return state.budget <= 0

@@ -12,15 +12,36 @@ import torch
 from recgym.envs.config import EnvConfig
 from recgym.envs.world import World
 
-__all__ = ["WorldTensors", "SlateView", "take_rows", "NEVER_RELEASED"]
+__all__ = ["WorldTensors", "SlateView", "take_rows", "weighted_row_sum", "NEVER_RELEASED"]
 
 NEVER_RELEASED = np.iinfo(np.int64).max // 4  # release step of items that are never injected
 
 
 def take_rows(table: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
-    """``table[idx]`` for an index tensor of any shape, via ``index_select`` (several times faster on CPU
-    than advanced indexing)."""
+    """``table[idx]`` for an index tensor of any shape: one ``embedding`` call for float tables (a fused
+    ``index_select``), ``index_select`` otherwise (both several times faster on CPU than advanced indexing)."""
+    if table.is_floating_point() and table.dim() == 2:
+        return torch.nn.functional.embedding(idx, table)
+    if table.dim() == 1 and idx.numel() <= _TAKE_MAX:
+        return table.take(idx)  # one op: what counts for small batches
     return table.index_select(0, idx.reshape(-1)).view(*idx.shape, *table.shape[1:])
+
+
+_TAKE_MAX = 4_096  # up to this many indices, take (one op) beats index_select + views
+_OFFSETS: dict[tuple[int, int, str], torch.Tensor] = {}
+
+
+def weighted_row_sum(table: torch.Tensor, idx: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+    """``(B, D)`` float32 ``sum_j weights[b, j] * table[idx[b, j]]`` for ``idx``/``weights`` ``(B, X)``: one fused
+    gather-and-sum (``embedding_bag``), never materialising the ``(B, X, D)`` rows."""
+    b, x = idx.shape
+    key = (b, x, str(idx.device))
+    offsets = _OFFSETS.get(key)
+    if offsets is None:
+        if len(_OFFSETS) > 64:
+            _OFFSETS.clear()
+        offsets = _OFFSETS[key] = torch.arange(0, b * x, x, device=idx.device)
+    return torch.embedding_bag(table, idx.reshape(-1), offsets, False, 0, False, weights.reshape(-1), False)[0]
 
 
 @dataclass(frozen=True, eq=False)

@@ -115,8 +115,9 @@ def hash_words(bases: torch.Tensor, n: int) -> torch.Tensor:
 
 
 def uniform(words: torch.Tensor) -> torch.Tensor:
-    """Words (int32) -> float32 uniforms in the open interval (0, 1), 24 random bits each (new tensor)."""
-    return (words >> 8).to(torch.float32).add_(8388608.5).mul_(2.0**-24)
+    """Words (int32) -> float32 uniforms in the open interval (0, 1), 23 random bits each (new tensor): the
+    bits become the mantissa of a float in [1, 2), shifted by just under 1."""
+    return torch.bitwise_and(words, 0x7FFFFF).bitwise_or_(0x3F800000).view(torch.float32).sub_(1.0 - 2.0**-24)
 
 
 def normal_from_uniform(u: torch.Tensor) -> torch.Tensor:

@@ -136,13 +136,15 @@ _INT32_MIN = -(2**31)
 _INT64_MIN = -(2**63)
 _ROUNDS_MAX_K = 32  # up to this K (and from _ROUNDS_MIN_SIZE scores), K max-reductions beat topk on CPU
 _ROUNDS_MIN_SIZE = 32_768  # below, per-op overhead dominates: one topk call is cheaper
+_SORT_MAX_SIZE = 4_096  # up to this many scores, one stable sort (3 ops) beats packing keys (~15 ops)
 
 
 def _top_k(scores: torch.Tensor, mask: torch.Tensor, k: int, rounds: bool | None = None) -> torch.Tensor:
     """Positions ``(B, K)`` int64 of the K highest unmasked ``scores`` ``(B, N)`` float32 (finite), best
     first; equal scores rank the lower position first (on every device).
 
-    Each score's float bits are mapped to an int32 of the same order (masked entries: the lowest value). For
+    Up to ``_SORT_MAX_SIZE`` scores: a stable descending sort of the scores with -inf at masked positions.
+    Otherwise each score's float bits are mapped to an int32 of the same order (masked: the lowest value). For
     small batches those keys are packed with ``N - 1 - position`` into unique int64 keys and one ``topk``
     call ranks them. For large batches the top-K is K max-reductions (``amax`` is ~10x faster than
     ``argmax`` or ``topk`` on CPU): with ``N <= 128`` over int32 keys whose 7 low bits are replaced by the
@@ -151,6 +153,13 @@ def _top_k(scores: torch.Tensor, mask: torch.Tensor, k: int, rounds: bool | None
     (True) or forbids (False) the max-reduction path; every path gives the same slate.
     """
     b, n = scores.shape
+    if rounds is None:
+        rounds = k <= _ROUNDS_MAX_K and b * n >= _ROUNDS_MIN_SIZE
+    if not rounds and b * n <= _SORT_MAX_SIZE:
+        # Small batches: per-op overhead dominates, and a stable sort is three ops (scores are finite, so
+        # -inf marks the masked ones; -0.0 == +0.0 in comparisons).
+        masked = torch.where(mask, scores, float("-inf"))
+        return torch.sort(masked, dim=1, descending=True, stable=True).indices[:, :k]
     # In-place ops on two fresh buffers: at B = 8,192 every fresh (B, N) temporary costs more than its op.
     key32 = torch.add(scores, 0.0).view(torch.int32)  # a copy; + 0.0 turns -0.0 into +0.0
     flip = torch.bitwise_right_shift(key32, 31).bitwise_and_(0x7FFFFFFF)
@@ -158,8 +167,6 @@ def _top_k(scores: torch.Tensor, mask: torch.Tensor, k: int, rounds: bool | None
     # Masked entries get the lowest key (bit ops: masked_fill and where are ~3x slower on CPU).
     keep = flip.copy_(mask).neg_()  # all ones where allowed, 0 where masked
     key32.bitwise_and_(keep).bitwise_or_(keep.bitwise_not_().bitwise_and_(_INT32_MIN))
-    if rounds is None:
-        rounds = k <= _ROUNDS_MAX_K and b * n >= _ROUNDS_MIN_SIZE
     if rounds and k < n <= 128:
         return _top_k_rounds32(key32, scores, mask, k)
     keys = key32.to(torch.int64).bitwise_left_shift_(32)

@@ -30,7 +30,15 @@ from gymnasium.utils import seeding
 from gymnasium.vector import AutoresetMode, VectorEnv
 from gymnasium.vector.utils import batch_space
 
-from recgym.envs._shell import CoreShell, check_options, check_seed, step_thread_count, step_threads, to_numpy
+from recgym.envs._shell import (
+    OBS_FRESH,
+    CoreShell,
+    check_options,
+    check_seed,
+    step_thread_count,
+    step_threads,
+    to_numpy,
+)
 from recgym.envs.config import EnvConfig
 from recgym.envs.spaces import action_space, actions_to_slate, observation_space
 from recgym.envs.world import World
@@ -121,7 +129,7 @@ class RankingVectorEnv(CoreShell, VectorEnv):
             else:
                 self.core.reset_rows(self._state, self._all_rows, users)
             self._pending_reset.zero_()
-            obs = to_numpy(self.core.observe(self._state, copy=False))
+            obs = to_numpy(self.core.observe(self._state, copy=False), fresh=OBS_FRESH)
         return obs, self._vector_info({"user": self._state.user.cpu().numpy()})
 
     def step(self, actions: Any):
@@ -139,15 +147,15 @@ class RankingVectorEnv(CoreShell, VectorEnv):
         slate = actions_to_slate(actions, state.mask, self.config, batched=True, strict=self.config.strict)
         reward, terminated, truncated, info_t = core.step(state, slate)
         done = terminated | truncated
-        info_t["episode_step"] = state.step.to(torch.int64)
+        info_t["episode_step"] = state.step.to(torch.int64, copy=True)
         if self.metadata["autoreset_mode"] is AutoresetMode.SAME_STEP:
-            step_info = to_numpy(info_t)
+            step_info = to_numpy(info_t, fresh=info_t)
             if not bool(done.any()):
-                obs, info = to_numpy(core.observe(state, copy=False)), self._vector_info(step_info)
+                obs, info = to_numpy(core.observe(state, copy=False), fresh=OBS_FRESH), self._vector_info(step_info)
             else:
                 final_obs = _final_observations(core.observe(state, copy=False), done)
                 self._reset_slots(done)
-                obs = to_numpy(core.observe(state, copy=False))
+                obs = to_numpy(core.observe(state, copy=False), fresh=OBS_FRESH)
                 done_np = done.cpu().numpy()
                 # The ending slots' step values are read through final_info (the same arrays, other masks).
                 info = self._vector_info(step_info, valid=~done_np)
@@ -160,8 +168,8 @@ class RankingVectorEnv(CoreShell, VectorEnv):
                 reward = torch.where(pending, torch.zeros_like(reward), reward)
                 terminated, truncated = terminated & ~pending, truncated & ~pending
             self._pending_reset = terminated | truncated
-            obs = to_numpy(core.observe(state, copy=False))
-            info = self._vector_info(to_numpy(info_t), valid=(~pending).cpu().numpy() if any_pending else None)
+            obs = to_numpy(core.observe(state, copy=False), fresh=OBS_FRESH)
+            info = self._vector_info(to_numpy(info_t, fresh=info_t), valid=(~pending).cpu().numpy() if any_pending else None)
             if any_pending:
                 self._put_reset_info(info)
         return (
