@@ -261,7 +261,7 @@ def test_bad_component_arguments_are_clear(world):
     from recgym.common.config import ConfigError
     from recgym.envs.ranking import RankingEnv
 
-    with pytest.raises(ConfigError, match=r"choice_model"):
+    with pytest.raises(ConfigError, match=r"env.choice.model: .*received .cascad."):
         RankingEnv(choice_model="cascad", **_kw(world))
     with pytest.raises(TypeError, match=r"choice_model: expected a name .* or a ChoiceModel"):
         RankingEnv(choice_model=3, **_kw(world))
@@ -279,4 +279,4 @@ def test_cli_prints_recgym_file_errors_as_one_line(tmp_path):
     (out / "config.yaml").write_bytes(b"\xff\xfe\x00garbage")
     res = CliRunner().invoke(app, ["run", str(cfg), "--out", str(out), "--resume", *sets])
     assert res.exit_code == 2 and res.stderr.count("\n") == 1 and "Traceback" not in res.output
-    assert res.stderr.startswith(f"error: --resume: {out / 'config.yaml'} is corrupt (UnicodeDecodeError")
+    assert res.stderr.startswith(f"error: --resume: {out / 'config.yaml'}: expected UTF-8 text")
