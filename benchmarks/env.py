@@ -1,18 +1,21 @@
 """Env throughput benchmark: user-steps per second of the batched simulator.
 
 One user-step = one slate shown to one user, including candidate generation, the choice model, the
-dynamics and the observation. Two levels are timed: ``core`` (torch tensors in/out, what a GPU-resident
-agent uses) and ``vector`` (the Gymnasium VectorEnv: numpy in/out, strict action validation, info arrays,
-autoreset), the latter in both autoreset modes: ``next_step`` (the default; ``vector_user_steps_per_s``)
-and ``same_step`` (``vector_same_step_user_steps_per_s``: it also copies the final observations of the
-users whose episodes end). Actions are random scores generated before timing. Timing starts after ``warmup`` steps
-(default 60, more than one episode), so the users' episodes have desynchronised and the figure is the
-steady state, resets included (at the start every user resets at once). The timed steps run as
-``repeats`` (default 5) consecutive windows and the figure is the median window: on a shared 2-core VM,
-interference from other tenants moves single windows by ±20 %; every window is kept in ``*_runs``.
+dynamics and the observation. Levels: ``core`` (torch tensors in and out, what a device-resident agent
+uses: slates from scores, ``RankingCore.step``, new episodes for the finished rows, the observation),
+``vector`` (the Gymnasium VectorEnv: numpy in/out, strict action validation, info arrays, autoreset) in both
+autoreset modes — ``next_step`` (the default; ``vector_user_steps_per_s``) and ``same_step``
+(``vector_same_step_user_steps_per_s``: it also copies the final observations of the users whose episodes
+end) — and, for ``num_envs == 1``, ``single`` (``RankingEnv``, what ``gym.make`` gives, default settings).
+Actions are random scores generated before timing. Timing starts after ``warmup`` steps (default 60, more
+than one episode), so the users' episodes have desynchronised and the figure is the steady state, new
+episodes included. The timed steps run as ``repeats`` (default 5) consecutive windows and the figure is
+the median window: on a shared 2-core VM, interference from other tenants moves single windows by ±20 %;
+every window is kept in ``*_runs``, with the load average before and after.
 
-    python -m recgym.experiments.bench_env --num-envs 8192 --json
+    python -m recgym.benchmarks.env --num-envs 8192 --json
     recgym bench env --num-envs 8192 --json
+    recgym bench env --num-envs 8192 --contention     # beside one CPU-bound process: the slowdown
 """
 
 from __future__ import annotations
@@ -23,9 +26,15 @@ import platform
 import statistics
 import time
 
+import numpy as np
 import torch
 
-__all__ = ["run_env_benchmark"]
+from recgym.benchmarks.contention import contention_report, load_average, thread_settings
+
+__all__ = ["run_env_benchmark", "run_env_contention", "THROUGHPUT_KEYS"]
+
+THROUGHPUT_KEYS = ["core_user_steps_per_s", "vector_user_steps_per_s", "vector_same_step_user_steps_per_s",
+                   "single_env_steps_per_s"]
 
 
 def run_env_benchmark(
@@ -36,15 +45,16 @@ def run_env_benchmark(
     steps: int | None = None,
     world: str = "synthetic",
     threads: int | None = None,
-    level: str = "both",
+    level: str = "all",
     seed: int = 0,
     warmup: int = 60,
     repeats: int = 5,
 ) -> dict:
     """Time ``repeats`` windows of ``steps`` env steps of ``num_envs`` users, one after the other in the
-    same run; return the median window's user-steps/s (and every window's, ``*_runs``) with the settings."""
+    same run; return the median window's user-steps/s (and every window's, ``*_runs``) with the settings.
+    ``level``: ``"core"``, ``"vector"``, ``"single"`` (``num_envs == 1`` only) or ``"all"``."""
     from recgym.common.device import resolve_device
-    from recgym.envs import RankingVectorEnv
+    from recgym.envs import RankingEnv, RankingVectorEnv
     from recgym.envs.spaces import actions_to_slate
 
     if threads is not None:
@@ -61,6 +71,7 @@ def run_env_benchmark(
         "num_envs": num_envs, "candidates": candidates, "slate_size": slate_size, "device": str(dev),
         "dim": env.core.world.catalog.dim, "items": env.core.world.catalog.num_items, "world": env.core.world.name,
         "steps": steps, "warmup": warmup, "repeats": repeats, "threads": torch.get_num_threads(),
+        "thread_settings": thread_settings(), "load_average_before": load_average(),
         "torch": torch.__version__, "cpu": platform.processor() or platform.machine(),
     }
     gen = torch.Generator(device=dev).manual_seed(seed)
@@ -87,7 +98,7 @@ def run_env_benchmark(
         result[key] = statistics.median(rates)
         result[key + "_runs"] = [round(x) for x in rates]
 
-    if level in ("both", "core"):
+    if level in ("all", "core"):
         core = env.core
         state = core.init_state(batch_size=num_envs, seed=seed)
 
@@ -100,14 +111,43 @@ def run_env_benchmark(
             core.observe(state, copy=False)
 
         record("core_user_steps_per_s", timed(core_step, steps))
-    if level in ("both", "vector"):
-        scores_np = [s.cpu().numpy() for s in scores_t]
+    scores_np = [s.cpu().numpy() for s in scores_t]
+    if level in ("all", "vector"):
         for mode, key in (("next_step", "vector_user_steps_per_s"), ("same_step", "vector_same_step_user_steps_per_s")):
             venv = env if mode == "next_step" else make_env(mode)
             venv.reset(seed=seed)
             record(key, timed(lambda i, venv=venv: venv.step(scores_np[i % n_actions]), max(50, steps // 2)))
+    if level in ("all", "single") and num_envs == 1:
+        single = RankingEnv(world, num_candidates=candidates, slate_size=slate_size, device=dev)
+        single.reset(seed=seed)
+        actions = [np.ascontiguousarray(a[0]) for a in scores_np]
+
+        def single_step(i: int) -> None:
+            _, _, term, trunc, _ = single.step(actions[i % n_actions])
+            if term or trunc:
+                single.reset()
+
+        record("single_env_steps_per_s", timed(single_step, steps))
+    result["load_average_after"] = load_average()
     result["user_steps_per_s"] = result.get("core_user_steps_per_s", result.get("vector_user_steps_per_s"))
     return result
+
+
+def run_env_contention(num_envs: int = 8192, helpers: int = 1, **kwargs) -> dict:
+    """:func:`run_env_benchmark` on the machine as it is, then beside ``helpers`` CPU-bound processes; the
+    result holds both and ``slowdown`` (quiet / contended) per figure."""
+    return contention_report(lambda: run_env_benchmark(num_envs, **kwargs), THROUGHPUT_KEYS, helpers)
+
+
+def describe(r: dict) -> str:
+    """One line of figures of a :func:`run_env_benchmark` result (the CLI's text output)."""
+    line = (f"B={r['num_envs']:6d} N={r['candidates']} K={r['slate_size']} d={r['dim']} {r['device']} "
+            f"threads={r['threads']}: core {r.get('core_user_steps_per_s', 0):>12,.0f} user-steps/s   vector env "
+            f"{r.get('vector_user_steps_per_s', 0):>12,.0f} (same_step autoreset "
+            f"{r.get('vector_same_step_user_steps_per_s', 0):>10,.0f})")
+    if "single_env_steps_per_s" in r:
+        line += f"   single env (gym.make) {r['single_env_steps_per_s']:>8,.0f} steps/s"
+    return line + f"   load {r['load_average_before']}"
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -124,11 +164,7 @@ def main(argv: list[str] | None = None) -> None:
     for b in a.num_envs:
         r = run_env_benchmark(b, a.candidates, a.slate_size, a.device, world=a.world, threads=a.threads,
                               repeats=a.repeats)
-        if a.json:
-            print(json.dumps(r))
-        else:
-            print(f"B={b:6d}  core {r['core_user_steps_per_s']:>12,.0f} user-steps/s   vector env "
-                  f"{r['vector_user_steps_per_s']:>12,.0f} (same_step {r['vector_same_step_user_steps_per_s']:>10,.0f})")
+        print(json.dumps(r) if a.json else describe(r))
 
 
 if __name__ == "__main__":
