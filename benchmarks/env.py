@@ -25,6 +25,7 @@ import json
 import platform
 import statistics
 import time
+from collections.abc import Callable
 
 import numpy as np
 import torch
@@ -35,6 +36,33 @@ __all__ = ["run_env_benchmark", "run_env_contention", "THROUGHPUT_KEYS"]
 
 THROUGHPUT_KEYS = ["core_user_steps_per_s", "vector_user_steps_per_s", "vector_same_step_user_steps_per_s",
                    "single_env_steps_per_s"]
+
+
+def core_stepper(core, state, scores: list[torch.Tensor]) -> Callable[[int], None]:  # noqa: ANN001 - RankingCore, SimState
+    """``step(i)``: one step of ``core`` on ``state`` (in place) with the pre-generated ``scores[i % len]``
+    ``(B, N)``, new episodes for the finished rows, and the observation - what a device-resident agent does."""
+    from recgym.envs.spaces import actions_to_slate
+
+    def step(i: int) -> None:
+        slate = actions_to_slate(scores[i % len(scores)], state.mask, core.config, batched=True, strict=False)
+        _, term, trunc, _ = core.step(state, slate)
+        rows = (term | trunc).nonzero().flatten()
+        if len(rows):
+            core.reset_rows(state, rows)
+        core.observe(state, copy=False)
+
+    return step
+
+
+def single_stepper(env, actions: list[np.ndarray]) -> Callable[[int], None]:  # noqa: ANN001 - a Gymnasium env
+    """``step(i)``: one ``env.step(actions[i % len])`` of a single-user env, resetting at episode ends."""
+
+    def step(i: int) -> None:
+        _, _, term, trunc, _ = env.step(actions[i % len(actions)])
+        if term or trunc:
+            env.reset()
+
+    return step
 
 
 def run_env_benchmark(
@@ -55,7 +83,6 @@ def run_env_benchmark(
     ``level``: ``"core"``, ``"vector"``, ``"single"`` (``num_envs == 1`` only) or ``"all"``."""
     from recgym.common.device import resolve_device
     from recgym.envs import RankingEnv, RankingVectorEnv
-    from recgym.envs.spaces import actions_to_slate
 
     if threads is not None:
         torch.set_num_threads(threads)
@@ -102,15 +129,7 @@ def run_env_benchmark(
         core = env.core
         state = core.init_state(batch_size=num_envs, seed=seed)
 
-        def core_step(i: int) -> None:
-            slate = actions_to_slate(scores_t[i % n_actions], state.mask, core.config, batched=True, strict=False)
-            _, term, trunc, _ = core.step(state, slate)
-            rows = (term | trunc).nonzero().flatten()
-            if len(rows):
-                core.reset_rows(state, rows)
-            core.observe(state, copy=False)
-
-        record("core_user_steps_per_s", timed(core_step, steps))
+        record("core_user_steps_per_s", timed(core_stepper(core, state, scores_t), steps))
     scores_np = [s.cpu().numpy() for s in scores_t]
     if level in ("all", "vector"):
         for mode, key in (("next_step", "vector_user_steps_per_s"), ("same_step", "vector_same_step_user_steps_per_s")):
@@ -120,14 +139,8 @@ def run_env_benchmark(
     if level in ("all", "single") and num_envs == 1:
         single = RankingEnv(world, num_candidates=candidates, slate_size=slate_size, device=dev)
         single.reset(seed=seed)
-        actions = [np.ascontiguousarray(a[0]) for a in scores_np]
-
-        def single_step(i: int) -> None:
-            _, _, term, trunc, _ = single.step(actions[i % n_actions])
-            if term or trunc:
-                single.reset()
-
-        record("single_env_steps_per_s", timed(single_step, steps))
+        record("single_env_steps_per_s", timed(single_stepper(single, [np.ascontiguousarray(a[0]) for a in scores_np]),
+                                               steps))
     result["load_average_after"] = load_average()
     result["user_steps_per_s"] = result.get("core_user_steps_per_s", result.get("vector_user_steps_per_s"))
     return result

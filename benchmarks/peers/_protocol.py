@@ -9,10 +9,22 @@ the same machine load, and the peer process sits blocked on stdin (idle) while r
 
 from __future__ import annotations
 
+import argparse
 import json
 import sys
 import time
 from collections.abc import Callable
+
+
+def parser(doc: str) -> argparse.ArgumentParser:
+    """The arguments every peer script takes; each adds its own sizes."""
+    p = argparse.ArgumentParser(description=doc.splitlines()[0])
+    p.add_argument("--slate-size", type=int, default=10)
+    p.add_argument("--steps", type=int, default=2000, help="steps per timed window")
+    p.add_argument("--repeats", type=int, default=3, help="timed windows (standalone)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--serve", action="store_true", help="time one window per stdin line (see _protocol.py)")
+    return p
 
 
 def window(step: Callable[[int], None], n: int) -> float:

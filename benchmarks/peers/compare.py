@@ -78,37 +78,23 @@ def available(name: str, python_arg: str | None) -> tuple[str | None, str]:
 
 
 def recgym_steppers(candidates: int, slate_size: int, num_envs: int, world: str) -> dict[str, Any]:
-    """``label -> (step(i), user-steps per call)`` for recgym's single env and core, warmed up."""
+    """``label -> (step(i), user-steps per call)`` for recgym's single env and core (the steps of
+    ``recgym bench env``), warmed up past one episode."""
     import numpy as np
     import torch
 
+    from recgym.benchmarks.env import core_stepper, single_stepper
     from recgym.envs import RankingEnv
-    from recgym.envs.spaces import actions_to_slate
     from recgym.envs.vector import RankingVectorEnv
 
     single = RankingEnv(world, num_candidates=candidates, slate_size=slate_size)
     single.reset(seed=0)
     rng = np.random.default_rng(0)
-    actions = [rng.uniform(-1, 1, candidates).astype(np.float32) for _ in range(8)]
-
-    def single_step(i: int) -> None:
-        _, _, term, trunc, _ = single.step(actions[i % 8])
-        if term or trunc:
-            single.reset()
-
+    single_step = single_stepper(single, [rng.uniform(-1, 1, candidates).astype(np.float32) for _ in range(8)])
     core = RankingVectorEnv(num_envs, world, num_candidates=candidates, slate_size=slate_size).core
-    state = core.init_state(batch_size=num_envs, seed=0)
     gen = torch.Generator().manual_seed(0)
-    scores = [torch.rand(num_envs, candidates, generator=gen) * 2 - 1 for _ in range(8)]
-
-    def core_step(i: int) -> None:
-        slate = actions_to_slate(scores[i % 8], state.mask, core.config, batched=True, strict=False)
-        _, term, trunc, _ = core.step(state, slate)
-        rows = (term | trunc).nonzero().flatten()
-        if len(rows):
-            core.reset_rows(state, rows)
-        core.observe(state, copy=False)
-
+    core_step = core_stepper(core, core.init_state(batch_size=num_envs, seed=0),
+                             [torch.rand(num_envs, candidates, generator=gen) * 2 - 1 for _ in range(8)])
     for i in range(60):  # past one episode: steady state
         single_step(i)
         core_step(i)
@@ -137,9 +123,8 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--sardine-python")
     p.add_argument("--json", action="store_true")
     a = p.parse_args(argv)
-    from recgym.cli import shared_machine_defaults
-
-    shared_machine_defaults()  # as `recgym bench`: before torch loads
+    if "OMP_WAIT_POLICY" not in os.environ and "GOMP_SPINCOUNT" not in os.environ:
+        os.environ["OMP_WAIT_POLICY"] = "PASSIVE"  # the CLI's policy (recgym.cli.shared_machine_defaults), before torch
     from recgym.benchmarks.contention import load_average, thread_settings
 
     notes: list[str] = []

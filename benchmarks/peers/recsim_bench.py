@@ -10,21 +10,14 @@ protocol of ``_protocol.py`` (``compare.py`` interleaves it with recgym).
 
 from __future__ import annotations
 
-import argparse
-
 import numpy as np
-from _protocol import run
+from _protocol import parser, run
 from recsim.environments import interest_evolution
 
 
 def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p = parser(__doc__)
     p.add_argument("--candidates", type=int, default=100)
-    p.add_argument("--slate-size", type=int, default=10)
-    p.add_argument("--steps", type=int, default=2000)
-    p.add_argument("--repeats", type=int, default=3)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--serve", action="store_true", help="time one window per stdin line (see _protocol.py)")
     a = p.parse_args()
     env = interest_evolution.create_environment({"num_candidates": a.candidates, "slate_size": a.slate_size,
                                                   "resample_documents": True, "seed": a.seed})

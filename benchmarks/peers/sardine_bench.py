@@ -11,23 +11,16 @@ of recgym's candidates. Prints one JSON line: steps/s of each timed window (one 
 
 from __future__ import annotations
 
-import argparse
-
 import gymnasium as gym
 import numpy as np
 import sardine  # noqa: F401 - registers the ids
-from _protocol import run
+from _protocol import parser, run
 
 
 def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p = parser(__doc__)
     p.add_argument("--env", default="sardine/SlateTopK-Bored-v0")
     p.add_argument("--items", type=int, default=None, help="num_items (default: the env's own, 1,000)")
-    p.add_argument("--slate-size", type=int, default=10)
-    p.add_argument("--steps", type=int, default=2000)
-    p.add_argument("--repeats", type=int, default=3)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--serve", action="store_true", help="time one window per stdin line (see _protocol.py)")
     a = p.parse_args()
     kwargs = {"slate_size": a.slate_size} | ({"num_items": a.items} if a.items else {})
     env = gym.make(a.env, **kwargs).unwrapped  # no wrappers: the simulator's own step
