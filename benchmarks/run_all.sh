@@ -11,6 +11,8 @@ recgym bench env --num-envs 1 --num-envs 64 --num-envs 1024 --num-envs 8192 --th
 echo "# shared machine: the same beside one CPU-bound process (bar: slowdown <= 2.5x)"
 recgym bench env --num-envs 1 --num-envs 8192 --contention --json
 recgym bench train --agent ppo --contention --json | tail -n 1
+echo "# peers interleaved with recgym (skips a peer whose venv is missing; see benchmarks/peers/compare.py)"
+python "$(dirname "$0")/peers/compare.py" --rounds 5 --json
 echo "# encoding"
 recgym bench encode --json | tail -n 1
 echo "# PPO training throughput"
