@@ -91,6 +91,8 @@ def bench_env(
     threads: Annotated[Optional[int], typer.Option(help="torch intra-op threads (default: torch's)")] = None,  # noqa: UP045
     world: Annotated[str, typer.Option(help="world name")] = "synthetic",
     repeats: Annotated[int, typer.Option(min=1, help="timed windows per figure; the median is reported")] = 5,
+    steps: Annotated[Optional[int], typer.Option(min=1, help="env steps per window (default: 1M / B, within "  # noqa: UP045
+                                                  "100..2,000)")] = None,
     contention: Annotated[bool, typer.Option("--contention", help="measure again beside one CPU-bound process "
                                              "and report the slowdown factor")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="one JSON object per B; the last line is the last B")] = False,
@@ -100,7 +102,7 @@ def bench_env(
 
     for b in num_envs:
         kw = dict(candidates=candidates, slate_size=slate_size, device=device, world=world, threads=threads,
-                  repeats=repeats)
+                  repeats=repeats, steps=steps)
         if contention:
             r = run_env_contention(b, **kw)
             if not as_json:

@@ -39,16 +39,17 @@ def test_encode_missing_file_fails_clearly(tmp_path):
 
 def test_bench_env_json_last_line(tmp_path):
     out = run("bench", "env", "--num-envs", "16", "--candidates", "20", "--slate-size", "3",
-              "--threads", "1", "--json").stdout
+              "--threads", "1", "--repeats", "2", "--steps", "50", "--json").stdout
     rec = json.loads(out.strip().splitlines()[-1])
     assert rec["user_steps_per_s"] > 0 and rec["num_envs"] == 16
+    assert rec["steps"] == 50 and len(rec["core_user_steps_per_s_runs"]) == 2
 
 
 def test_bench_env_contention_reports_slowdown_and_leaves_no_helper(tmp_path):
     """--contention measures beside a CPU-bound process and stops it; the CLI sleeps idle OpenMP threads."""
     env = {k: v for k, v in os.environ.items() if k not in ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT")}
     out = subprocess.run([sys.executable, "-m", "recgym", "bench", "env", "--num-envs", "1", "--candidates", "20",
-                          "--slate-size", "3", "--repeats", "1", "--contention", "--json"], capture_output=True,
+                          "--slate-size", "3", "--repeats", "1", "--steps", "50", "--contention", "--json"], capture_output=True,
                          text=True, env={**env, "HF_HUB_OFFLINE": "1"}, timeout=600, check=True).stdout
     rec = json.loads(out.strip().splitlines()[-1])
     assert rec["helpers"] == 1 and rec["slowdown"]["core_user_steps_per_s"] > 0
