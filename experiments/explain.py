@@ -47,19 +47,15 @@ def profile_aspects(text: str) -> list[tuple[str, str]]:
     return out
 
 
-def _encoder(spec: str | None) -> Any:
-    from recgym.encoders import HashingEncoder, TransformerEncoder
-
-    return HashingEncoder() if spec == "hashing" else TransformerEncoder(spec)
-
-
 def aspect_context(world: Any, users: np.ndarray, encoder_spec: str | None) -> tuple[list, list, str]:
     """``(aspect names per row, (A, d) occluded profile vectors per row, note)``; empty lists and a note
     when the world has no text encoder or the encoder does not reproduce its profile vectors."""
     if "encoder" not in (world.source or {}):
         return [[] for _ in users], [np.zeros((0, world.catalog.dim), np.float32) for _ in users], \
             "profile aspects: not scored (the world's profiles are not LM-encoded texts)"
-    enc = _encoder(encoder_spec)
+    from recgym.envs.factory import make_encoder
+
+    enc = make_encoder(encoder_spec)
     texts = [world.population.texts[int(u)] for u in users]
     full = enc.encode(texts)
     cos = (full * world.population.embeddings[users]).sum(1)
