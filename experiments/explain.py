@@ -104,9 +104,11 @@ def load_run_agent(cfg: Any, world: Any, chash: str, run_dir: Path, label: str, 
         if not (ckpt / "latest.json").is_file():
             raise FileNotFoundError(f"agent {label!r}, seed {seed}: no complete checkpoint in {ckpt}")
         tenv = cfg.train_env(i)
-        agent = make_agent(spec.name, RankingSB3VecEnv(1, seed=seed, world=world, config=tenv, device=cfg.device), **hp)
+        # The run's own num_envs: the checkpoint holds the training env's state, which must fit its env.
+        n = cfg.training.num_envs
+        agent = make_agent(spec.name, RankingSB3VecEnv(n, seed=seed, world=world, config=tenv, device=cfg.device), **hp)
         with tempfile.TemporaryDirectory() as tmp:
-            train_rl(agent, world=world, train_env_cfg=tenv, budget=0, num_envs=1, seed=seed, checkpoint_every=1,
+            train_rl(agent, world=world, train_env_cfg=tenv, budget=0, num_envs=n, seed=seed, checkpoint_every=1,
                      ckpt_dir=ckpt, log_path=Path(tmp) / "curve.csv", tb_dir=None, cfg_hash=chash,
                      curve_fn=lambda _a: float("nan"), device=cfg.device)
     else:
