@@ -87,6 +87,8 @@ class EnvSpec:
     action_type: str
     oracle: Callable[[], np.ndarray] | None = None
     item_features: np.ndarray | None = None
+    oracle_view: Callable[[], tuple[np.ndarray, np.ndarray]] | None = None
+    """``() -> (candidates (B, N) int64, hidden logits (B, N))`` of the live env (env-bound agents only)."""
 
     @property
     def num_items(self) -> int:
@@ -121,7 +123,8 @@ class EnvSpec:
         feats = getattr(base, "item_features", None)
         feats = None if feats is None else np.asarray(feats, dtype=np.float32)
         return cls(
-            emb, int(cfg.num_candidates), int(cfg.slate_size), str(cfg.action_type), base.oracle_scores, feats
+            emb, int(cfg.num_candidates), int(cfg.slate_size), str(cfg.action_type), base.oracle_scores, feats,
+            getattr(base, "oracle_view", None),
         )
 
     def meta(self) -> dict[str, Any]:
@@ -193,7 +196,9 @@ class Recommender(ABC):
 
     Class attributes: ``learns_offline`` (implements :meth:`fit`), ``learns_online`` (implements
     :meth:`update`), ``train_action_types`` (action types its ``learn`` accepts; ``None`` = no env training),
-    ``compatible_hint`` (the variant to use instead, for error messages).
+    ``compatible_hint`` (the variant to use instead, for error messages), ``env_bound`` (reads the live hidden
+    state of the env it was built on, like the oracle: it ranks only that env's current observation, and an
+    evaluation rebuilds it on its own env).
     """
 
     name: ClassVar[str] = "recommender"
@@ -202,6 +207,7 @@ class Recommender(ABC):
     learns_online: ClassVar[bool] = False
     train_action_types: ClassVar[tuple[str, ...] | None] = None
     compatible_hint: ClassVar[str] = ""
+    env_bound: ClassVar[bool] = False
 
     def __init__(self, spec: EnvSpec, config: AgentConfig | None = None) -> None:
         self.spec = spec

@@ -76,6 +76,14 @@ class CoreShell:
         """``(B, N)`` hidden click logits of the current candidates (copy)."""
         return self.core.candidate_logits(self._state).cpu().numpy().copy()
 
+    def oracle_view(self) -> tuple[np.ndarray, np.ndarray]:
+        """``(candidates (B, N) int64, logits (B, N) float32)``: the item ids of the current observation and
+        their hidden click logits (copies; ``B = 1`` for the single-user env). For env-bound references (the
+        myopic oracle): the ids let them check that an observation they rank comes from this env, now."""
+        if getattr(self, "_state", None) is None:
+            raise RuntimeError("oracle_view() called before reset(); call env.reset() first")
+        return self._state.candidates.cpu().numpy().copy(), self._oracle_batch()
+
 
 def to_numpy(tensors: Mapping[str, torch.Tensor], squeeze: bool = False) -> dict[str, np.ndarray]:
     """Fresh numpy copies (never views of live tensors); drop the batch dim when ``squeeze``."""

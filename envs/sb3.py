@@ -54,6 +54,9 @@ class RankingSB3VecEnv(VecEnv):
     def oracle_scores(self) -> np.ndarray:
         return self.venv.oracle_scores()
 
+    def oracle_view(self) -> tuple[np.ndarray, np.ndarray]:
+        return self.venv.oracle_view()
+
     def reset(self):
         seed = self._seeds[0]
         obs, info = self.venv.reset(seed=seed)
