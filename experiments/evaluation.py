@@ -27,10 +27,18 @@ from recgym.envs.config import EnvConfig
 from recgym.envs.world import World
 from recgym.experiments.metrics import ExposureTracker
 
-__all__ = ["CellResult", "cohort_users", "evaluate_cell", "quick_return", "SESSION_METRICS"]
+__all__ = ["CellResult", "COHORTS", "cohort_users", "evaluate_cell", "evaluation_env_config", "quick_return",
+           "SESSION_METRICS"]
 
 SESSION_METRICS = ("return", "session_length", "satisfaction", "engagement")
 USER_SEGMENTS = ("all", "warm_users", "cold_users")
+COHORTS = ("test", "cold", "warm", "all")
+
+
+def evaluation_env_config(cfg: EnvConfig) -> EnvConfig:
+    """The evaluation env of ``cfg``: slate actions (agents rank positions) and the hidden relevance of every
+    candidate in ``info`` (for NDCG); every other setting as given."""
+    return EnvConfig.model_validate({**cfg.model_dump(), "action_type": "slate", "info_candidate_relevance": True})
 
 
 def cohort_users(world: World, cohort: str, n: int | None, seed: int) -> np.ndarray:
@@ -43,7 +51,7 @@ def cohort_users(world: World, cohort: str, n: int | None, seed: int) -> np.ndar
     p = world.population
     masks = {"test": p.test, "cold": p.test & p.cold, "warm": p.test & ~p.cold,
              "all": np.ones(p.num_users, dtype=bool)}
-    if cohort not in masks:
+    if cohort not in masks:  # same keys as COHORTS
         raise ValueError(f"evaluation.cohort: expected one of {sorted(masks)}, received {cohort!r}")
     pool = np.flatnonzero(masks[cohort]).astype(np.int64)
     if pool.size == 0:

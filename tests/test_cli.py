@@ -9,6 +9,8 @@ import sys
 
 import pytest
 
+pytestmark = pytest.mark.smoke  # subprocess runs of the CLI (the smoke tier, run by CI)
+
 
 def run(*args: str, env_extra: dict | None = None, check: bool = True) -> subprocess.CompletedProcess:
     env = {**os.environ, "HF_HUB_OFFLINE": "1", **(env_extra or {})}
