@@ -8,7 +8,7 @@ the env, so every agent sees the same release schedule. Online learners (``learn
 from the feedback during evaluation, as they would in deployment; nothing else learns.
 
 Metrics per segment (``all``, ``warm_users``, ``cold_users``; item segments ``head_items``, ``tail_items``,
-``new_items``) come from :class:`~recgym.experiments.metrics.ExposureTracker`, plus per-session figures
+``new_items``) come from :class:`~recgym.experiments.exposure.ExposureTracker`, plus per-session figures
 computed here: ``return``, ``session_length``, ``satisfaction`` and ``engagement`` (sums over a session).
 NDCG@K uses the hidden relevance ``sigmoid(true logit)`` of every unmasked candidate as the gain; the
 tracker's ``expected_ctr`` is therefore renamed ``mean_relevance`` (mean hidden relevance of shown items).
@@ -25,7 +25,7 @@ import numpy as np
 from recgym.envs import RankingVectorEnv
 from recgym.envs.config import EnvConfig
 from recgym.envs.world import World
-from recgym.experiments.metrics import ExposureTracker
+from recgym.experiments.exposure import ExposureTracker
 
 __all__ = ["CellResult", "COHORTS", "cohort_users", "evaluate_cell", "evaluation_env_config", "quick_return",
            "SESSION_METRICS"]
@@ -123,8 +123,6 @@ def evaluate_cell(make_agent: Callable[[RankingVectorEnv], Any], world: World, e
     cat = world.catalog
     new_ids = np.flatnonzero(cat.is_new).astype(np.int64)
     release = env.core.w.item_release.cpu().numpy()
-    released_ever = release[new_ids] < np.iinfo(np.int64).max // 8
-    new_ids = new_ids[released_ever]
     tracker = ExposureTracker(
         cat.num_items, tail_mask=~cat.head_mask(), popularity=np.clip(cat.popularity, 1e-12, 1.0),
         new_item_ids=new_ids if len(new_ids) else None,

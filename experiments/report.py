@@ -120,15 +120,18 @@ def _plots(cfg: ExperimentConfig, out: Path, summary: list[dict[str, Any]], arra
         except ValueError as exc:  # a plot with no data must not sink the run; the report says so
             made[key] = f"!{exc}"
 
+    reward = cfg.env.reward
+    return_range = (0.0, None) if reward in ("clicks", "engagement") else None  # satisfaction can be < 0
     curves = {a: (_stack([c["curve_step"] for c in cs])[0], _stack([c["curve_return"] for c in cs]))
               for a, cs in arrays.items() if cs and all("curve_step" in c for c in cs)}
     if curves:
         attempt("learning_curves", plots.plot_learning_curves, curves, d / "learning_curves.png",
-                ylabel="held-out session return")
+                ylabel=f"held-out {plots.metric_label('return', reward)}", value_range=return_range)
     all_rows = [r for r in summary if r["segment"] == "all" and math.isfinite(r["mean"])]
     for m in BAR_METRICS:
         if any(r["metric"] == m for r in all_rows):
-            attempt(f"bars_{m}", plots.plot_agent_bars, all_rows, m, d / f"bars_{m}.png")
+            attempt(f"bars_{m}", plots.plot_agent_bars, all_rows, m, d / f"bars_{m}.png",
+                    ylabel=plots.metric_label(m, reward), value_range=return_range if m == "return" else None)
     seg_rows = [r for r in summary if r["segment"] in ("warm_users", "cold_users") and math.isfinite(r["mean"])]
     if seg_rows:
         attempt("bars_ctr_segments", plots.plot_agent_bars, seg_rows, "ctr", d / "bars_ctr_segments.png",
@@ -144,17 +147,43 @@ def _plots(cfg: ExperimentConfig, out: Path, summary: list[dict[str, Any]], arra
     attempt("ctr_by_decile", plots.plot_ctr_by_decile,
             {a: np.stack([c["ctr_by_decile"] for c in cs]) for a, cs in arrays.items()}, d / "ctr_by_decile.png",
             allow_missing=True)
+    cold, why_not = _cold_start_data(cfg, arrays)
+    if cold:
+        attempt("cold_start", plots.plot_cold_start_curves, cold, d / "cold_start.png", allow_missing=True)
+        if why_not:
+            made["cold_start_panels"] = f"!{why_not}"
+    else:
+        made["cold_start"] = f"!{why_not}"
+    return made
+
+
+MIN_NEW_ITEMS = 5  # released new items per seed (on average) below which the new-item panels are left out
+
+
+def _cold_start_data(cfg: ExperimentConfig, arrays: dict[str, Any]) -> tuple[dict[str, dict[str, Any]], str]:
+    """Per-agent cold-start data with only the kinds that have data, and why a kind was left out."""
     cold: dict[str, dict[str, Any]] = {}
+    reasons = []
+    released = [len(c.get("time_to_first_exposure", ())) for cs in arrays.values() for c in cs]
+    enough_items = bool(released) and float(np.mean(released)) >= MIN_NEW_ITEMS
+    if not enough_items:
+        per_seed = float(np.mean(released)) if released else 0.0
+        reasons.append(f"new-item panels left out: {per_seed:.1f} new items released per seed while the evaluation "
+                       f"ran (new_items_per_step={cfg.env.new_items_per_step} over sessions of at most "
+                       f"{cfg.env.max_steps} slates), fewer than {MIN_NEW_ITEMS}")
     for a, cs in arrays.items():
-        entry: dict[str, Any] = {"new_user_ctr": np.stack([c["cold_user_ctr"] for c in cs])}
-        if all("new_item_share" in c for c in cs):
-            share = _stack([c["new_item_share"] for c in cs])
-            entry["new_item_share"] = (_stack([c["new_item_share_steps"] for c in cs])[0], share)
+        users = np.stack([c["cold_user_ctr"] for c in cs])
+        entry: dict[str, Any] = {"new_user_ctr": users} if np.isfinite(users).any() else {}
+        if enough_items and all("new_item_share" in c for c in cs):
+            entry["new_item_share"] = (_stack([c["new_item_share_steps"] for c in cs])[0],
+                                       _stack([c["new_item_share"] for c in cs]))
             entry["time_to_first_exposure"] = np.concatenate([c["time_to_first_exposure"] for c in cs])
             entry["time_to_first_click"] = np.concatenate([c["time_to_first_click"] for c in cs])
-        cold[a] = entry
-    attempt("cold_start", plots.plot_cold_start_curves, cold, d / "cold_start.png", allow_missing=True)
-    return made
+        if entry:
+            cold[a] = entry
+    if not any("new_user_ctr" in e for e in cold.values()):
+        reasons.append(f"no cold (new) user in the evaluated cohort '{cfg.evaluation.cohort}'")
+    return cold, "; ".join(reasons)
 
 
 # ------------------------------------------------------------------------------------------- claims
