@@ -7,6 +7,7 @@ Everything here is cheap (no world, encoder, data or network is touched), so a t
 Schema (every section optional except ``name`` and ``agents``)::
 
     name: quickstart                  # run name; default output folder runs/<name>
+    seed: 0                           # root of the seed tree every random stream derives from
     threads: 1                        # torch intra-op threads (null = torch's default)
     device: cpu                       # cpu | cuda | auto
     world: synthetic                  # synthetic | analytic | movielens-100k | ml-latest-small | log
@@ -135,6 +136,7 @@ class ExperimentConfig(StrictModel):
     config_path: ClassVar[str] = ""
     name: str = Field(min_length=1)
     description: str = ""
+    seed: int = Field(0, ge=0, description="root of the run's seed tree (evaluation.seeds are replicate ids)")
     threads: int | None = Field(1, ge=1, le=256)
     device: str = "cpu"
     world: str = "synthetic"

@@ -1,8 +1,9 @@
 """The evaluation protocol: every agent on the same held-out users, seeds and injected items.
 
-One *cell* is (agent, seed). For a seed ``s`` the users are drawn once from the cohort by
-:func:`cohort_users` (independent of the agent), the vector env is reset with ``seed`` derived from ``s``
-and ``options={"user_indices": users}``, and every user plays ``episodes_per_user`` full sessions (until
+One *cell* is (agent, replicate). For a replicate the users are drawn once from the cohort by
+:func:`cohort_users` (independent of the agent; its seed comes from the run's
+:class:`~recgym.experiments.seeds.SeedTree`), the vector env is reset with a seed derived from the cell's
+evaluation seed and ``options={"user_indices": users}``, and every user plays ``episodes_per_user`` full sessions (until
 ``terminated`` or ``truncated``). New items are released on the env's own clock (``t_global``), reset with
 the env, so every agent sees the same release schedule. Online learners (``learns_online``) keep updating
 from the feedback during evaluation, as they would in deployment; nothing else learns.
@@ -27,8 +28,8 @@ from recgym.envs.config import EnvConfig
 from recgym.envs.world import World
 from recgym.experiments.exposure import ExposureTracker
 
-__all__ = ["CellResult", "COHORTS", "cohort_users", "evaluate_cell", "evaluation_env_config", "quick_return",
-           "SESSION_METRICS"]
+__all__ = ["CellResult", "COHORTS", "EnvPool", "cohort_users", "episode_seed", "evaluate_cell",
+           "evaluation_env_config", "quick_return", "SESSION_METRICS"]
 
 SESSION_METRICS = ("return", "session_length", "satisfaction", "engagement")
 USER_SEGMENTS = ("all", "warm_users", "cold_users")
@@ -58,7 +59,7 @@ def cohort_users(world: World, cohort: str, n: int | None, seed: int) -> np.ndar
         raise ValueError(f"evaluation.cohort: the world {world.name!r} has no {cohort!r} users")
     if n is None:
         return pool
-    rng = np.random.default_rng([seed, 7_919])
+    rng = np.random.default_rng(seed)
     return np.sort(rng.choice(pool, size=n, replace=n > pool.size)).astype(np.int64)
 
 
@@ -70,8 +71,23 @@ class CellResult:
     arrays: dict[str, np.ndarray] = field(default_factory=dict)
 
 
-def _env(world: World, cfg: EnvConfig, n: int, device: str) -> RankingVectorEnv:
-    return RankingVectorEnv(n, world=world, config=cfg, device=device)
+class EnvPool:
+    """Evaluation envs of one world and config, one per batch size, built once and reused: ``reset(seed=...)``
+    re-seeds the core and restarts its clock, so a reused env replays exactly what a fresh one would."""
+
+    def __init__(self, world: World, cfg: EnvConfig, device: str = "cpu") -> None:
+        self.world, self.cfg, self.device = world, cfg, device
+        self._envs: dict[int, RankingVectorEnv] = {}
+
+    def get(self, n: int) -> RankingVectorEnv:
+        if n not in self._envs:
+            self._envs[n] = RankingVectorEnv(n, world=self.world, config=self.cfg, device=self.device)
+        return self._envs[n]
+
+
+def episode_seed(seed: int, episode: int) -> int:
+    """Env reset seed of ``episode`` of a cell whose evaluation seed is ``seed``."""
+    return int(np.random.SeedSequence([int(seed), int(episode)]).generate_state(1, np.uint32)[0] >> 1)
 
 
 def _run_episodes(agent: Any, env: RankingVectorEnv, users: np.ndarray, seed: int, episodes: int,
@@ -81,7 +97,7 @@ def _run_episodes(agent: Any, env: RankingVectorEnv, users: np.ndarray, seed: in
     cold_all = np.asarray(env.world.population.cold)
     out: dict[str, list[np.ndarray]] = {key: [] for key in (*SESSION_METRICS, "cold")}
     for ep in range(episodes):
-        obs, _ = env.reset(seed=int(seed) * 1000 + ep, options={"user_indices": users})
+        obs, _ = env.reset(seed=episode_seed(seed, ep), options={"user_indices": users})
         b = len(users)
         active = np.ones(b, dtype=bool)
         sums = {key: np.zeros(b) for key in SESSION_METRICS}
@@ -113,12 +129,14 @@ def _run_episodes(agent: Any, env: RankingVectorEnv, users: np.ndarray, seed: in
 
 
 def evaluate_cell(make_agent: Callable[[RankingVectorEnv], Any], world: World, env_cfg: EnvConfig,
-                  users: np.ndarray, seed: int, episodes: int = 1, device: str = "cpu") -> CellResult:
+                  users: np.ndarray, seed: int, episodes: int = 1, device: str = "cpu",
+                  envs: EnvPool | None = None) -> CellResult:
     """Evaluate the agent built by ``make_agent(env)`` on ``users`` with ``seed``; see the module docstring.
 
     ``make_agent`` receives the evaluation env (the oracle reads its live state); it returns a ready agent.
+    ``envs``: reuse its env for ``len(users)`` users (same world and ``env_cfg``) instead of building one.
     """
-    env = _env(world, env_cfg, len(users), device)
+    env = (envs or EnvPool(world, env_cfg, device)).get(len(users))
     agent = make_agent(env)
     cat = world.catalog
     new_ids = np.flatnonzero(cat.is_new).astype(np.int64)
@@ -153,8 +171,8 @@ def evaluate_cell(make_agent: Callable[[RankingVectorEnv], Any], world: World, e
 
 
 def quick_return(agent: Any, world: World, env_cfg: EnvConfig, users: np.ndarray, seed: int,
-                 device: str = "cpu") -> float:
+                 device: str = "cpu", envs: EnvPool | None = None) -> float:
     """Mean session return of ``agent`` on ``users`` (one session each): a learning-curve point."""
-    env = _env(world, env_cfg, len(users), device)
+    env = (envs or EnvPool(world, env_cfg, device)).get(len(users))
     sess = _run_episodes(agent, env, users, seed, 1, None, online=False)
     return float(sess["return"].mean())

@@ -26,13 +26,14 @@ from recgym.agents.base import EnvSpec, Recommender, make_agent
 from recgym.envs.config import EnvConfig
 from recgym.envs.factory import make_env_config, make_world
 from recgym.envs.world import World
-from recgym.experiments.evaluation import COHORTS, cohort_users, evaluate_cell, evaluation_env_config
+from recgym.experiments.evaluation import COHORTS, EnvPool, cohort_users, evaluate_cell, evaluation_env_config
+from recgym.experiments.seeds import SeedTree
 from recgym.experiments.stats import MeanCI, summarise
 
 __all__ = ["evaluate", "EvaluationResult", "AgentFactory"]
 
 AgentFactory = Callable[[Any, int], Recommender]
-"""``(evaluation env, seed) -> agent``: builds the agent of one seed on the evaluation env."""
+"""``(evaluation env, agent seed) -> agent``: builds the agent of one replicate on the evaluation env."""
 
 TABLE_METRICS = ("return", "ctr", "ndcg", "session_length", "coverage", "gini", "tail_share")
 
@@ -147,7 +148,7 @@ def evaluate(agent: Recommender | str | AgentFactory, env_or_config: Any = None,
              world: str | World | None = None, cohort: str = "test", seeds: Sequence[int] = (0, 1, 2, 3, 4),
              episodes: int = 1, users: int | None = None, label: str | None = None,
              hyperparams: Mapping[str, Any] | None = None, device: str | None = None,
-             confidence: float = 0.95) -> EvaluationResult:
+             confidence: float = 0.95, root_seed: int = 0) -> EvaluationResult:
     """Evaluate ``agent`` with the protocol of ``recgym run``; returns an :class:`EvaluationResult`.
 
     Args:
@@ -168,6 +169,8 @@ def evaluate(agent: Recommender | str | AgentFactory, env_or_config: Any = None,
         hyperparams: with an agent name: its typed hyper-parameters.
         device: ``"cpu"``, ``"cuda"``...; default: the env's device (with a config: ``"cpu"``).
         confidence: level of the intervals over seeds.
+        root_seed: root of the seed tree (a run's ``seed``); ``seeds`` are replicate ids under it, so
+            ``evaluate(..., seeds=cfg.evaluation.seeds, root_seed=cfg.seed)`` replays the run's evaluation.
 
     Raises:
         ValueError: bad cohort, seeds or episodes; an agent built for another item table or candidate count.
@@ -193,12 +196,15 @@ def evaluate(agent: Recommender | str | AgentFactory, env_or_config: Any = None,
 
     build, name = _factory(agent, dict(hyperparams or {}), device, spec_check)
     name = label or name
+    tree = SeedTree(root_seed)
+    envs = EnvPool(w, eval_cfg, device)
     records: list[dict[str, Any]] = []
     arrays: dict[int, dict[str, np.ndarray]] = {}
     cohort_of: dict[int, np.ndarray] = {}
     for seed in seeds:
-        chosen = cohort_users(w, cohort, users, seed)
-        result = evaluate_cell(lambda env, s=seed: build(env, s), w, eval_cfg, chosen, seed, episodes, device)
+        chosen = cohort_users(w, cohort, users, tree.seed("eval", seed, "users"))
+        result = evaluate_cell(lambda env, s=tree.seed("agent", seed): build(env, s), w, eval_cfg, chosen,
+                               tree.seed("eval", seed, "env"), episodes, device, envs=envs)
         for seg, metrics in result.metrics.items():
             records.append({"agent": name, "seed": seed, "segment": seg, **metrics})
         arrays[seed], cohort_of[seed] = result.arrays, chosen

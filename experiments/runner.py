@@ -59,7 +59,6 @@ import yaml
 
 from recgym.common.errors import CorruptFileError, DiskFullError, is_disk_full
 from recgym.common.io import (
-    atomic_write_bytes,
     atomic_write_json,
     atomic_write_text,
     clean_stale_temp_files,
@@ -68,7 +67,8 @@ from recgym.common.io import (
 )
 from recgym.experiments.config import ExperimentConfig, config_diff, config_hash
 
-__all__ = ["RunError", "run_experiment", "prepare_run_dir", "RUN_MARKER", "read_run_marker", "RunLock"]
+__all__ = ["RunError", "CellsFailedError", "run_experiment", "prepare_run_dir", "validate_before_folder",
+           "RUN_MARKER", "read_run_marker", "RunLock"]
 
 MIN_FREE_BYTES = 200 * 2**20
 CONFIG_FILE = "config.yaml"
@@ -80,6 +80,19 @@ MAX_CONFIG_BYTES = 4 * 2**20
 
 class RunError(RuntimeError):
     """The run cannot start or continue (folder, disk, resume mismatch); the message says what to do."""
+
+
+class CellsFailedError(RunError):
+    """The run finished, but some (agent, seed) cells failed; the report names them and ``--resume`` retries."""
+
+
+def _set_status(out: Path, status: str, error: str | None = None) -> None:
+    """Record the run's status (``running``, ``complete``, ``failed``) in its marker (atomic)."""
+    marker = read_run_marker(out)
+    if marker is None:
+        return
+    marker = {k: v for k, v in marker.items() if k != "error"}
+    atomic_write_json(out / RUN_MARKER, {**marker, "status": status, **({"error": error} if error else {})})
 
 
 # ------------------------------------------------------------------------------------------- ownership
@@ -176,6 +189,16 @@ def prepare_run_dir(cfg: ExperimentConfig, out: Path, *, resume: bool, overwrite
                 raise RunError(f"--resume: the config differs from the run in {out} in: {', '.join(changed[:12])}"
                                f"{' ...' if len(changed) > 12 else ''}; resume with the same config or use --overwrite")
             continuing = True
+        elif marker is not None and marker.get("status") == "failed":
+            # a failed run must not block its own fix: a plain rerun replaces it (same guards as --overwrite)
+            reason = _refuse_to_delete(out) or _holds_git(out)
+            if reason:
+                raise RunError(f"run folder {out} holds a failed run but cannot be replaced: {reason}; choose another "
+                               "--out")
+            with RunLock(out, what="replacing a failed run"):
+                shutil.rmtree(out)
+            _notice(f"replaced the failed run in {out} (it failed with: {str(marker.get('error', '?'))[:200]}); "
+                    "pass --resume instead to keep its finished cells")
         elif has_config or marker:
             raise RunError(f"run folder {out} already holds a run; pass --resume to continue it or --overwrite to "
                            "replace it (or --out for a new folder)")
@@ -185,6 +208,10 @@ def prepare_run_dir(cfg: ExperimentConfig, out: Path, *, resume: bool, overwrite
     if read_run_marker(out) is None:
         _write_run_marker(out, cfg.name)
     return continuing
+
+
+def _notice(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
 
 
 def _quote(path: Path) -> str:
@@ -286,31 +313,69 @@ def _manifest_hash(world: Any) -> str | None:
 
 
 # ------------------------------------------------------------------------------------------- main
-def run_experiment(cfg: ExperimentConfig, out: Path, *, resume: bool = False, overwrite: bool = False,
-                   console: Any = None) -> dict[str, Any]:
-    """Run the whole job; returns the summary dict written into ``metrics.json``.
+def validate_before_folder(cfg: ExperimentConfig) -> None:
+    """Everything that can be checked cheaply, checked before a run folder exists (the config itself was
+    validated when loaded): the real data can be read, a local encoder folder exists. A failure here leaves
+    no folder behind, so the corrected command runs without ``--overwrite``.
 
     Raises:
-        RunError: the folder cannot be used (see :func:`prepare_run_dir`) or is in use by another process.
+        RunError: naming what is missing and where it was looked for.
+    """
+    if cfg.is_real_world:
+        from recgym.envs.datasets import load_dataset
+
+        try:
+            load_dataset(cfg.world, cfg.data_dir)
+        except (ValueError, OSError) as exc:
+            raise RunError(f"world {cfg.world!r}: {' '.join(str(exc).split())}") from None
+    if cfg.encoder not in (None, "hashing") and not (Path(cfg.encoder).expanduser() / "config.json").is_file():
+        raise RunError(f"encoder: expected 'hashing' or a local model folder holding config.json, received "
+                       f"{cfg.encoder!r} (not found); recgym never downloads a model at run time")
+
+
+def run_experiment(cfg: ExperimentConfig, out: Path, *, resume: bool = False, overwrite: bool = False,
+                   console: Any = None, progress: Any = None) -> dict[str, Any]:
+    """Run the whole job; returns the summary dict written into ``metrics.json``.
+
+    Flow (one way): the validated config -> checks that need no folder (:func:`validate_before_folder`) ->
+    the run folder -> world -> cells (train / fit / evaluate) -> metrics, plots, report. A run that raises is
+    marked ``failed`` in its marker (a plain rerun may replace it); cells that fail are recorded and the run
+    goes on, then :class:`CellsFailedError` is raised after the report is written.
+
+    Raises:
+        RunError: the folder cannot be used (see :func:`prepare_run_dir`), is in use, or a check failed.
+        CellsFailedError: the report is written but some cells failed (``--resume`` retries them).
         DiskFullError: the disk filled up; its message names the file, the space and how to resume.
     """
     from rich.console import Console
 
+    from recgym.experiments.progress import Progress
+
     console = console or Console(stderr=True, width=None if sys.stderr.isatty() else 130)
+    progress = progress or Progress(console.file, console=console)
     t0 = time.perf_counter()
     out = Path(out)
+    validate_before_folder(cfg)
     continuing = prepare_run_dir(cfg, out, resume=resume, overwrite=overwrite)
     with RunLock(out), _disk_full_in_threads_is_reraised():
+        _set_status(out, "running")
         try:
-            return _run(cfg, out, continuing, console, t0)
+            return _run(cfg, out, continuing, console, progress, t0)
+        except CellsFailedError as exc:
+            _set_status(out, "failed", str(exc))
+            raise
         except DiskFullError as exc:
             exc.advice = exc.advice or f"free space, then continue with --resume (--out {_quote(out)})"
             raise
         except OSError as exc:
             if not is_disk_full(exc):
+                _set_status(out, "failed", f"{type(exc).__name__}: {exc}")
                 raise
             raise DiskFullError(exc.filename or out, code=exc.errno,
                                 advice=f"free space, then continue with --resume (--out {_quote(out)})") from exc
+        except Exception as exc:
+            _set_status(out, "failed", f"{type(exc).__name__}: {' '.join(str(exc).split())}"[:500])
+            raise
 
 
 @contextlib.contextmanager
@@ -331,9 +396,10 @@ def _disk_full_in_threads_is_reraised() -> Iterator[None]:
         threading.excepthook = previous
 
 
-def _run(cfg: ExperimentConfig, out: Path, continuing: bool, console: Any, t0: float) -> dict[str, Any]:
+def _run(cfg: ExperimentConfig, out: Path, continuing: bool, console: Any, progress: Any, t0: float) -> dict[str, Any]:
     import torch
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from recgym.experiments.cells import RunContext, run_cells
 
     removed = clean_stale_temp_files(out, recursive=True)
     if removed:
@@ -359,7 +425,8 @@ def _run(cfg: ExperimentConfig, out: Path, continuing: bool, console: Any, t0: f
     atomic_write_json(out / "world.json", {"name": world.name, "fingerprint": fingerprint, "source": world.source})
     run_info = {"name": cfg.name, "config_sha256": chash, "world_fingerprint": fingerprint,
                 "cache_manifest_sha256": _manifest_hash(world), "system": _system_info(cfg.threads),
-                "command": sys.argv}
+                "command": sys.argv, "sessions": _previous_sessions(out) if continuing else []}
+    started = time.strftime("%Y-%m-%dT%H:%M:%S%z")
     atomic_write_json(out / "run.json", run_info)
     if cfg.is_real_world and not (out / "fidelity" / "fidelity.md").is_file():
         from recgym.experiments.fidelity import fidelity_report
@@ -367,28 +434,45 @@ def _run(cfg: ExperimentConfig, out: Path, continuing: bool, console: Any, t0: f
         console.print("real-data world: writing the fidelity report card ...")
         fidelity_report(cfg.world, cfg.data_dir, out / "fidelity")
 
-    from recgym.experiments.cells import run_cells
+    def notify(msg: str) -> None:
+        progress.print(msg)
 
-    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
-    with Progress(*columns, console=console, transient=False) as progress:
-        run_cells(cfg, world, out, chash, progress, console)
+    with progress:
+        failures = run_cells(RunContext.create(cfg, world, out, chash, progress, notify))
 
     from recgym.experiments.report import write_outputs
 
     summary = write_outputs(cfg, out, chash, world, console)
     elapsed = time.perf_counter() - t0
-    run_info["wall_time_s"] = round(elapsed, 1)
+    run_info["sessions"].append({"started": started, "wall_time_s": round(elapsed, 1), "resumed": continuing,
+                                 "failed_cells": sorted(failures)})
+    run_info["wall_time_s"] = round(sum(x["wall_time_s"] for x in run_info["sessions"]), 1)
     atomic_write_json(out / "run.json", run_info)
-    console.print(f"done in {elapsed:.0f} s: {out / 'report.md'}")
+    failed = summary["failures"]
+    if failed:
+        n = sum(len(v) for v in failed.values())
+        names = ", ".join(f"{a}__seed{s}" for a, per in failed.items() for s in per)
+        raise CellsFailedError(f"{n} of {len(cfg.agents) * len(cfg.evaluation.seeds)} cells failed ({names}); the "
+                               f"report ({out / 'report.md'}) lists their errors and leaves them out of the means; "
+                               "retry them with --resume (or fix the config and rerun: a failed run is replaced)")
+    _set_status(out, "complete")
+    console.print(f"done in {elapsed:.0f} s (this session; {run_info['wall_time_s']:.0f} s in all): {out / 'report.md'}")
     return summary
 
 
-def save_cell(path_json: Path, metrics: dict[str, Any], arrays: dict[str, np.ndarray], meta: dict[str, Any]) -> None:
-    """Arrays first, JSON (the completion marker, with the arrays' sha256) last; both atomic."""
-    import io
-
-    buf = io.BytesIO()
-    np.savez_compressed(buf, **arrays)
-    data = buf.getvalue()
-    atomic_write_bytes(path_json.with_suffix(".npz"), data)
-    atomic_write_json(path_json, {**meta, "npz_sha256": sha256_bytes(data), "metrics": metrics})
+def _previous_sessions(out: Path) -> list[dict[str, Any]]:
+    """The sessions recorded by earlier runs of this folder (``run.json``); a run without a session list
+    counts as one session of its recorded wall time."""
+    try:
+        old = read_json_file(out / "run.json", what="run info")
+    except (CorruptFileError, FileNotFoundError):
+        return []
+    if not isinstance(old, dict):
+        return []
+    sessions = old.get("sessions")
+    if isinstance(sessions, list) and all(isinstance(x, dict) and isinstance(x.get("wall_time_s"), (int, float))
+                                          for x in sessions):
+        return sessions
+    if isinstance(old.get("wall_time_s"), (int, float)):
+        return [{"started": None, "wall_time_s": old["wall_time_s"], "resumed": False}]
+    return []

@@ -66,7 +66,7 @@ from recgym.common.io import (
 )
 from recgym.envs.sb3 import RankingSB3VecEnv
 
-__all__ = ["CheckpointMismatchError", "NaNLossError", "train_rl", "find_resume_checkpoint"]
+__all__ = ["CheckpointMismatchError", "NaNLossError", "train_rl", "train_agent", "train_cell", "find_resume_checkpoint"]
 
 log = logging.getLogger(__name__)
 
@@ -404,15 +404,23 @@ def _save(ckpt_dir: Path, agent: Any, venv: RankingSB3VecEnv, step: int, cfg_has
         (ckpt_dir / f"step_{old:010d}.pt").unlink(missing_ok=True)
 
 
-def train_rl(agent: Any, *, world: Any, train_env_cfg: Any, budget: int, num_envs: int, seed: int,
-             checkpoint_every: int, ckpt_dir: Path, log_path: Path, tb_dir: Path | None, cfg_hash: str,
-             curve_fn: Callable[[Any], float], keep: int = 2, device: str = "cpu",
-             on_progress: Callable[[int], None] | None = None, resume: bool = True,
-             notify: Callable[[str], None] | None = None) -> list[dict[str, float]]:
-    """Train ``agent`` (PPO/DQN recommender) for ``budget`` env steps; return its learning curve rows.
+def train_rl(agent: Any, **kwargs: Any) -> list[dict[str, float]]:
+    """Train an already-built ``agent`` (PPO/DQN recommender); see :func:`train_agent` for the arguments.
+    Returns its learning curve rows."""
+    return train_agent(lambda _env: agent, **kwargs)[1]
+
+
+def train_agent(make: Callable[[Any], Any], *, world: Any, train_env_cfg: Any, budget: int, num_envs: int,
+                seed: int, checkpoint_every: int, ckpt_dir: Path, log_path: Path, tb_dir: Path | None,
+                cfg_hash: str, curve_fn: Callable[[Any], float], keep: int = 2, device: str = "cpu",
+                on_progress: Callable[[int], None] | None = None, resume: bool = True,
+                notify: Callable[[str], None] | None = None) -> tuple[Any, list[dict[str, float]]]:
+    """Build the agent on its training env (``make(env)``: no separate probe env) and train it for ``budget``
+    env steps; returns ``(agent, learning curve rows)``.
 
     Already complete (newest valid checkpoint at ``>= budget``) and ``resume``: loads the final weights,
-    trains nothing. ``notify`` receives one-line notices (resume fallback, cleaned temp files).
+    trains nothing. ``notify`` receives one-line notices (resume fallback, cleaned temp files). The training
+    env's seed derives from ``(seed, step resumed from)``.
 
     Raises:
         NaNLossError: NaN/inf parameters or losses (the last good checkpoint is kept).
@@ -430,6 +438,7 @@ def train_rl(agent: Any, *, world: Any, train_env_cfg: Any, budget: int, num_env
     env_seed = int(np.random.SeedSequence([seed, start]).generate_state(1)[0] % (2**31))
     venv = RankingSB3VecEnv(num_envs, seed=env_seed, world=world, config=train_env_cfg, device=device)
     menv = VecMonitor(venv)
+    agent = make(venv)
     agent.num_timesteps = start
     agent.learn(menv, 0)  # builds the SB3 model on this env (no steps)
     model = agent.model
@@ -476,4 +485,24 @@ def train_rl(agent: Any, *, world: Any, train_env_cfg: Any, budget: int, num_env
     if ckpt and step >= budget and start == step:
         pass  # finished earlier: weights restored from the final checkpoint
     menv.close()
-    return curve
+    return agent, curve
+
+
+def train_cell(ctx: Any, cell: Any, hyperparams: dict[str, Any]) -> tuple[Any, list[dict[str, float]]]:
+    """Train the RL agent of a run's cell (:class:`~recgym.experiments.cells.Cell`) with checkpoints, curve,
+    TensorBoard and progress; returns ``(agent, curve)``."""
+    from recgym.agents.base import make_agent
+    from recgym.experiments.cells import cell_path, curve_function
+
+    cfg, spec, out = ctx.cfg, cell.spec, ctx.out
+    budget = cfg.budget(cell.index)
+    with ctx.progress.task(f"train {cell.name}", budget, unit="env steps") as bar:
+        return train_agent(
+            lambda env: make_agent(spec.name, env, **hyperparams), world=ctx.world,
+            train_env_cfg=cfg.train_env(cell.index), budget=budget, num_envs=cfg.training.num_envs,
+            seed=ctx.seeds.seed("train", cell.seed), checkpoint_every=cfg.training.checkpoint_every,
+            ckpt_dir=path_inside(out / "checkpoints", cell.name),
+            log_path=cell_path(out, spec.key, cell.seed, "curves", ".csv"),
+            tb_dir=path_inside(out / "tensorboard", cell.name) if cfg.output.tensorboard else None,
+            cfg_hash=ctx.run_hash, curve_fn=curve_function(ctx, cell.seed), keep=cfg.training.keep_checkpoints,
+            device=cfg.device, on_progress=lambda n: bar.update(min(n, budget)), notify=ctx.notify)
