@@ -6,12 +6,15 @@ every chunk: the parameters are checked for NaN/inf (a NaN stops the run with a 
 good checkpoint stays in place), a learning-curve point is measured (mean session return of
 ``curve_users`` held-out users, deterministic ranking, fixed seed) and a checkpoint is written.
 
-Checkpoint folder (``checkpoints/<label>__seed<s>/``, format ``recgym-checkpoint`` version 2):
+Checkpoint folder (``checkpoints/<label>__seed<s>/``, format ``recgym-checkpoint`` version 3):
 
-* ``step_<N>.pt`` - torch file of tensors and plain data only (policy and optimizer state, step count, RNG
-  states of the agent, the policy's sampler, the rollout/replay buffer, torch and the env core, the learning
-  curve so far, config hash). numpy RNG states are plain dicts of ``str``/``int``, which the weights-only
-  unpickler accepts; nothing in the file needs code to load.
+* ``step_<N>.pt`` - the agent file :meth:`~recgym.agents.base.Recommender.save` writes (one save format for
+  agents and checkpoints: a zip of a manifest with the payload's sha256 and a payload of tensors and plain
+  data), with a ``training`` section (:meth:`~recgym.agents.base.TrainableRecommender.training_state`: SB3
+  policy and optimizer state, RNG states of the agent, the policy's sampler, the rollout/replay buffer,
+  torch and the env core, plus the step count, the learning curve so far and the config hash). numpy RNG
+  states are plain dicts of ``str``/``int``, which the weights-only unpickler accepts; nothing in the file
+  needs code to load, and ``load_agent(step_<N>.pt)`` gives the agent as it was at that step.
 * ``step_<N>.json`` - its manifest (step, file name, size, sha256, config hash), written after the ``.pt``.
 * ``latest.json`` - a copy of the newest manifest, written last: the completion marker.
 
@@ -44,6 +47,7 @@ import io
 import logging
 import math
 import re
+import zipfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -53,6 +57,7 @@ import torch
 from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.vec_env import VecMonitor
 
+from recgym.agents.base import MANIFEST_MEMBER, read_agent_payload
 from recgym.common.errors import CorruptFileError, UnsafeFileError
 from recgym.common.io import (
     atomic_write_bytes,
@@ -72,7 +77,7 @@ log = logging.getLogger(__name__)
 
 CURVE_FIELDS = ("step", "eval_return", "train_ep_return", "train_ep_length")
 CKPT_FORMAT = "recgym-checkpoint"
-CKPT_VERSION = 2
+CKPT_VERSION = 3  # 3: the checkpoint file is an agent file (recgym-agent) with a "training" section
 LATEST = "latest.json"
 _STEP_FILE = re.compile(r"step_(\d{10})\.pt")
 _STEP_MANIFEST = re.compile(r"step_(\d{10})\.json")
@@ -112,61 +117,25 @@ def _losses_finite(model: Any) -> tuple[bool, dict[str, float]]:
     return all(math.isfinite(v) for v in vals.values()), vals
 
 
-def _rng_state(agent: Any, venv: RankingSB3VecEnv) -> dict[str, Any]:
-    model = agent.model
-    st: dict[str, Any] = {"agent": agent.rng.bit_generator.state, "torch": torch.get_rng_state(),
-                          "env": venv.core.generator.get_state()}
-    gen = getattr(model.policy, "sample_generator", None)
-    if gen is not None:
-        st["sampler"] = gen.get_state()
-    for name in ("rollout_buffer", "replay_buffer"):
-        buf = getattr(model, name, None)
-        if buf is not None and hasattr(buf, "np_rng"):
-            st[name] = buf.np_rng.bit_generator.state
-    if hasattr(model, "explore_rng"):
-        st["explore"] = model.explore_rng.bit_generator.state
-    return st
-
-
-def _restore_rng(agent: Any, st: dict[str, Any]) -> None:
-    model = agent.model
-    agent.rng.bit_generator.state = st["agent"]
-    torch.set_rng_state(st["torch"])
-    if "sampler" in st:
-        model.policy.sample_generator.set_state(st["sampler"])
-    for name in ("rollout_buffer", "replay_buffer"):
-        buf = getattr(model, name, None)
-        if name in st and buf is not None and hasattr(buf, "np_rng"):
-            buf.np_rng.bit_generator.state = st[name]
-    if "explore" in st:
-        model.explore_rng.bit_generator.state = st["explore"]
-
-
 def _apply_checkpoint(agent: Any, ckpt: dict[str, Any], where: Path) -> None:
-    """Load a verified checkpoint into the freshly built SB3 model; a mismatch names the field."""
+    """Load a verified checkpoint's training state into the freshly built agent; a mismatch names the field."""
+    try:
+        agent.load_training_state({k: ckpt[k] for k in ("policy", "optimizer", "rng")})
+    except (RuntimeError, ValueError, KeyError, TypeError, IndexError, AttributeError) as exc:
+        detail = str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__
+        raise CorruptFileError(f"{where}: field {_failing_part(agent, ckpt)!r}: does not fit this agent's network "
+                               f"({detail})") from None
+
+
+def _failing_part(agent: Any, ckpt: dict[str, Any]) -> str:
+    """Which part of a checkpoint does not load into ``agent`` (to name it in the error)."""
     model = agent.model
     for key, target in (("policy", model.policy), ("optimizer", model.policy.optimizer)):
         try:
             target.load_state_dict(ckpt[key])
-        except (RuntimeError, ValueError, KeyError, TypeError, IndexError) as exc:
-            raise CorruptFileError(f"{where}: field {key!r}: does not fit this agent's network "
-                                   f"({str(exc).splitlines()[0][:200]})") from None
-    try:
-        _restore_rng(agent, ckpt["rng"])
-    except (RuntimeError, ValueError, KeyError, TypeError, AttributeError) as exc:
-        raise CorruptFileError(f"{where}: field 'rng': cannot be restored ({exc})") from None
-    if hasattr(model.policy, "q_net_target"):
-        model.policy.q_net_target.load_state_dict(model.policy.q_net.state_dict())
-    _sync_agent(agent)
-
-
-def _sync_agent(agent: Any) -> None:
-    """After a chunk, point the agent's ranking network at the model's (what ``learn`` does itself)."""
-    if hasattr(agent, "q_net"):
-        agent.q_net = agent.model.policy.q_net
-    else:
-        agent.policy = agent.model.policy
-    agent.num_timesteps = int(agent.model.num_timesteps)
+        except (RuntimeError, ValueError, KeyError, TypeError, IndexError):
+            return key
+    return "rng"
 
 
 def _write_log(path: Path, rows: list[dict[str, float]]) -> None:
@@ -286,11 +255,29 @@ def _load_verified(ckpt_dir: Path, meta: dict[str, Any], cfg_hash: str) -> dict[
     data = path.read_bytes()
     if sha256_bytes(data) != meta["sha256"]:
         raise CorruptFileError(f"{path}: sha256 does not match its manifest (corrupt or altered checkpoint)")
-    payload = _check_payload(load_torch_weights_only(data, path=path, what="checkpoint"), path, meta["step"])
+    payload = _check_payload(_read_checkpoint(data, path), path, meta["step"])
     if payload["config_hash"] != cfg_hash:
         raise CheckpointMismatchError(f"{path}: field 'config_hash': written by a different config "
                                       f"({payload['config_hash'][:12]} != {cfg_hash[:12]})")
     return payload
+
+
+def _read_checkpoint(data: bytes, path: Path) -> Any:
+    """The training section of a checkpoint: version 3 is an agent file (checksummed manifest, weights-only
+    payload; see :func:`recgym.agents.base.read_agent_payload`) whose ``training`` field holds it; versions
+    1-2 were a bare torch file of the training state, still read weights-only."""
+    try:
+        with zipfile.ZipFile(io.BytesIO(data)) as zf:
+            is_agent_file = MANIFEST_MEMBER in zf.namelist()
+    except (zipfile.BadZipFile, OSError, EOFError):
+        is_agent_file = False
+    if not is_agent_file:
+        return load_torch_weights_only(data, path=path, what="checkpoint")
+    training = read_agent_payload(data, path).get("training")
+    if not isinstance(training, dict):
+        raise CorruptFileError(f"{path}: field 'training': expected the training state of a checkpoint, received "
+                               f"{type(training).__name__}")
+    return training
 
 
 def _quarantine(paths: list[Path]) -> list[str]:
@@ -381,16 +368,14 @@ def find_resume_checkpoint(ckpt_dir: Path, cfg_hash: str,
 
 def _save(ckpt_dir: Path, agent: Any, venv: RankingSB3VecEnv, step: int, cfg_hash: str,
           curve: list[dict[str, float]], keep: int) -> None:
-    """``step_<N>.pt``, then its manifest ``step_<N>.json``, then ``latest.json``; all atomic. Prunes to ``keep``."""
+    """``step_<N>.pt`` (the agent file with its training section), then its manifest ``step_<N>.json``, then
+    ``latest.json``; all atomic. Prunes to ``keep``."""
     from recgym import __version__
 
-    model = agent.model
-    payload = {"format": CKPT_FORMAT, "version": CKPT_VERSION, "step": step, "config_hash": cfg_hash,
-               "policy": model.policy.state_dict(), "optimizer": model.policy.optimizer.state_dict(),
-               "rng": _rng_state(agent, venv), "curve": curve}
-    buf = io.BytesIO()
-    torch.save(payload, buf)
-    data = buf.getvalue()
+    training = {"format": CKPT_FORMAT, "version": CKPT_VERSION, "step": step, "config_hash": cfg_hash,
+                "curve": curve, **agent.training_state()}
+    training["rng"] = {**training["rng"], "env": venv.core.generator.get_state()}  # recorded, not restored
+    data = agent.to_bytes(training=training)
     name = f"step_{step:010d}.pt"
     atomic_write_bytes(ckpt_dir / name, data)
     meta = {"format": CKPT_FORMAT, "version": CKPT_VERSION, "step": step, "file": name, "size": len(data),
@@ -464,7 +449,7 @@ def train_agent(make: Callable[[Any], Any], *, world: Any, train_env_cfg: Any, b
                 raise NaNLossError(f"NaN during training at step ~{model.num_timesteps} ({exc}); last good "
                                    f"checkpoint kept in {ckpt_dir} (step {step})") from exc
             raise
-        _sync_agent(agent)
+        agent.sync_from_model()
         ok_loss, losses = _losses_finite(model)
         if not _finite(model.policy) or not ok_loss:
             raise NaNLossError(
