@@ -148,7 +148,8 @@ class DQNRecommender(SB3Recommender):
         from recgym.envs.spaces import observation_space
 
         n = self.spec.num_candidates
-        cfg = EnvConfig(num_candidates=n, slate_size=1, action_type="item", new_item_slots=0, pool_size=max(n, 2))
+        cfg = EnvConfig(num_candidates=n, slate_size=1, action_type="item", new_items={"slots": 0},
+                        candidates={"pool_size": max(n, 2)})
         return observation_space(cfg, self.spec.dim, self.spec.num_items)
 
     def _build_model(self, env: Any) -> MaskedDQN:

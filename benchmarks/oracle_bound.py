@@ -33,7 +33,7 @@ def main() -> None:
     args = ap.parse_args()
     torch.set_num_threads(1)
     world = make_world(args.world, data_dir=args.data_dir, progress=True)
-    cfg = EnvConfig(max_steps=args.max_steps, reward=args.reward)
+    cfg = EnvConfig(max_steps=args.max_steps, reward=args.reward)  # reward: the shorthand of {name: ...}
     rows = {}
     print(f"world {args.world}, reward {args.reward}, max_steps {args.max_steps}, {args.users} test users x "
           f"{args.seeds} seeds; mean ± 95 % CI half-width")
@@ -45,7 +45,7 @@ def main() -> None:
             ci = res.interval(metric)
             return f"{ci.mean:.{digits}f} ± {ci.half_width:.{digits}f}"
 
-        quality = cfg.quality_threshold + r.mean("satisfaction") / max(r.mean("return"), 1e-9) \
+        quality = cfg.response.quality_threshold + r.mean("satisfaction") / max(r.mean("return"), 1e-9) \
             if args.reward == "clicks" else float("nan")
         print(f"{name:14s} {f('return'):>15s} {f('clicks_per_slate', 3):>15s} {f('session_length', 1):>15s} "
               f"{quality:18.3f} {r.mean('ndcg'):6.3f}")

@@ -23,9 +23,10 @@ KNOWN_WORLDS = ("synthetic", "analytic", "movielens-100k", "ml-latest-small", "l
 
 
 def make_env_config(config: EnvConfig | Mapping[str, Any] | None, overrides: Mapping[str, Any]) -> EnvConfig:
-    """Merge an :class:`EnvConfig` (or mapping) with keyword overrides; unknown keys raise with a suggestion."""
-    base = config.model_dump() if isinstance(config, EnvConfig) else dict(config or {})
-    return EnvConfig.model_validate({**base, **overrides})
+    """Deep-merge keyword overrides (``slate_size=5``, ``dynamics={"step_cost": 0}``) into an :class:`EnvConfig`
+    (or mapping); unknown keys raise with their path and a suggestion, old flat keys say where they moved."""
+    base = config if isinstance(config, EnvConfig) else EnvConfig.model_validate(dict(config or {}))
+    return base.merged(overrides) if overrides else base
 
 
 def make_world(

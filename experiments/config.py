@@ -14,7 +14,7 @@ Schema (every section optional except ``name`` and ``agents``)::
     world_config: {}                  # the world's own settings (e.g. SyntheticWorldConfig fields)
     data_dir: null                    # real-data worlds (default $RECGYM_DATA)
     encoder: null                     # null = bundled MiniLM, "hashing", or a local model folder
-    env: {slate_size: 10, ...}        # any EnvConfig field
+    env: {slate_size: 10, dynamics: {initial_budget: 20}, ...}   # EnvConfig, nested by component
     agents:                           # one entry per compared agent
       - name: ppo                     # a registered agent (recgym.agents.AGENTS)
         label: ppo                    # unique label in tables and plots (default: name)
@@ -213,10 +213,8 @@ class ExperimentConfig(StrictModel):
     # ------------------------------------------------------------------ helpers
     def train_env(self, i: int) -> EnvConfig:
         """Training env of agent ``i``: ``env`` + the agent's overrides, on the train cohort."""
-        base = self.env.model_dump()
-        over = self.agents[i].env
         try:
-            return EnvConfig.model_validate({**base, "cohort": "train", **over})
+            return self.env.merged({"cohort": "train", **self.agents[i].env})
         except ConfigError as exc:
             raise ConfigError(f"agents[{i}].env: {exc}") from None
 
@@ -226,8 +224,7 @@ class ExperimentConfig(StrictModel):
 
     def eval_env(self) -> EnvConfig:
         """Evaluation env: ``env`` with slate actions and hidden candidate relevance in ``info``."""
-        return EnvConfig.model_validate({**self.env.model_dump(), "action_type": "slate",
-                                         "info_candidate_relevance": True})
+        return self.env.merged({"action_type": "slate", "info_candidate_relevance": True})
 
     @property
     def is_real_world(self) -> bool:
@@ -262,6 +259,9 @@ def _check_keys(data: Any, model: type[BaseModel], path: str) -> None:
     fields = model.model_fields
     for key, value in data.items():
         where = f"{path}.{key}" if path else str(key)
+        moved = getattr(model, "moved_keys", {}).get(key)
+        if key not in fields and moved:
+            raise ConfigError(f"{where}: moved to {path}.{moved}" if path else f"{where}: moved to {moved}")
         if key not in fields:
             raise ConfigError(f"{where}: unknown key{suggest(str(key), fields)}; expected one of: {', '.join(sorted(fields))}")
         sub, is_list = _model_of(fields[key].annotation)

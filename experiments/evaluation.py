@@ -102,7 +102,7 @@ def _run_episodes(agent: Any, env: RankingVectorEnv, users: np.ndarray, seed: in
         active = np.ones(b, dtype=bool)
         sums = {key: np.zeros(b) for key in SESSION_METRICS}
         while active.any():
-            t = int(env.core.t_global)
+            t = env.t_global
             slate = agent.rank(obs, k)
             next_obs, reward, term, trunc, info = env.step(slate)
             if online:
@@ -140,7 +140,7 @@ def evaluate_cell(make_agent: Callable[[RankingVectorEnv], Any], world: World, e
     agent = make_agent(env)
     cat = world.catalog
     new_ids = np.flatnonzero(cat.is_new).astype(np.int64)
-    release = env.core.w.item_release.cpu().numpy()
+    release = env.core.params.item_release.cpu().numpy()
     tracker = ExposureTracker(
         cat.num_items, tail_mask=~cat.head_mask(), popularity=np.clip(cat.popularity, 1e-12, 1.0),
         new_item_ids=new_ids if len(new_ids) else None,

@@ -151,7 +151,7 @@ def _plots(cfg: ExperimentConfig, out: Path, summary: list[dict[str, Any]], arra
         except ValueError as exc:  # a plot with no data must not sink the run; the report says so
             made[key] = f"!{exc}"
 
-    reward = cfg.env.reward
+    reward = cfg.env.reward.name
     return_range = (0.0, None) if reward in ("clicks", "engagement") else None  # satisfaction can be < 0
     curves = {a: (_stack([c["curve_step"] for c in cs])[0], _stack([c["curve_return"] for c in cs]))
               for a, cs in arrays.items() if cs and all("curve_step" in c for c in cs)}
@@ -200,7 +200,7 @@ def _cold_start_data(cfg: ExperimentConfig, arrays: dict[str, Any]) -> tuple[dic
     if not enough_items:
         per_seed = float(np.mean(released)) if released else 0.0
         reasons.append(f"new-item panels left out: {per_seed:.1f} new items released per seed while the evaluation "
-                       f"ran (new_items_per_step={cfg.env.new_items_per_step} over sessions of at most "
+                       f"ran (env.new_items.per_step={cfg.env.new_items.per_step} over sessions of at most "
                        f"{cfg.env.max_steps} slates), fewer than {MIN_NEW_ITEMS}")
     for a, cs in arrays.items():
         users = np.stack([c["cold_user_ctr"] for c in cs])
@@ -330,7 +330,7 @@ def _report_md(cfg: ExperimentConfig, chash: str, summary: list[dict[str, Any]],
     lines += [""]
     oracles = [s.key for s in cfg.agents if AGENTS[s.name].env_bound]
     for oracle in oracles:
-        lines += oracle_section(oracle, agents, lambda a, m: _row(summary, a, m), cfg.env.reward, _fmt)
+        lines += oracle_section(oracle, agents, lambda a, m: _row(summary, a, m), cfg.env.reward.name, _fmt)
     lines += ["## All users", "", _table_md(summary, agents, HEADLINE, "all", k, seeds=True)]
     lines += ["## Warm vs cold users", "", "Warm users:", "",
               _table_md(summary, agents, USER_COLUMNS, "warm_users", k),

@@ -75,20 +75,20 @@ def agents_section(cfg: ExperimentConfig) -> list[str]:
 def reward_section(cfg: ExperimentConfig) -> list[str]:
     """The reward the agents were trained and scored on, with its weights and the response definitions."""
     env = cfg.env
-    w = env.reward_weights
+    w = env.reward.weights
     weights = {"clicks": (1.0, 0.0, 0.0), "engagement": (0.0, 1.0, 0.0), "satisfaction": (0.0, 0.0, 1.0),
-               "mix": (w.clicks, w.engagement, w.satisfaction)}[env.reward]
+               "mix": (w.clicks, w.engagement, w.satisfaction)}[env.reward.name]
     terms = [f"{c:g} × {n}" for c, n in zip(weights, ("clicks", "engagement", "satisfaction"), strict=True) if c]
     return ["## Reward", "",
-            f"`reward: {env.reward}` — per slate, reward = {' + '.join(terms)}; the session return is its sum over "
+            f"`reward: {env.reward.name}` — per slate, reward = {' + '.join(terms)}; the session return is its sum over "
             f"the session (at most {env.max_steps} slates; the user leaves earlier when the time budget runs out).",
             "",
-            f"- clicks: number of items clicked in the slate (choice model `{env.choice_model}`).",
-            f"- engagement: dwell of clicked items = {env.dwell_scale:g} × hidden quality × log-normal noise "
-            f"(sd {env.dwell_noise:g}).",
-            f"- satisfaction: Σ over clicked items of (hidden quality − {env.quality_threshold:g}).",
-            f"- time budget: starts at {env.initial_budget:g}, −{env.step_cost:g} per slate, "
-            f"+{env.budget_gain:g} × satisfaction: clicks on good items keep users longer, clickbait drives "
+            f"- clicks: number of items clicked in the slate (choice model `{env.choice.model}`).",
+            f"- engagement: dwell of clicked items = {env.response.dwell_scale:g} × hidden quality × log-normal noise "
+            f"(sd {env.response.dwell_noise:g}).",
+            f"- satisfaction: Σ over clicked items of (hidden quality − {env.response.quality_threshold:g}).",
+            f"- time budget: starts at {env.dynamics.initial_budget:g}, −{env.dynamics.step_cost:g} per slate, "
+            f"+{env.dynamics.budget_gain:g} × satisfaction: clicks on good items keep users longer, clickbait drives "
             "them away.", ""]
 
 

@@ -22,7 +22,8 @@ from recgym.experiments.runner import run_experiment
 
 REPO = Path(__file__).resolve().parents[1]
 WORLD = random_world(n_items=120, n_users=24, dim=16, n_new=10)
-ENV_KW = {"num_candidates": 20, "slate_size": 3, "pool_size": 40, "max_steps": 6, "new_item_slots": 2}
+ENV_KW = {"num_candidates": 20, "slate_size": 3, "candidates": {"pool_size": 40}, "max_steps": 6,
+          "new_items": {"slots": 2}}
 
 
 def _same(a: float | None, b: float) -> bool:
@@ -32,7 +33,8 @@ def _same(a: float | None, b: float) -> bool:
 
 def test_evaluate_gives_the_metrics_of_a_run(tmp_path):
     raw = {"name": "same", "world": "analytic", "world_config": {"n_items": 40, "n_users": 12},
-           "env": {"num_candidates": 20, "slate_size": 3, "new_item_slots": 0, "pool_size": 40, "max_steps": 5},
+           "env": {"num_candidates": 20, "slate_size": 3, "new_items": {"slots": 0}, "candidates": {"pool_size": 40},
+                   "max_steps": 5},
            "agents": [{"name": "random"}, {"name": "popularity", "fit_on_logs": False}, {"name": "oracle"}],
            "evaluation": {"cohort": "all", "users_per_seed": 6, "seeds": [0, 3]},
            "output": {"plots": False, "tensorboard": False}}

@@ -15,7 +15,8 @@ from recgym.experiments.config import load_config
 from recgym.experiments.runner import CellsFailedError, RunError, read_run_marker, run_experiment
 
 BASE = {"name": "flow", "world": "analytic", "world_config": {"n_items": 40, "n_users": 12},
-        "env": {"num_candidates": 20, "slate_size": 3, "new_item_slots": 0, "pool_size": 40, "max_steps": 5},
+        "env": {"num_candidates": 20, "slate_size": 3, "new_items": {"slots": 0}, "candidates": {"pool_size": 40},
+                "max_steps": 5},
         "agents": [{"name": "random"}, {"name": "popularity", "fit_on_logs": False}, {"name": "oracle"}],
         "evaluation": {"cohort": "all", "users_per_seed": 6, "seeds": [0, 1]},
         "output": {"plots": False, "tensorboard": False}}
@@ -91,8 +92,8 @@ def test_resume_keeps_the_original_wall_time_and_adds_its_own(tmp_path):
 
 
 def test_report_explains_itself(tmp_path):
-    raw = {**BASE, "env": {**BASE["env"], "reward": "mix", "reward_weights": {"clicks": 1.0, "engagement": 0.25,
-                                                                               "satisfaction": 2.0}},
+    raw = {**BASE, "env": {**BASE["env"], "reward": {"name": "mix", "weights": {"clicks": 1.0, "engagement": 0.25,
+                                                                                 "satisfaction": 2.0}}},
            "agents": [*BASE["agents"], {"name": "linucb", "hyperparams": {"alpha": 0.5}}]}
     out = tmp_path / "run"
     _run(out, raw)

@@ -118,7 +118,7 @@ def test_latest_json_holding_a_pickle_is_a_named_error(tmp_path, marker):
 # ------------------------------------------------------------------------------------------- agent files
 @pytest.fixture(scope="module")
 def env(small_world):
-    return RankingEnv(world=small_world, num_candidates=10, slate_size=3, pool_size=60)
+    return RankingEnv(world=small_world, num_candidates=10, slate_size=3, candidates={"pool_size": 60})
 
 
 def _container(payload_bytes: bytes, **over) -> bytes:
