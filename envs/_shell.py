@@ -9,9 +9,9 @@ import numpy as np
 import torch
 
 from recgym.common.config import ConfigError, suggest
-from recgym.envs.config import EnvConfig
+from recgym.envs.config import EnvConfig, deep_merge
 from recgym.envs.core import RankingCore
-from recgym.envs.factory import make_env_config, make_world
+from recgym.envs.factory import apply_world_env_defaults, make_env_config, make_world
 from recgym.envs.state import SimState
 from recgym.envs.world import World
 
@@ -47,6 +47,9 @@ def build_core(
                         f"click_probs(logits), received {type(choice).__name__}")
     cfg = make_env_config(config, overrides)
     w = make_world(world, world_config=world_config, data_dir=data_dir, encoder=encoder)
+    if w.env_defaults:  # the world's own settings under the keys the user gave
+        given = config.model_dump(exclude_unset=True) if isinstance(config, EnvConfig) else dict(config or {})
+        cfg = apply_world_env_defaults(cfg, w, deep_merge(given, overrides))
     return RankingCore(w, cfg, device=device, **components)
 
 

@@ -14,10 +14,10 @@ from collections.abc import Mapping
 from typing import Any
 
 from recgym.common.config import ConfigError, suggest
-from recgym.envs.config import EnvConfig
+from recgym.envs.config import EnvConfig, deep_merge
 from recgym.envs.world import World
 
-__all__ = ["KNOWN_WORLDS", "make_world", "make_env_config"]
+__all__ = ["KNOWN_WORLDS", "make_world", "make_env_config", "apply_world_env_defaults"]
 
 KNOWN_WORLDS = ("synthetic", "analytic", "movielens-100k", "ml-latest-small", "log")
 
@@ -27,6 +27,16 @@ def make_env_config(config: EnvConfig | Mapping[str, Any] | None, overrides: Map
     (or mapping); unknown keys raise with their path and a suggestion, old flat keys say where they moved."""
     base = config if isinstance(config, EnvConfig) else EnvConfig.model_validate(dict(config or {}))
     return base.merged(overrides) if overrides else base
+
+
+def apply_world_env_defaults(config: EnvConfig, world: World, user: Mapping[str, Any] | None = None) -> EnvConfig:
+    """``config`` with the world's ``env_defaults`` under the keys the user set: ``user`` (nested keys), by
+    default the fields set explicitly in ``config`` (``model_dump(exclude_unset=True)``). Unchanged when the
+    world declares no defaults."""
+    if not world.env_defaults:
+        return config
+    given = config.model_dump(exclude_unset=True) if user is None else user
+    return EnvConfig.model_validate(deep_merge(world.env_defaults, given))
 
 
 def make_world(

@@ -313,6 +313,21 @@ def _manifest_hash(world: Any) -> str | None:
 
 
 # ------------------------------------------------------------------------------------------- main
+def apply_world_defaults(cfg: ExperimentConfig) -> ExperimentConfig:
+    """The config with its world's own env settings under the env keys the config sets (cheap: only worlds
+    built in milliseconds declare them, e.g. the analytic world), validated again as a whole."""
+    if cfg.world != "analytic":
+        return cfg
+    from recgym.envs import make_world
+    from recgym.envs.factory import apply_world_env_defaults
+
+    world = make_world(cfg.world, world_config=cfg.world_config)
+    env = apply_world_env_defaults(cfg.env, world)
+    if env == cfg.env:
+        return cfg
+    return ExperimentConfig.model_validate({**cfg.to_dict(), "env": {**env.model_dump(), "action_type": cfg.env.action_type}})
+
+
 def validate_before_folder(cfg: ExperimentConfig) -> None:
     """Everything that can be checked cheaply, checked before a run folder exists (the config itself was
     validated when loaded): the real data can be read, a local encoder folder exists. A failure here leaves
@@ -355,6 +370,7 @@ def run_experiment(cfg: ExperimentConfig, out: Path, *, resume: bool = False, ov
     progress = progress or Progress(console.file, console=console)
     t0 = time.perf_counter()
     out = Path(out)
+    cfg = apply_world_defaults(cfg)
     validate_before_folder(cfg)
     continuing = prepare_run_dir(cfg, out, resume=resume, overwrite=overwrite)
     with RunLock(out), _disk_full_in_threads_is_reraised():

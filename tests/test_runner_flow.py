@@ -114,3 +114,10 @@ def test_report_explains_itself(tmp_path):
                                                         "world_fingerprint": "other"}))
     _run(out, raw, resume=True)
     assert "not measured for this world" in (out / "report.md").read_text()
+
+
+def test_a_run_on_the_analytic_world_needs_no_env_settings(tmp_path):
+    raw = {k: v for k, v in BASE.items() if k not in ("env", "world_config")}
+    _run(tmp_path / "run", raw)
+    written = (tmp_path / "run" / "config.yaml").read_text()
+    assert "pool_size: 20" in written and "mask_window: 0" in written  # the world's own settings, recorded
