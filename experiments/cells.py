@@ -45,8 +45,8 @@ from recgym.experiments.evaluation import EnvPool, cohort_users, evaluate_cell, 
 from recgym.experiments.progress import Progress
 from recgym.experiments.seeds import SeedTree
 
-__all__ = ["run_cells", "cell_name", "cell_hash", "cell_path", "cell_finished", "cell_failure", "save_cell",
-           "Cell", "RunContext"]
+__all__ = ["run_cells", "execute_cell", "pending_cells", "needs_logs", "cell_name", "cell_hash", "cell_path",
+           "cell_finished", "cell_failure", "save_cell", "Cell", "RunContext"]
 
 Notify = Callable[[str], None]
 
@@ -128,12 +128,14 @@ class RunContext:
     envs: EnvPool
     progress: Progress
     notify: Notify
+    on_curve: Callable[[Cell, int, float], None] | None = None  # each learning-curve point (tuning: pruning)
+    reraise: tuple[type[BaseException], ...] = ()  # exceptions that stop the run instead of failing a cell
 
     @classmethod
     def create(cls, cfg: ExperimentConfig, world: World, out: Path, run_hash: str, progress: Progress,
-               notify: Notify) -> RunContext:
+               notify: Notify, **extra: Any) -> RunContext:
         return cls(cfg, world, out, run_hash, SeedTree(cfg.seed), EnvPool(world, cfg.eval_env(), cfg.device),
-                   progress, notify)
+                   progress, notify, **extra)
 
     def agent_seed(self, seed: int) -> int:
         return self.seeds.seed("agent", seed)
@@ -167,38 +169,57 @@ def _logs(ctx: RunContext, seed: int) -> LoggedData:
     return collect_logs(logger, env, lg.steps, epsilon=lg.epsilon, seed=ctx.seeds.seed("logs", seed), path=path)
 
 
+def needs_logs(cells: list[Cell]) -> bool:
+    """Whether any of ``cells`` fits an offline learner on logged data."""
+    return any(AGENTS[c.spec.name].learns_offline and c.spec.fit_on_logs is not False for c in cells)
+
+
+def execute_cell(ctx: RunContext, cell: Cell, log_cache: dict[int, LoggedData], with_logs: bool) -> str | None:
+    """Run one cell; returns ``None`` on success, else its error (recorded in ``<cell>.failed.json``).
+
+    A full disk, an interrupt, running out of memory and the exceptions in ``ctx.reraise`` (a tuning trial
+    pruned) stop the run instead of being recorded.
+    """
+    try:
+        _run_cell(ctx, cell, log_cache, with_logs)
+        return None
+    except (KeyboardInterrupt, DiskFullError, MemoryError, *ctx.reraise):
+        raise
+    except Exception as exc:  # noqa: BLE001 - recorded, reported, retried by --resume
+        if is_disk_full(exc):  # the disk, not the cell: stop the run (it resumes once space is freed)
+            raise
+        err = f"{type(exc).__name__}: {' '.join(str(exc).split())}"
+        atomic_write_json(cell.path.with_suffix(".failed.json"), {
+            "agent": cell.spec.key, "seed": cell.seed, "error": err,
+            "cell_hash": cell_hash(ctx.run_hash, cell.spec.key, cell.seed),
+            "traceback": traceback.format_exc().splitlines()[-12:]})
+        ctx.notify(f"cell {cell.name} failed: {err[:300]} (recorded; the run goes on)")
+        return err
+
+
 def run_cells(ctx: RunContext) -> dict[str, str]:
-    """Run every pending cell; returns ``{cell name: error}`` of the cells that failed in this call."""
+    """Run every pending cell in this process, one after the other; returns ``{cell name: error}`` of the
+    cells that failed in this call (the Ray backend, :mod:`recgym.experiments.ray_backend`, runs the same
+    :func:`execute_cell` in worker processes)."""
     cfg, out = ctx.cfg, ctx.out
     (out / "cells").mkdir(exist_ok=True)
     todo = pending_cells(cfg, out, ctx.run_hash)
     total = len(cfg.agents) * len(cfg.evaluation.seeds)
     if total - len(todo):
         ctx.notify(f"resume: {total - len(todo)} finished evaluation cells skipped, {len(todo)} to run")
-    needs_logs = any(AGENTS[c.spec.name].learns_offline and c.spec.fit_on_logs is not False for c in todo)
+    with_logs = needs_logs(todo)
     log_cache: dict[int, LoggedData] = {}
     failures: dict[str, str] = {}
     with ctx.progress.task("evaluation cells", total, unit="cells", completed=total - len(todo)) as advance:
         for cell in todo:
-            try:
-                _run_cell(ctx, cell, log_cache, needs_logs)
-            except (KeyboardInterrupt, DiskFullError, MemoryError):
-                raise
-            except Exception as exc:  # noqa: BLE001 - recorded, reported, retried by --resume
-                if is_disk_full(exc):  # the disk, not the cell: stop the run (it resumes once space is freed)
-                    raise
-                err = f"{type(exc).__name__}: {' '.join(str(exc).split())}"
-                atomic_write_json(cell.path.with_suffix(".failed.json"), {
-                    "agent": cell.spec.key, "seed": cell.seed, "error": err,
-                    "cell_hash": cell_hash(ctx.run_hash, cell.spec.key, cell.seed),
-                    "traceback": traceback.format_exc().splitlines()[-12:]})
+            err = execute_cell(ctx, cell, log_cache, with_logs)
+            if err is not None:
                 failures[cell.name] = err
-                ctx.notify(f"cell {cell.name} failed: {err[:300]} (recorded; the run goes on)")
             advance(1)
     return failures
 
 
-def _run_cell(ctx: RunContext, cell: Cell, log_cache: dict[int, LoggedData], needs_logs: bool) -> None:
+def _run_cell(ctx: RunContext, cell: Cell, log_cache: dict[int, LoggedData], with_logs: bool) -> None:
     cfg, spec, seed = ctx.cfg, cell.spec, cell.seed
     cls = AGENTS[spec.name]
     hp = {**spec.hyperparams, "seed": ctx.agent_seed(seed), "device": cfg.device}
@@ -210,7 +231,7 @@ def _run_cell(ctx: RunContext, cell: Cell, log_cache: dict[int, LoggedData], nee
         from recgym.experiments.training import train_cell
 
         trained, curve = train_cell(ctx, cell, hp)
-    fit = cls.learns_offline and spec.fit_on_logs is not False and needs_logs
+    fit = cls.learns_offline and spec.fit_on_logs is not False and with_logs
     if fit and seed not in log_cache:
         log_cache[seed] = _logs(ctx, seed)
 
@@ -233,10 +254,17 @@ def _run_cell(ctx: RunContext, cell: Cell, log_cache: dict[int, LoggedData], nee
                                                   "n_users": len(users)})
 
 
-def curve_function(ctx: RunContext, seed: int) -> Callable[[Recommender], float]:
-    """The learning-curve point of replicate ``seed``: mean held-out return of the same ``curve_users`` users
-    for every replicate (a fixed seed), on the run's reused evaluation env."""
+def curve_function(ctx: RunContext, cell: Cell) -> Callable[[Recommender], float]:
+    """The learning-curve point of a cell: mean held-out return of the same ``curve_users`` users for every
+    replicate (a fixed seed), on the run's reused evaluation env; passed on to ``ctx.on_curve``."""
     cfg = ctx.cfg
     users = cohort_users(ctx.world, cfg.evaluation.cohort, cfg.training.curve_users, ctx.seeds.seed("curve", "users"))
-    env_seed = ctx.seeds.seed("curve", seed, "env")
-    return lambda agent: quick_return(agent, ctx.world, ctx.envs.cfg, users, env_seed, cfg.device, envs=ctx.envs)
+    env_seed = ctx.seeds.seed("curve", cell.seed, "env")
+
+    def point(agent: Recommender) -> float:
+        value = quick_return(agent, ctx.world, ctx.envs.cfg, users, env_seed, cfg.device, envs=ctx.envs)
+        if ctx.on_curve is not None:
+            ctx.on_curve(cell, int(getattr(agent, "num_timesteps", 0)), value)
+        return value
+
+    return point

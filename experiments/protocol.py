@@ -24,7 +24,7 @@ import numpy as np
 
 from recgym.agents.base import EnvSpec, Recommender, make_agent
 from recgym.envs.config import EnvConfig
-from recgym.envs.factory import make_env_config, make_world
+from recgym.envs.factory import apply_world_env_defaults, make_env_config, make_world
 from recgym.envs.world import World
 from recgym.experiments.evaluation import COHORTS, EnvPool, cohort_users, evaluate_cell, evaluation_env_config
 from recgym.experiments.seeds import SeedTree
@@ -111,7 +111,10 @@ def _env_parts(env: Any) -> tuple[World, EnvConfig, str]:
 def _resolve(env_or_config: Any, world: str | World | None) -> tuple[World, EnvConfig, str | None]:
     if env_or_config is None or isinstance(env_or_config, (EnvConfig, Mapping)):
         cfg = make_env_config(env_or_config, {})
-        return make_world(world if world is not None else "synthetic"), cfg, None
+        w = make_world(world if world is not None else "synthetic")
+        given = env_or_config.model_dump(exclude_unset=True) if isinstance(env_or_config, EnvConfig) \
+            else dict(env_or_config or {})
+        return w, apply_world_env_defaults(cfg, w, given), None  # the world's own settings under yours
     w, cfg, device = _env_parts(env_or_config)
     if world is not None and make_world(world) is not w:
         raise ValueError("world: an env was passed, which has its own world; pass world= only with a config")

@@ -489,5 +489,5 @@ def train_cell(ctx: Any, cell: Any, hyperparams: dict[str, Any]) -> tuple[Any, l
             ckpt_dir=path_inside(out / "checkpoints", cell.name),
             log_path=cell_path(out, spec.key, cell.seed, "curves", ".csv"),
             tb_dir=path_inside(out / "tensorboard", cell.name) if cfg.output.tensorboard else None,
-            cfg_hash=ctx.run_hash, curve_fn=curve_function(ctx, cell.seed), keep=cfg.training.keep_checkpoints,
+            cfg_hash=ctx.run_hash, curve_fn=curve_function(ctx, cell), keep=cfg.training.keep_checkpoints,
             device=cfg.device, on_progress=lambda n: bar.update(min(n, budget)), notify=ctx.notify)
