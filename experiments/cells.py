@@ -46,7 +46,7 @@ from recgym.experiments.progress import Progress
 from recgym.experiments.seeds import SeedTree
 
 __all__ = ["run_cells", "execute_cell", "pending_cells", "needs_logs", "cell_name", "cell_hash", "cell_path",
-           "cell_finished", "cell_failure", "save_cell", "Cell", "RunContext"]
+           "cell_finished", "cell_failure", "record_failure", "save_cell", "Cell", "RunContext"]
 
 Notify = Callable[[str], None]
 
@@ -189,12 +189,16 @@ def execute_cell(ctx: RunContext, cell: Cell, log_cache: dict[int, LoggedData], 
         if is_disk_full(exc):  # the disk, not the cell: stop the run (it resumes once space is freed)
             raise
         err = f"{type(exc).__name__}: {' '.join(str(exc).split())}"
-        atomic_write_json(cell.path.with_suffix(".failed.json"), {
-            "agent": cell.spec.key, "seed": cell.seed, "error": err,
-            "cell_hash": cell_hash(ctx.run_hash, cell.spec.key, cell.seed),
-            "traceback": traceback.format_exc().splitlines()[-12:]})
-        ctx.notify(f"cell {cell.name} failed: {err[:300]} (recorded; the run goes on)")
+        record_failure(ctx, cell, err, traceback.format_exc().splitlines()[-12:])
         return err
+
+
+def record_failure(ctx: RunContext, cell: Cell, error: str, trace: list[str] | None = None) -> None:
+    """Write ``<cell>.failed.json`` (error, traceback tail, cell hash) and say so."""
+    atomic_write_json(cell.path.with_suffix(".failed.json"), {
+        "agent": cell.spec.key, "seed": cell.seed, "error": error,
+        "cell_hash": cell_hash(ctx.run_hash, cell.spec.key, cell.seed), "traceback": trace or []})
+    ctx.notify(f"cell {cell.name} failed: {error[:300]} (recorded; the run goes on)")
 
 
 def run_cells(ctx: RunContext) -> dict[str, str]:

@@ -25,6 +25,7 @@ Schema (every section optional except ``name`` and ``agents``)::
     training: {total_timesteps, num_envs, checkpoint_every, curve_users, logging: {policy, epsilon, steps, num_envs}}
     evaluation: {cohort, users_per_seed, episodes_per_user, seeds, confidence}
     output: {dir, plots, tensorboard}
+    tune: {agent, trials, objectives, seeds, space, reward_weights, ...}   # recgym tune (TuneConfig)
 """
 
 from __future__ import annotations
@@ -43,6 +44,7 @@ from pydantic import BaseModel, Field, field_validator, model_validator
 
 from recgym.common.config import ConfigError, StrictModel, suggest
 from recgym.envs.config import EnvConfig
+from recgym.experiments.tune_config import TuneConfig
 
 __all__ = [
     "AgentSpec", "EvaluationConfig", "ExperimentConfig", "LoggingConfig", "OutputConfig", "TrainingConfig",
@@ -148,6 +150,7 @@ class ExperimentConfig(StrictModel):
     training: TrainingConfig = TrainingConfig()
     evaluation: EvaluationConfig = EvaluationConfig()
     output: OutputConfig = OutputConfig()
+    tune: TuneConfig | None = None
 
     @field_validator("name")
     @classmethod
@@ -360,9 +363,11 @@ def _flatten(d: Any, prefix: str = "") -> dict[str, Any]:
 
 
 def hashed_part(cfg: ExperimentConfig | dict[str, Any]) -> dict[str, Any]:
-    """What the run hash covers: everything but ``output`` (where results go does not change them)."""
+    """What the run hash covers: everything but ``output`` (where results go does not change them) and
+    ``tune`` (what ``recgym tune`` would search does not change a run)."""
     d = cfg.to_dict() if isinstance(cfg, ExperimentConfig) else dict(cfg)
     d.pop("output", None)
+    d.pop("tune", None)
     return d
 
 

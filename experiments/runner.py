@@ -50,7 +50,7 @@ import sys
 import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -349,13 +349,22 @@ def validate_before_folder(cfg: ExperimentConfig) -> None:
 
 
 def run_experiment(cfg: ExperimentConfig, out: Path, *, resume: bool = False, overwrite: bool = False,
-                   console: Any = None, progress: Any = None) -> dict[str, Any]:
+                   console: Any = None, progress: Any = None, backend: str = "sequential",
+                   workers: int | None = None, ray_address: str | None = None,
+                   on_curve: Callable[..., None] | None = None,
+                   reraise: tuple[type[BaseException], ...] = ()) -> dict[str, Any]:
     """Run the whole job; returns the summary dict written into ``metrics.json``.
 
     Flow (one way): the validated config -> checks that need no folder (:func:`validate_before_folder`) ->
     the run folder -> world -> cells (train / fit / evaluate) -> metrics, plots, report. A run that raises is
     marked ``failed`` in its marker (a plain rerun may replace it); cells that fail are recorded and the run
     goes on, then :class:`CellsFailedError` is raised after the report is written.
+
+    ``backend``: ``"sequential"`` (cells one after the other in this process) or ``"ray"`` (each cell a Ray
+    task; ``workers`` CPUs of a local cluster, or the cluster at ``ray_address``); the run folder and
+    ``metrics.json`` are the same either way, and ``--resume`` works across backends. ``on_curve(cell, step,
+    value)`` receives every learning-curve point and ``reraise`` lists exceptions that stop the run instead of
+    failing a cell (``recgym tune`` prunes trials with both; sequential backend only).
 
     Raises:
         RunError: the folder cannot be used (see :func:`prepare_run_dir`), is in use, or a check failed.
@@ -370,13 +379,23 @@ def run_experiment(cfg: ExperimentConfig, out: Path, *, resume: bool = False, ov
     progress = progress or Progress(console.file, console=console)
     t0 = time.perf_counter()
     out = Path(out)
+    if backend not in ("sequential", "ray"):
+        raise RunError(f"--backend: expected 'sequential' or 'ray', received {backend!r}")
+    if backend == "ray":
+        from recgym.experiments.ray_backend import RayUnavailableError, require_ray
+
+        try:
+            require_ray()
+        except RayUnavailableError as exc:
+            raise RunError(str(exc)) from None
     cfg = apply_world_defaults(cfg)
     validate_before_folder(cfg)
     continuing = prepare_run_dir(cfg, out, resume=resume, overwrite=overwrite)
     with RunLock(out), _disk_full_in_threads_is_reraised():
         _set_status(out, "running")
         try:
-            return _run(cfg, out, continuing, console, progress, t0)
+            return _run(cfg, out, continuing, console, progress, t0, backend, workers, ray_address,
+                        {"on_curve": on_curve, "reraise": tuple(reraise)})
         except CellsFailedError as exc:
             _set_status(out, "failed", str(exc))
             raise
@@ -412,7 +431,9 @@ def _disk_full_in_threads_is_reraised() -> Iterator[None]:
         threading.excepthook = previous
 
 
-def _run(cfg: ExperimentConfig, out: Path, continuing: bool, console: Any, progress: Any, t0: float) -> dict[str, Any]:
+def _run(cfg: ExperimentConfig, out: Path, continuing: bool, console: Any, progress: Any, t0: float,
+         backend: str = "sequential", workers: int | None = None, ray_address: str | None = None,
+         hooks: dict[str, Any] | None = None) -> dict[str, Any]:
     import torch
 
     from recgym.experiments.cells import RunContext, run_cells
@@ -453,15 +474,24 @@ def _run(cfg: ExperimentConfig, out: Path, continuing: bool, console: Any, progr
     def notify(msg: str) -> None:
         progress.print(msg)
 
+    ctx = RunContext.create(cfg, world, out, chash, progress, notify, **(hooks or {}))
     with progress:
-        failures = run_cells(RunContext.create(cfg, world, out, chash, progress, notify))
+        if backend == "ray":
+            from recgym.experiments.ray_backend import RayUnavailableError, run_cells_ray
+
+            try:
+                failures = run_cells_ray(ctx, workers, ray_address)
+            except RayUnavailableError as exc:
+                raise RunError(str(exc)) from None
+        else:
+            failures = run_cells(ctx)
 
     from recgym.experiments.report import write_outputs
 
     summary = write_outputs(cfg, out, chash, world, console)
     elapsed = time.perf_counter() - t0
     run_info["sessions"].append({"started": started, "wall_time_s": round(elapsed, 1), "resumed": continuing,
-                                 "failed_cells": sorted(failures)})
+                                 "backend": backend, "failed_cells": sorted(failures)})
     run_info["wall_time_s"] = round(sum(x["wall_time_s"] for x in run_info["sessions"]), 1)
     atomic_write_json(out / "run.json", run_info)
     failed = summary["failures"]
