@@ -38,11 +38,11 @@ from recgym.common.io import (
     sha256_bytes,
     sha256_file,
 )
+from recgym.common.progress import Progress
 from recgym.envs import RankingVectorEnv
 from recgym.envs.world import World
 from recgym.experiments.config import AgentSpec, ExperimentConfig
 from recgym.experiments.evaluation import EnvPool, cohort_users, evaluate_cell, quick_return
-from recgym.experiments.progress import Progress
 from recgym.experiments.seeds import SeedTree
 
 __all__ = ["run_cells", "execute_cell", "pending_cells", "needs_logs", "cell_name", "cell_hash", "cell_path",

@@ -24,9 +24,9 @@ import os
 from pathlib import Path
 from typing import Any
 
+from recgym.common.progress import Progress
 from recgym.experiments.cells import Cell, RunContext, needs_logs, pending_cells, record_failure
 from recgym.experiments.config import ExperimentConfig
-from recgym.experiments.progress import Progress
 
 __all__ = ["require_ray", "start_ray", "run_cells_ray", "RayUnavailableError", "MAX_RETRIES", "FAULT_ENV"]
 

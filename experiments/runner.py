@@ -373,7 +373,7 @@ def run_experiment(cfg: ExperimentConfig, out: Path, *, resume: bool = False, ov
     """
     from rich.console import Console
 
-    from recgym.experiments.progress import Progress
+    from recgym.common.progress import Progress
 
     console = console or Console(stderr=True, width=None if sys.stderr.isatty() else 130)
     progress = progress or Progress(console.file, console=console)

@@ -143,7 +143,7 @@ def evaluate_trial(cfg_dict: dict[str, Any], index: int, params: dict[str, Any],
     import optuna
     from rich.console import Console
 
-    from recgym.experiments.progress import Progress
+    from recgym.common.progress import Progress
     from recgym.experiments.runner import run_experiment
 
     cfg = ExperimentConfig.model_validate(cfg_dict)

@@ -1,4 +1,4 @@
-"""Progress of the long steps of a run (encode, fit, train, evaluate, fidelity, bench) for people and logs.
+"""Progress of long steps (encode, fit, train, evaluate, fidelity, bench) for people and logs.
 
 On a terminal: live ``rich`` bars with elapsed time. Otherwise (CI logs, ``nohup``, a pipe): one line per
 task when it starts, then at most every ``every_s`` seconds and at every 25 % mark, then a final line with
@@ -8,6 +8,9 @@ the time it took - never blank lines, never minutes of silence. ``enabled=False`
     with progress, progress.task("train ppo__seed0", total=150_000, unit="env steps") as bar:
         ...
         bar.update(n_done)                    # absolute, or bar(k) to add k
+
+    with progress_bar(total=1700, label="fit movielens-100k", unit="steps") as advance:   # one task
+        advance(1)
 
 The clock only decides *when* a line is printed; it never changes what is computed.
 """
@@ -20,7 +23,7 @@ import time
 from collections.abc import Iterator
 from typing import Any, TextIO
 
-__all__ = ["Progress", "Bar", "format_seconds"]
+__all__ = ["Progress", "Bar", "progress_bar", "format_seconds", "format_eta"]
 
 
 def format_seconds(seconds: float) -> str:
@@ -29,6 +32,9 @@ def format_seconds(seconds: float) -> str:
     if s >= 3600:
         return f"{s // 3600}h{(s % 3600) // 60:02d}m"
     return f"{s // 60}m{s % 60:02d}s" if s >= 60 else f"{s}s"
+
+
+format_eta = format_seconds
 
 
 class Bar:
@@ -141,3 +147,13 @@ class Progress:
             bar.last_t, bar.last_quarter = now, quarter
             if bar.done < bar.total or not bar.total:
                 print(bar.line(), file=self.stream, flush=True)
+
+
+@contextlib.contextmanager
+def progress_bar(total: int, label: str, *, unit: str = "it", enabled: bool | None = True,
+                 stream: TextIO | None = None, every_s: float = 15.0) -> Iterator[Bar]:
+    """One task on its own display: yields its :class:`Bar` (``advance(n)``). ``enabled=None``: only on a
+    terminal; ``False``: silent."""
+    progress = Progress(stream, enabled=enabled, every_s=every_s)
+    with progress, progress.task(label, total, unit=unit) as bar:
+        yield bar
