@@ -11,7 +11,13 @@ import torch
 from recgym.common.config import SEED_MAX, ComponentError, ConfigError, suggest
 from recgym.envs.config import EnvConfig, deep_merge
 from recgym.envs.core import RankingCore
-from recgym.envs.factory import apply_world_env_defaults, make_env_config, make_world
+from recgym.envs.factory import (
+    adapt_env_config,
+    apply_world_env_defaults,
+    explicit_paths,
+    make_env_config,
+    make_world,
+)
 from recgym.envs.state import SimState
 from recgym.envs.world import World
 
@@ -27,7 +33,8 @@ def build_core(
     device: str | torch.device,
     components: Mapping[str, Any],
 ) -> RankingCore:
-    """Validate the config first (fail fast), then build or fetch the world, then the core. ``components``:
+    """Validate the config first (fail fast), then build or fetch the world, then the core; env sizes the user did
+    not set follow the world (:func:`~recgym.envs.factory.adapt_env_config`). ``components``:
     ``preference``, ``dynamics``, ``choice_model``, ``response_model``, ``reward_fn`` (``None``: default).
 
     ``choice_model`` takes a name (``"mnl"``, ``"cascade"``, ``"pbm"``: the config's ``choice.model``) or a
@@ -46,10 +53,13 @@ def build_core(
         raise ComponentError(f"choice_model: expected a name ('mnl', 'cascade', 'pbm') or a ChoiceModel with "
                         f"click_probs(logits), received {type(choice).__name__}")
     cfg = make_env_config(config, overrides)
+    user_keys = explicit_paths(config) | explicit_paths(overrides)
     w = make_world(world, world_config=world_config, data_dir=data_dir, encoder=encoder)
-    if w.env_defaults:  # the world's own settings under the keys the user gave
+    if w.env_defaults:  # the world's own settings under the keys the user gave (they count as given below)
         given = config.model_dump(exclude_unset=True) if isinstance(config, EnvConfig) else dict(config or {})
         cfg = apply_world_env_defaults(cfg, w, deep_merge(given, overrides))
+        user_keys |= explicit_paths(w.env_defaults)
+    cfg = adapt_env_config(cfg, int((~w.catalog.is_new).sum()), user_keys)
     return RankingCore(w, cfg, device=device, **components)
 
 

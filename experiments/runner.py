@@ -323,20 +323,13 @@ def apply_world_defaults(cfg: ExperimentConfig) -> ExperimentConfig:
 
 
 def validate_before_folder(cfg: ExperimentConfig) -> None:
-    """Everything that can be checked cheaply, checked before a run folder exists (the config itself was
-    validated when loaded): the real data can be read, a local encoder folder exists. A failure here leaves
-    no folder behind, so the corrected command runs without ``--overwrite``.
+    """Checks that need no folder beyond the config's own validation: a local encoder folder exists (the real
+    data is read, and the env sized to the world, by :func:`_fit_env_to_world` right after). A failure here
+    leaves no folder behind, so the corrected command runs without ``--overwrite``.
 
     Raises:
         RunError: naming what is missing and where it was looked for.
     """
-    if cfg.is_real_world:
-        from recgym.envs.datasets import load_dataset
-
-        try:
-            load_dataset(cfg.world, cfg.data_dir)
-        except (ValueError, OSError) as exc:
-            raise RunError(f"world {cfg.world!r}: {' '.join(str(exc).split())}") from None
     if cfg.encoder not in (None, "hashing") and not (Path(cfg.encoder).expanduser() / "config.json").is_file():
         raise RunError(f"encoder: expected 'hashing' or a local model folder holding config.json, received "
                        f"{cfg.encoder!r} (not found); recgym never downloads a model at run time")
@@ -384,6 +377,7 @@ def run_experiment(cfg: ExperimentConfig, out: Path, *, resume: bool = False, ov
             raise RunError(str(exc)) from None
     cfg = apply_world_defaults(cfg)
     validate_before_folder(cfg)
+    cfg = _fit_env_to_world(cfg)  # before the run folder exists: a config that cannot fit the world fails here
     continuing = prepare_run_dir(cfg, out, resume=resume, overwrite=overwrite)
     with RunLock(out), _disk_full_in_threads_is_reraised():
         _set_status(out, "running")
@@ -460,10 +454,15 @@ def _run(cfg: ExperimentConfig, out: Path, continuing: bool, console: Any, progr
     started = time.strftime("%Y-%m-%dT%H:%M:%S%z")
     atomic_write_json(out / "run.json", run_info)
     if cfg.is_real_world and not (out / "fidelity" / "fidelity.md").is_file():
-        from recgym.experiments.fidelity import fidelity_report
+        from recgym.envs.factory import _encoder_from_spec
+        from recgym.envs.worlds.fitted import FitConfig
+        from recgym.experiments.fidelity import FidelityConfig, cached_fidelity_report
 
-        console.print("real-data world: writing the fidelity report card ...")
-        fidelity_report(cfg.world, cfg.data_dir, out / "fidelity")
+        console.print("real-data world: fidelity report card (reused from the cache when this world has one) ...")
+        fid_cfg = FidelityConfig(fit=FitConfig.model_validate(dict(cfg.world_config)))
+        report, hit = cached_fidelity_report(cfg.world, cfg.data_dir, out / "fidelity", _encoder_from_spec(cfg.encoder),
+                                             config=fid_cfg, progress=True)
+        console.print(f"fidelity ({'cached' if hit else 'computed'}): {report['verdict']}")
 
     def notify(msg: str) -> None:
         progress.print(msg)
@@ -516,3 +515,19 @@ def _previous_sessions(out: Path) -> list[dict[str, Any]]:
     if isinstance(old.get("wall_time_s"), (int, float)):
         return [{"started": None, "wall_time_s": old["wall_time_s"], "resumed": False}]
     return []
+
+
+def _fit_env_to_world(cfg: ExperimentConfig) -> ExperimentConfig:
+    """Size the env keys the config leaves unset to the world (cheap: no encoding, no fit); an explicit value
+    that cannot fit the world raises a ConfigError here, before any folder or heavy work."""
+    from recgym.common.config import ConfigError
+    from recgym.envs.factory import adapt_env_config, initial_item_count
+
+    try:
+        n_initial = initial_item_count(cfg.world, world_config=cfg.world_config, data_dir=cfg.data_dir)
+    except ConfigError:
+        raise
+    except (ValueError, OSError) as exc:
+        raise RunError(f"world {cfg.world!r}: {exc}") from exc
+    env = adapt_env_config(cfg.env, n_initial)
+    return cfg if env is cfg.env else cfg.model_copy(update={"env": env})

@@ -16,6 +16,7 @@ def test_lines_off_a_terminal_at_quarters_and_the_end():
     lines = out.getvalue().splitlines()
     assert lines[0] == "train x: 0/8 steps (0%), 0s elapsed"
     assert [ln.split(":")[1].split()[0] for ln in lines[1:-1]] == ["2/8", "4/8", "6/8"]
+    assert all("left" in ln for ln in lines[1:-1])  # a time estimate once something is done
     assert lines[-1].startswith("train x: done, 8 steps in ") and all(ln.strip() for ln in lines)
 
 

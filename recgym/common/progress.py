@@ -64,8 +64,9 @@ class Bar:
         if not self.total:
             return f"{self.label}: {self.done:,} {self.unit}, {format_seconds(elapsed)} elapsed"
         pct = 100 * self.done / self.total
+        left = f", ~{format_seconds(elapsed / self.done * (self.total - self.done))} left" if self.done else ""
         return (f"{self.label}: {self.done:,}/{self.total:,} {self.unit} ({pct:.0f}%), "
-                f"{format_seconds(elapsed)} elapsed")
+                f"{format_seconds(elapsed)} elapsed{left}")
 
 
 class Progress:
