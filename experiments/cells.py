@@ -46,7 +46,7 @@ from recgym.experiments.evaluation import EnvPool, cohort_users, evaluate_cell, 
 from recgym.experiments.seeds import SeedTree
 
 __all__ = ["run_cells", "execute_cell", "pending_cells", "needs_logs", "cell_name", "cell_hash", "cell_path",
-           "cell_finished", "cell_failure", "record_failure", "save_cell", "Cell", "RunContext"]
+           "cell_finished", "cell_failure", "record_failure", "plan_cells", "save_cell", "Cell", "RunContext"]
 
 Notify = Callable[[str], None]
 
@@ -201,16 +201,22 @@ def record_failure(ctx: RunContext, cell: Cell, error: str, trace: list[str] | N
     ctx.notify(f"cell {cell.name} failed: {error[:300]} (recorded; the run goes on)")
 
 
+def plan_cells(ctx: RunContext) -> tuple[list[Cell], int]:
+    """The pending cells of the run and the total count; says how many a resume skips."""
+    cfg = ctx.cfg
+    (ctx.out / "cells").mkdir(exist_ok=True)
+    todo = pending_cells(cfg, ctx.out, ctx.run_hash)
+    total = len(cfg.agents) * len(cfg.evaluation.seeds)
+    if total - len(todo):
+        ctx.notify(f"resume: {total - len(todo)} finished evaluation cells skipped, {len(todo)} to run")
+    return todo, total
+
+
 def run_cells(ctx: RunContext) -> dict[str, str]:
     """Run every pending cell in this process, one after the other; returns ``{cell name: error}`` of the
     cells that failed in this call (the Ray backend, :mod:`recgym.experiments.ray_backend`, runs the same
     :func:`execute_cell` in worker processes)."""
-    cfg, out = ctx.cfg, ctx.out
-    (out / "cells").mkdir(exist_ok=True)
-    todo = pending_cells(cfg, out, ctx.run_hash)
-    total = len(cfg.agents) * len(cfg.evaluation.seeds)
-    if total - len(todo):
-        ctx.notify(f"resume: {total - len(todo)} finished evaluation cells skipped, {len(todo)} to run")
+    todo, total = plan_cells(ctx)
     with_logs = needs_logs(todo)
     log_cache: dict[int, LoggedData] = {}
     failures: dict[str, str] = {}

@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from recgym.common.progress import Progress
-from recgym.experiments.cells import Cell, RunContext, needs_logs, pending_cells, record_failure
+from recgym.experiments.cells import Cell, RunContext, needs_logs, plan_cells, record_failure
 from recgym.experiments.config import ExperimentConfig
 
 __all__ = ["require_ray", "start_ray", "run_cells_ray", "RayUnavailableError", "MAX_RETRIES", "FAULT_ENV"]
@@ -107,11 +107,7 @@ def run_cells_ray(ctx: RunContext, workers: int | None = None, address: str | No
     Same contract as :func:`~recgym.experiments.cells.run_cells`."""
     ray = start_ray(workers, address)
     cfg, out = ctx.cfg, ctx.out
-    (out / "cells").mkdir(exist_ok=True)
-    todo = pending_cells(cfg, out, ctx.run_hash)
-    total = len(cfg.agents) * len(cfg.evaluation.seeds)
-    if total - len(todo):
-        ctx.notify(f"resume: {total - len(todo)} finished evaluation cells skipped, {len(todo)} to run")
+    todo, total = plan_cells(ctx)
     gpus = float(ray.cluster_resources().get("GPU", 0.0))
     per_gpu = 0.0 if cfg.device == "cpu" or gpus == 0 else min(1.0, gpus / max(len(todo), 1))
     task = ray.remote(num_cpus=1, num_gpus=per_gpu, max_retries=MAX_RETRIES)(_cell_task)
