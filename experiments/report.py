@@ -11,13 +11,16 @@ from __future__ import annotations
 import csv
 import io
 import math
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+from rich.console import Console
 
 from recgym.common.errors import CorruptFileError
 from recgym.common.io import atomic_write_json, atomic_write_text, load_npz_arrays, read_json_file
+from recgym.envs.world import World
 from recgym.experiments.cells import cell_failure, cell_path
 from recgym.experiments.config import ExperimentConfig
 from recgym.experiments.report_sections import (
@@ -145,7 +148,7 @@ def _plots(cfg: ExperimentConfig, out: Path, summary: list[dict[str, Any]], arra
     d = out / "plots"
     made: dict[str, str] = {}
 
-    def attempt(key: str, fn: Any, *args: Any, **kw: Any) -> None:
+    def attempt(key: str, fn: Callable[..., Path], *args: Any, **kw: Any) -> None:
         try:
             made[key] = str(fn(*args, **kw).relative_to(out))
         except ValueError as exc:  # a plot with no data must not sink the run; the report says so
@@ -286,7 +289,7 @@ NEW_ITEM_COLUMNS = ("exposure_share", "ctr", "n_released", "share_exposed", "sha
 
 
 def _report_md(cfg: ExperimentConfig, chash: str, summary: list[dict[str, Any]], made: dict[str, str],
-               world: Any, n_users: int, out: Path, failures: dict[str, dict[int, str]]) -> str:
+               world: World, n_users: int, out: Path, failures: dict[str, dict[int, str]]) -> str:
     from recgym.agents import AGENTS
 
     agents = [s.key for s in cfg.agents]
@@ -356,7 +359,7 @@ def _report_md(cfg: ExperimentConfig, chash: str, summary: list[dict[str, Any]],
     return "\n".join(lines) + "\n"
 
 
-def _console_table(summary: list[dict[str, Any]], agents: list[str], console: Any, title: str) -> None:
+def _console_table(summary: list[dict[str, Any]], agents: list[str], console: Console, title: str) -> None:
     from rich.table import Table
 
     cols = ("return", "ctr", "ndcg", "coverage", "gini", "tail_share")
@@ -371,7 +374,7 @@ def _console_table(summary: list[dict[str, Any]], agents: list[str], console: An
     console.print(t)
 
 
-def write_outputs(cfg: ExperimentConfig, out: Path, chash: str, world: Any, console: Any) -> dict[str, Any]:
+def write_outputs(cfg: ExperimentConfig, out: Path, chash: str, world: World, console: Console) -> dict[str, Any]:
     """Write metrics.json/csv, plots and report.md from the cells; failed cells are listed, never averaged.
 
     Returns ``{"summary": rows, "plots": {key: path or "!reason"}, "failures": {agent: {seed: error}}}``.

@@ -56,6 +56,7 @@ from typing import Any
 
 import numpy as np
 import yaml
+from rich.console import Console
 
 from recgym.common.config import ConfigError
 from recgym.common.errors import CorruptFileError, DiskFullError, is_disk_full
@@ -66,7 +67,9 @@ from recgym.common.io import (
     read_json_file,
     sha256_bytes,
 )
+from recgym.common.progress import Progress
 from recgym.common.yamlio import load_yaml_file
+from recgym.envs.world import World
 from recgym.experiments.config import ExperimentConfig, config_diff, config_hash
 
 __all__ = ["RunError", "CellsFailedError", "run_experiment", "prepare_run_dir", "validate_before_folder",
@@ -299,7 +302,7 @@ def _system_info(threads: int | None) -> dict[str, Any]:
             "cuda": torch.cuda.is_available()}
 
 
-def _manifest_hash(world: Any) -> str | None:
+def _manifest_hash(world: World) -> str | None:
     """sha256 of the world's provenance (encoder fingerprint, cache manifest keys), when it has one."""
     if not world.source:
         return None
@@ -336,7 +339,7 @@ def validate_before_folder(cfg: ExperimentConfig) -> None:
 
 
 def run_experiment(cfg: ExperimentConfig, out: Path, *, resume: bool = False, overwrite: bool = False,
-                   console: Any = None, progress: Any = None, backend: str = "sequential",
+                   console: Console | None = None, progress: Progress | None = None, backend: str = "sequential",
                    workers: int | None = None, ray_address: str | None = None,
                    on_curve: Callable[..., None] | None = None,
                    reraise: tuple[type[BaseException], ...] = ()) -> dict[str, Any]:
@@ -358,10 +361,6 @@ def run_experiment(cfg: ExperimentConfig, out: Path, *, resume: bool = False, ov
         CellsFailedError: the report is written but some cells failed (``--resume`` retries them).
         DiskFullError: the disk filled up; its message names the file, the space and how to resume.
     """
-    from rich.console import Console
-
-    from recgym.common.progress import Progress
-
     console = console or Console(stderr=True, width=None if sys.stderr.isatty() else 130)
     progress = progress or Progress(console.file, console=console)
     t0 = time.perf_counter()
@@ -419,7 +418,7 @@ def _disk_full_in_threads_is_reraised() -> Iterator[None]:
         threading.excepthook = previous
 
 
-def _run(cfg: ExperimentConfig, out: Path, continuing: bool, console: Any, progress: Any, t0: float,
+def _run(cfg: ExperimentConfig, out: Path, continuing: bool, console: Console, progress: Progress, t0: float,
          backend: str = "sequential", workers: int | None = None, ray_address: str | None = None,
          hooks: dict[str, Any] | None = None) -> dict[str, Any]:
     import torch

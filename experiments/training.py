@@ -50,7 +50,7 @@ import re
 import zipfile
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -69,7 +69,15 @@ from recgym.common.io import (
     read_json_file,
     sha256_bytes,
 )
+from recgym.envs.config import EnvConfig
 from recgym.envs.sb3 import RankingSB3VecEnv
+from recgym.envs.world import World
+
+if TYPE_CHECKING:  # cells imports this module lazily; no import cycle at run time
+    from stable_baselines3.common.base_class import BaseAlgorithm
+
+    from recgym.agents._sb3 import SB3Recommender
+    from recgym.experiments.cells import Cell, RunContext
 
 __all__ = ["CheckpointMismatchError", "NaNLossError", "train_rl", "train_agent", "train_cell", "find_resume_checkpoint"]
 
@@ -111,13 +119,13 @@ def _finite(module: torch.nn.Module) -> bool:
     return all(bool(torch.isfinite(p).all()) for p in module.parameters())
 
 
-def _losses_finite(model: Any) -> tuple[bool, dict[str, float]]:
+def _losses_finite(model: BaseAlgorithm) -> tuple[bool, dict[str, float]]:
     vals = {k: float(v) for k, v in getattr(model.logger, "name_to_value", {}).items()
             if k.startswith("train/") and isinstance(v, (int, float))}
     return all(math.isfinite(v) for v in vals.values()), vals
 
 
-def _apply_checkpoint(agent: Any, ckpt: dict[str, Any], where: Path) -> None:
+def _apply_checkpoint(agent: SB3Recommender, ckpt: dict[str, Any], where: Path) -> None:
     """Load a verified checkpoint's training state into the freshly built agent; a mismatch names the field."""
     try:
         agent.load_training_state({k: ckpt[k] for k in ("policy", "optimizer", "rng")})
@@ -127,7 +135,7 @@ def _apply_checkpoint(agent: Any, ckpt: dict[str, Any], where: Path) -> None:
                                f"({detail})") from None
 
 
-def _failing_part(agent: Any, ckpt: dict[str, Any]) -> str:
+def _failing_part(agent: SB3Recommender, ckpt: dict[str, Any]) -> str:
     """Which part of a checkpoint does not load into ``agent`` (to name it in the error)."""
     model = agent.model
     for key, target in (("policy", model.policy), ("optimizer", model.policy.optimizer)):
@@ -366,7 +374,7 @@ def find_resume_checkpoint(ckpt_dir: Path, cfg_hash: str,
     return payload
 
 
-def _save(ckpt_dir: Path, agent: Any, venv: RankingSB3VecEnv, step: int, cfg_hash: str,
+def _save(ckpt_dir: Path, agent: SB3Recommender, venv: RankingSB3VecEnv, step: int, cfg_hash: str,
           curve: list[dict[str, float]], keep: int) -> None:
     """``step_<N>.pt`` (the agent file with its training section), then its manifest ``step_<N>.json``, then
     ``latest.json``; all atomic. Prunes to ``keep``."""
@@ -389,17 +397,17 @@ def _save(ckpt_dir: Path, agent: Any, venv: RankingSB3VecEnv, step: int, cfg_has
         (ckpt_dir / f"step_{old:010d}.pt").unlink(missing_ok=True)
 
 
-def train_rl(agent: Any, **kwargs: Any) -> list[dict[str, float]]:
+def train_rl(agent: SB3Recommender, **kwargs: Any) -> list[dict[str, float]]:
     """Train an already-built ``agent`` (PPO/DQN recommender); see :func:`train_agent` for the arguments.
     Returns its learning curve rows."""
     return train_agent(lambda _env: agent, **kwargs)[1]
 
 
-def train_agent(make: Callable[[Any], Any], *, world: Any, train_env_cfg: Any, budget: int, num_envs: int,
+def train_agent(make: Callable[[RankingSB3VecEnv], SB3Recommender], *, world: World, train_env_cfg: EnvConfig, budget: int, num_envs: int,
                 seed: int, checkpoint_every: int, ckpt_dir: Path, log_path: Path, tb_dir: Path | None,
-                cfg_hash: str, curve_fn: Callable[[Any], float], keep: int = 2, device: str = "cpu",
+                cfg_hash: str, curve_fn: Callable[[SB3Recommender], float], keep: int = 2, device: str = "cpu",
                 on_progress: Callable[[int], None] | None = None, resume: bool = True,
-                notify: Callable[[str], None] | None = None) -> tuple[Any, list[dict[str, float]]]:
+                notify: Callable[[str], None] | None = None) -> tuple[SB3Recommender, list[dict[str, float]]]:
     """Build the agent on its training env (``make(env)``: no separate probe env) and train it for ``budget``
     env steps; returns ``(agent, learning curve rows)``.
 
@@ -473,7 +481,7 @@ def train_agent(make: Callable[[Any], Any], *, world: Any, train_env_cfg: Any, b
     return agent, curve
 
 
-def train_cell(ctx: Any, cell: Any, hyperparams: dict[str, Any]) -> tuple[Any, list[dict[str, float]]]:
+def train_cell(ctx: RunContext, cell: Cell, hyperparams: dict[str, Any]) -> tuple[SB3Recommender, list[dict[str, float]]]:
     """Train the RL agent of a run's cell (:class:`~recgym.experiments.cells.Cell`) with checkpoints, curve,
     TensorBoard and progress; returns ``(agent, curve)``."""
     from recgym.agents.base import make_agent
