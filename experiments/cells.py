@@ -238,8 +238,6 @@ def _run_cell(ctx: RunContext, cell: Cell, log_cache: dict[int, LoggedData], wit
     trained: Recommender | None = None
     curve: list[dict[str, float]] = []
     if cls.train_action_types is not None:
-        from recgym.experiments.training import train_cell
-
         trained, curve = train_cell(ctx, cell, hp)
     fit = cls.learns_offline and spec.fit_on_logs is not False and with_logs
     if fit and seed not in log_cache:
@@ -262,6 +260,24 @@ def _run_cell(ctx: RunContext, cell: Cell, log_cache: dict[int, LoggedData], wit
     save_cell(cell.path, result.metrics, arrays, {"agent": spec.key, "name": spec.name, "seed": seed,
                                                   "cell_hash": cell_hash(ctx.run_hash, spec.key, seed),
                                                   "n_users": len(users)})
+
+
+def train_cell(ctx: RunContext, cell: Cell, hyperparams: dict[str, Any]) -> tuple[Recommender, list[dict[str, float]]]:
+    """Train the RL agent of a cell with checkpoints, curve, TensorBoard and progress; returns ``(agent, curve)``."""
+    from recgym.experiments.training import train_agent  # torch + SB3: only when a cell trains
+
+    cfg, spec, out = ctx.cfg, cell.spec, ctx.out
+    budget = cfg.budget(cell.index)
+    with ctx.progress.task(f"train {cell.name}", budget, unit="env steps") as bar:
+        return train_agent(
+            lambda env: make_agent(spec.name, env, **hyperparams), world=ctx.world,
+            train_env_cfg=cfg.train_env(cell.index), budget=budget, num_envs=cfg.training.num_envs,
+            seed=ctx.seeds.seed("train", cell.seed), checkpoint_every=cfg.training.checkpoint_every,
+            ckpt_dir=path_inside(out / "checkpoints", cell.name),
+            log_path=cell_path(out, spec.key, cell.seed, "curves", ".csv"),
+            tb_dir=path_inside(out / "tensorboard", cell.name) if cfg.output.tensorboard else None,
+            cfg_hash=ctx.run_hash, curve_fn=curve_function(ctx, cell), keep=cfg.training.keep_checkpoints,
+            device=cfg.device, on_progress=lambda n: bar.update(min(n, budget)), notify=ctx.notify)
 
 
 def curve_function(ctx: RunContext, cell: Cell) -> Callable[[Recommender], float]:

@@ -73,13 +73,12 @@ from recgym.envs.config import EnvConfig
 from recgym.envs.sb3 import RankingSB3VecEnv
 from recgym.envs.world import World
 
-if TYPE_CHECKING:  # cells imports this module lazily; no import cycle at run time
+if TYPE_CHECKING:  # annotations only; this module never imports the run's cell glue (cells imports it)
     from stable_baselines3.common.base_class import BaseAlgorithm
 
     from recgym.agents._sb3 import SB3Recommender
-    from recgym.experiments.cells import Cell, RunContext
 
-__all__ = ["CheckpointMismatchError", "NaNLossError", "train_rl", "train_agent", "train_cell", "find_resume_checkpoint"]
+__all__ = ["CheckpointMismatchError", "NaNLossError", "train_rl", "train_agent", "find_resume_checkpoint"]
 
 log = logging.getLogger(__name__)
 
@@ -479,23 +478,3 @@ def train_agent(make: Callable[[RankingSB3VecEnv], SB3Recommender], *, world: Wo
         pass  # finished earlier: weights restored from the final checkpoint
     menv.close()
     return agent, curve
-
-
-def train_cell(ctx: RunContext, cell: Cell, hyperparams: dict[str, Any]) -> tuple[SB3Recommender, list[dict[str, float]]]:
-    """Train the RL agent of a run's cell (:class:`~recgym.experiments.cells.Cell`) with checkpoints, curve,
-    TensorBoard and progress; returns ``(agent, curve)``."""
-    from recgym.agents.base import make_agent
-    from recgym.experiments.cells import cell_path, curve_function
-
-    cfg, spec, out = ctx.cfg, cell.spec, ctx.out
-    budget = cfg.budget(cell.index)
-    with ctx.progress.task(f"train {cell.name}", budget, unit="env steps") as bar:
-        return train_agent(
-            lambda env: make_agent(spec.name, env, **hyperparams), world=ctx.world,
-            train_env_cfg=cfg.train_env(cell.index), budget=budget, num_envs=cfg.training.num_envs,
-            seed=ctx.seeds.seed("train", cell.seed), checkpoint_every=cfg.training.checkpoint_every,
-            ckpt_dir=path_inside(out / "checkpoints", cell.name),
-            log_path=cell_path(out, spec.key, cell.seed, "curves", ".csv"),
-            tb_dir=path_inside(out / "tensorboard", cell.name) if cfg.output.tensorboard else None,
-            cfg_hash=ctx.run_hash, curve_fn=curve_function(ctx, cell), keep=cfg.training.keep_checkpoints,
-            device=cfg.device, on_progress=lambda n: bar.update(min(n, budget)), notify=ctx.notify)
