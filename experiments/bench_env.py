@@ -25,6 +25,8 @@ import time
 
 import torch
 
+from recgym.common.progress import Progress
+
 __all__ = ["run_env_benchmark"]
 
 
@@ -40,9 +42,11 @@ def run_env_benchmark(
     seed: int = 0,
     warmup: int = 60,
     repeats: int = 5,
+    progress: Progress | None = None,
 ) -> dict:
     """Time ``repeats`` windows of ``steps`` env steps of ``num_envs`` users, one after the other in the
-    same run; return the median window's user-steps/s (and every window's, ``*_runs``) with the settings."""
+    same run; return the median window's user-steps/s (and every window's, ``*_runs``) with the settings.
+    ``progress`` (default: silent) advances after each window, outside the timed span."""
     from recgym.common.device import resolve_device
     from recgym.envs import RankingVectorEnv
     from recgym.envs.spaces import actions_to_slate
@@ -81,31 +85,35 @@ def run_env_benchmark(
             if dev.type == "cuda":
                 torch.cuda.synchronize()
             rates.append(num_envs * n_steps / (time.perf_counter() - t0))
+            bar(1)
         return rates
 
     def record(key: str, rates: list[float]) -> None:
         result[key] = statistics.median(rates)
         result[key + "_runs"] = [round(x) for x in rates]
 
-    if level in ("both", "core"):
-        core = env.core
-        state = core.init_state(batch_size=num_envs, seed=seed)
+    progress = progress or Progress(enabled=False)
+    windows = repeats * {"both": 3, "core": 1, "vector": 2}[level]
+    with progress, progress.task(f"bench env B={num_envs}", windows, unit="timed windows") as bar:
+        if level in ("both", "core"):
+            core = env.core
+            state = core.init_state(batch_size=num_envs, seed=seed)
 
-        def core_step(i: int) -> None:
-            slate = actions_to_slate(scores_t[i % n_actions], state.mask, core.config, batched=True, strict=False)
-            _, term, trunc, _ = core.step(state, slate)
-            rows = (term | trunc).nonzero().flatten()
-            if len(rows):
-                core.reset_rows(state, rows)
-            core.observe(state, copy=False)
+            def core_step(i: int) -> None:
+                slate = actions_to_slate(scores_t[i % n_actions], state.mask, core.config, batched=True, strict=False)
+                _, term, trunc, _ = core.step(state, slate)
+                rows = (term | trunc).nonzero().flatten()
+                if len(rows):
+                    core.reset_rows(state, rows)
+                core.observe(state, copy=False)
 
-        record("core_user_steps_per_s", timed(core_step, steps))
-    if level in ("both", "vector"):
-        scores_np = [s.cpu().numpy() for s in scores_t]
-        for mode, key in (("next_step", "vector_user_steps_per_s"), ("same_step", "vector_same_step_user_steps_per_s")):
-            venv = env if mode == "next_step" else make_env(mode)
-            venv.reset(seed=seed)
-            record(key, timed(lambda i, venv=venv: venv.step(scores_np[i % n_actions]), max(50, steps // 2)))
+            record("core_user_steps_per_s", timed(core_step, steps))
+        if level in ("both", "vector"):
+            scores_np = [s.cpu().numpy() for s in scores_t]
+            for mode, key in (("next_step", "vector_user_steps_per_s"), ("same_step", "vector_same_step_user_steps_per_s")):
+                venv = env if mode == "next_step" else make_env(mode)
+                venv.reset(seed=seed)
+                record(key, timed(lambda i, venv=venv: venv.step(scores_np[i % n_actions]), max(50, steps // 2)))
     result["user_steps_per_s"] = result.get("core_user_steps_per_s", result.get("vector_user_steps_per_s"))
     return result
 
@@ -123,7 +131,7 @@ def main(argv: list[str] | None = None) -> None:
     a = p.parse_args(argv)
     for b in a.num_envs:
         r = run_env_benchmark(b, a.candidates, a.slate_size, a.device, world=a.world, threads=a.threads,
-                              repeats=a.repeats)
+                              repeats=a.repeats, progress=Progress())
         if a.json:
             print(json.dumps(r))
         else:

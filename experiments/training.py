@@ -78,7 +78,8 @@ if TYPE_CHECKING:  # annotations only; this module never imports the run's cell 
 
     from recgym.agents._sb3 import SB3Recommender
 
-__all__ = ["CheckpointMismatchError", "NaNLossError", "train_rl", "train_agent", "find_resume_checkpoint"]
+__all__ = ["CheckpointMismatchError", "NaNLossError", "train_rl", "train_agent", "find_resume_checkpoint",
+           "ProgressCallback"]
 
 log = logging.getLogger(__name__)
 
@@ -99,8 +100,8 @@ class NaNLossError(RuntimeError):
     """Training produced NaN/inf parameters or losses; the last good checkpoint is kept."""
 
 
-class _Progress(BaseCallback):
-    """Advances a progress callback at each rollout end; stops training on a NaN loss."""
+class ProgressCallback(BaseCallback):
+    """SB3 callback: calls ``advance(num_timesteps)`` at each rollout end (absolute count of env steps)."""
 
     def __init__(self, advance: Callable[[int], None]) -> None:
         super().__init__()
@@ -450,7 +451,7 @@ def train_agent(make: Callable[[RankingSB3VecEnv], SB3Recommender], *, world: Wo
     while step < budget:
         chunk = min(checkpoint_every, budget - step)
         try:
-            agent.learn(menv, chunk, callback=_Progress(progress))
+            agent.learn(menv, chunk, callback=ProgressCallback(progress))
         except (ValueError, RuntimeError) as exc:
             if "nan" in str(exc).lower():
                 raise NaNLossError(f"NaN during training at step ~{model.num_timesteps} ({exc}); last good "

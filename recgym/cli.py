@@ -10,6 +10,8 @@ from typing import Annotated, Optional
 
 import typer
 
+from recgym.common.progress import Progress
+
 app = typer.Typer(
     help="recgym: a reinforcement-learning recommendation simulator with language-model users and items.",
     no_args_is_help=True,
@@ -98,7 +100,8 @@ def bench_env(
     from recgym.experiments.bench_env import run_env_benchmark
 
     for b in num_envs:
-        r = run_env_benchmark(b, candidates, slate_size, device, world=world, threads=threads, repeats=repeats)
+        r = run_env_benchmark(b, candidates, slate_size, device, world=world, threads=threads, repeats=repeats,
+                              progress=Progress())
         if as_json:
             typer.echo(json.dumps(r))
         else:
@@ -143,7 +146,7 @@ def bench_train(
     from recgym.experiments.bench_train import run_train_benchmark
 
     try:
-        r = run_train_benchmark(agent, total_steps, num_envs, device, seed, world, threads)
+        r = run_train_benchmark(agent, total_steps, num_envs, device, seed, world, threads, progress=Progress())
     except ValueError as exc:
         _fail(exc)
     if not as_json:

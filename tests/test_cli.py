@@ -39,10 +39,11 @@ def test_encode_missing_file_fails_clearly(tmp_path):
 
 
 def test_bench_env_json_last_line(tmp_path):
-    out = run("bench", "env", "--num-envs", "16", "--candidates", "20", "--slate-size", "3",
-              "--threads", "1", "--json").stdout
-    rec = json.loads(out.strip().splitlines()[-1])
+    res = run("bench", "env", "--num-envs", "16", "--candidates", "20", "--slate-size", "3",
+              "--threads", "1", "--json")
+    rec = json.loads(res.stdout.strip().splitlines()[-1])
     assert rec["user_steps_per_s"] > 0 and rec["num_envs"] == 16
+    assert "bench env B=16: done, 15 timed windows in " in res.stderr  # progress lines on stderr, off a terminal
 
 
 @pytest.mark.parametrize("name", ["ml-1m"])

@@ -32,3 +32,29 @@ def test_every_s_bounds_the_silence_and_disabled_is_silent():
     with progress_bar(10, "x", stream=quiet, enabled=None) as bar:  # None: only on a terminal
         bar(10)
     assert quiet.getvalue() == ""
+
+
+def test_bench_env_reports_each_timed_window_off_a_terminal():
+    from recgym.experiments.bench_env import run_env_benchmark
+
+    out = io.StringIO()
+    res = run_env_benchmark(8, candidates=12, slate_size=2, steps=3, warmup=2, repeats=2,
+                            progress=Progress(out, every_s=0.0))
+    lines = out.getvalue().splitlines()
+    assert res["user_steps_per_s"] > 0
+    assert lines[0].startswith("bench env B=8: 0/6 timed windows")
+    assert lines[-1].startswith("bench env B=8: done, 6 timed windows in ")
+    assert [ln.split(":")[1].split()[0] for ln in lines[1:-1]] == ["1/6", "2/6", "3/6", "4/6", "5/6"]
+
+
+def test_bench_train_reports_env_steps_off_a_terminal():
+    from recgym.experiments.bench_train import run_train_benchmark
+
+    out = io.StringIO()
+    res = run_train_benchmark("ppo", total_steps=64, num_envs=4, device="cpu", world="analytic",
+                              progress=Progress(out, every_s=0.0), n_steps=8, batch_size=16)
+    lines = out.getvalue().splitlines()
+    assert res["env_steps"] == 64
+    assert lines[0].startswith("bench train ppo: 0/64 env steps")
+    assert [ln.split(":")[1].split()[0] for ln in lines[1:-1]] == ["32/64"]  # each rollout end (8 x 4 envs)
+    assert lines[-1].startswith("bench train ppo: done, 64 env steps in ")
