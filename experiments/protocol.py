@@ -23,6 +23,7 @@ from typing import Any
 import numpy as np
 
 from recgym.agents.base import EnvSpec, Recommender, make_agent
+from recgym.common.progress import progress_bar
 from recgym.envs.config import EnvConfig
 from recgym.envs.factory import apply_world_env_defaults, make_env_config, make_world
 from recgym.envs.world import World
@@ -151,7 +152,7 @@ def evaluate(agent: Recommender | str | AgentFactory, env_or_config: Any = None,
              world: str | World | None = None, cohort: str = "test", seeds: Sequence[int] = (0, 1, 2, 3, 4),
              episodes: int = 1, users: int | None = None, label: str | None = None,
              hyperparams: Mapping[str, Any] | None = None, device: str | None = None,
-             confidence: float = 0.95, root_seed: int = 0) -> EvaluationResult:
+             confidence: float = 0.95, root_seed: int = 0, progress: bool | None = None) -> EvaluationResult:
     """Evaluate ``agent`` with the protocol of ``recgym run``; returns an :class:`EvaluationResult`.
 
     Args:
@@ -174,6 +175,8 @@ def evaluate(agent: Recommender | str | AgentFactory, env_or_config: Any = None,
         confidence: level of the intervals over seeds.
         root_seed: root of the seed tree (a run's ``seed``); ``seeds`` are replicate ids under it, so
             ``evaluate(..., seeds=cfg.evaluation.seeds, root_seed=cfg.seed)`` replays the run's evaluation.
+        progress: progress over the seeds on stderr: ``None`` (default) a bar on a terminal only, ``True`` also
+            periodic lines in logs, ``False`` silent.
 
     Raises:
         ValueError: bad cohort, seeds or episodes; an agent built for another item table or candidate count.
@@ -204,13 +207,15 @@ def evaluate(agent: Recommender | str | AgentFactory, env_or_config: Any = None,
     records: list[dict[str, Any]] = []
     arrays: dict[int, dict[str, np.ndarray]] = {}
     cohort_of: dict[int, np.ndarray] = {}
-    for seed in seeds:
-        chosen = cohort_users(w, cohort, users, tree.seed("eval", seed, "users"))
-        result = evaluate_cell(lambda env, s=tree.seed("agent", seed): build(env, s), w, eval_cfg, chosen,
-                               tree.seed("eval", seed, "env"), episodes, device, envs=envs)
-        for seg, metrics in result.metrics.items():
-            records.append({"agent": name, "seed": seed, "segment": seg, **metrics})
-        arrays[seed], cohort_of[seed] = result.arrays, chosen
+    with progress_bar(len(seeds), f"evaluate {name} ({cohort} users)", unit="seeds", enabled=progress) as bar:
+        for seed in seeds:
+            chosen = cohort_users(w, cohort, users, tree.seed("eval", seed, "users"))
+            result = evaluate_cell(lambda env, s=tree.seed("agent", seed): build(env, s), w, eval_cfg, chosen,
+                                   tree.seed("eval", seed, "env"), episodes, device, envs=envs)
+            for seg, metrics in result.metrics.items():
+                records.append({"agent": name, "seed": seed, "segment": seg, **metrics})
+            arrays[seed], cohort_of[seed] = result.arrays, chosen
+            bar(1)
     names = list(dict.fromkeys(k for r in records for k in r if k not in ("agent", "seed", "segment")))
     summary = summarise(records, by=["agent", "segment"], metric=names, confidence=confidence, nan_policy="omit",
                         skip_missing=True, replicate_key="seed")

@@ -55,10 +55,13 @@ def test_evaluate_gives_the_metrics_of_a_run(tmp_path):
             assert not bad, (name, key, bad)
 
 
-def test_evaluate_an_agent_instance_from_an_env():
+def test_evaluate_an_agent_instance_from_an_env(capsys):
     env = RankingVectorEnv(4, world=WORLD, **ENV_KW)
     popularity = make_agent("popularity", env, seed=0)
-    res = evaluate(popularity, env, seeds=[0, 1, 2], users=8)
+    res = evaluate(popularity, env, seeds=[0, 1, 2], users=8, progress=True)
+    progress = capsys.readouterr().err.splitlines()  # off a terminal: a line per seed, then the time
+    assert progress[0] == "evaluate popularity (test users): 0/3 seeds (0%), 0s elapsed"
+    assert progress[-1].startswith("evaluate popularity (test users): done, 3 seeds in ")
     assert res.agent == "popularity" and res.seeds == [0, 1, 2] and len(res.users[0]) == 8
     assert popularity.clicks.sum() == 0  # evaluated copies learnt; the caller's agent is untouched
     ci = res.interval("return")
