@@ -12,7 +12,8 @@ agent's configured hyper-parameters (where they lie in the space), so the defaul
 The study lives in ``study.db`` (SQLite through Optuna's storage) in the tune folder: a killed tune resumes
 with the same command, keeps every finished trial and re-runs only the trial(s) the kill interrupted. At the
 end: ``best.json`` (best hyper-parameters; the Pareto front for several objectives), ``best_config.yaml`` (the
-original config with the best hyper-parameters, ready for ``recgym run`` with the full seed protocol),
+original config plus the tuned agent as ``<label>_tuned`` next to the configured one, ready for ``recgym
+run`` with the full seed protocol: :func:`best_run_config`),
 Optuna's matplotlib plots (optimisation history, parameter importances, parallel coordinates; Pareto front)
 and ``tune.md``. Optuna is an optional extra: ``pip install -e ".[tune]"``.
 """
@@ -35,7 +36,7 @@ from recgym.common.io import atomic_write_bytes, atomic_write_json, atomic_write
 from recgym.experiments.config import ExperimentConfig, config_hash
 from recgym.experiments.tune_config import ParamSpec, TuneConfig
 
-__all__ = ["run_tune", "TuneError", "require_optuna", "trial_config"]
+__all__ = ["run_tune", "TuneError", "require_optuna", "trial_config", "best_run_config"]
 
 INSTALL_HINT = 'pip install -e ".[tune]"  (or: pip install optuna)'
 MARKER = "tune.json"
@@ -392,18 +393,40 @@ def write_tune_outputs(optuna: Any, study: Any, cfg: ExperimentConfig, index: in
                "best": [{"number": t.number, "params": t.params, "values": t.values} for t in best],
                "defaults": None if defaults is None else {"params": defaults.params, "values": defaults.values}}
     atomic_write_json(out / "best.json", summary)
-    run_cfg = trial_config(cfg, index, best[0].params).to_dict()
-    final = cfg.to_dict()
-    final["agents"][index] = run_cfg["agents"][0]
-    final["env"] = run_cfg["env"]
-    final.pop("tune", None)
-    final["name"] = f"{cfg.name}-tuned"
-    atomic_write_text(out / "best_config.yaml",
-                      f"# recgym tune: trial {best[0].number} of {out} - re-run with the full seed protocol:\n"
-                      f"#   recgym run {out / 'best_config.yaml'}\n" + yaml.safe_dump(final, sort_keys=False))
+    final, peer = best_run_config(cfg, index, best[0].params)
+    summary["best_config_compares"] = peer
+    head = (f"# recgym tune: trial {best[0].number} of {out} - re-run with the full seed protocol:\n"
+            f"#   recgym run {out / 'best_config.yaml'}\n")
+    if peer:
+        head += f"# '{peer[1]}' (tuned) runs next to '{peer[0]}' (as configured) on the same users and seeds.\n"
+    atomic_write_text(out / "best_config.yaml", head + yaml.safe_dump(final, sort_keys=False))
     plots = _plots(optuna, study, out, multi, tune)
     atomic_write_text(out / "tune.md", _report(summary, plots, out))
     return summary
+
+
+def best_run_config(cfg: ExperimentConfig, index: int, params: dict[str, Any]) -> tuple[dict[str, Any], list[str] | None]:
+    """The original config with the tuned agent's best ``params``, for the full seed protocol; returns
+    ``(config dict, [configured label, tuned label] or None)``.
+
+    Hyper-parameters only: the tuned agent runs as ``<label>_tuned`` next to the agent as configured, so one
+    run answers "does it beat the configured hyper-parameters, beyond the CI?" on the same users and seeds.
+    With reward weights the env's reward changes for every agent, so the configured agent is not a fair peer
+    under it: the tuned agent replaces it (``None``)."""
+    run_cfg = trial_config(cfg, index, params).to_dict()
+    final = cfg.to_dict()
+    final.pop("tune", None)
+    final["name"] = f"{cfg.name}-tuned"
+    tuned = run_cfg["agents"][0]
+    if any(k.startswith("reward.") for k in params):
+        final["agents"][index] = tuned
+        final["env"] = run_cfg["env"]
+        return final, None
+    taken = {a.key for a in cfg.agents}
+    label = next(f"{cfg.agents[index].key}_tuned{n or ''}" for n in range(len(taken) + 1)
+                 if f"{cfg.agents[index].key}_tuned{n or ''}" not in taken)
+    final["agents"].insert(index + 1, {**tuned, "label": label})
+    return final, [cfg.agents[index].key, label]
 
 
 def _plots(optuna: Any, study: Any, out: Path, multi: bool, tune: TuneConfig) -> dict[str, str]:
@@ -453,8 +476,12 @@ def _report(summary: dict[str, Any], plots: dict[str, str], out: Path) -> str:
               "|---|" + "---|" * len(objectives) + "---|"]
     for b in summary["best"]:
         lines.append(f"| {b['number']} | " + " | ".join(f"{v:.4g}" for v in b["values"]) + f" | {b['params']} |")
+    peer = summary.get("best_config_compares")
+    both = (f"it runs `{peer[1]}` (the best trial) next to `{peer[0]}` (as configured) on the same users and "
+            "seeds" if peer else "the reward weights change every agent's reward, so it runs the tuned agent "
+            "in place of the configured one")
     lines += ["", "A tune compares trials on few seeds: before claiming the best beats the configured "
-              "hyper-parameters, re-run both with the full protocol and compare their 95 % CIs:",
+              f"hyper-parameters, re-run with the full protocol and compare the 95 % CIs ({both}):",
               "", f"    recgym run {out / 'best_config.yaml'}", "", "## Plots", ""]
     for key, rel in plots.items():
         lines.append(f"- {key}: not drawn ({rel[1:]})" if rel.startswith("!") else f"![{key}]({rel})")

@@ -52,6 +52,26 @@ def test_search_space_schema_errors(tune, message):
         _cfg(tune)
 
 
+def test_best_config_runs_the_tuned_agent_next_to_the_configured_one():
+    from recgym.experiments.tune import best_run_config
+
+    cfg = _cfg({"agent": "ppo", "space": {"learning_rate": {"type": "float", "low": 1e-4, "high": 1e-2}}},
+               agents=[{"name": "ppo", "hyperparams": {"n_steps": 8}}, {"name": "ppo", "label": "ppo_tuned"}])
+    final, peer = best_run_config(cfg, 0, {"learning_rate": 0.002})
+    run = load_config(raw=final)
+    assert peer == ["ppo", "ppo_tuned1"] and [a.key for a in run.agents] == ["ppo", "ppo_tuned1", "ppo_tuned"]
+    assert run.agents[0].hyperparams == {"n_steps": 8}  # the configured agent as it was
+    assert run.agents[1].hyperparams == {"n_steps": 8, "learning_rate": 0.002} and run.tune is None
+    assert run.evaluation.seeds == cfg.evaluation.seeds and run.env == cfg.env
+    # reward weights change every agent's reward: the tuned agent replaces the configured one
+    mo = _cfg({"agent": "ppo", "objectives": ["ctr"],
+               "reward_weights": {"satisfaction": {"type": "float", "low": 0.0, "high": 3.0}}})
+    final, peer = best_run_config(mo, 1, {"reward.satisfaction": 2.0})
+    run = load_config(raw=final)
+    assert peer is None and [a.key for a in run.agents] == ["linucb", "ppo"]
+    assert run.env.reward.name == "mix" and run.env.reward.weights.satisfaction == 2.0
+
+
 def test_space_must_name_hyper_parameters_of_the_tuned_agent(tmp_path):
     _optuna()
     from recgym.experiments.tune import TuneError, run_tune
@@ -79,8 +99,9 @@ def test_tune_writes_best_config_plots_and_report(tmp_path):
                              "space": LINUCB_SPACE}), out, notify=lambda m: None)
     assert summary["complete"] == 4 and summary["defaults"]["params"]["alpha"] == 1.0  # trial 0 = the config's
     best = load_config(out / "best_config.yaml")
-    assert [a.name for a in best.agents] == ["linucb", "ppo"]  # the original config, tuned agent replaced
-    assert best.agents[0].hyperparams == summary["best"][0]["params"] and best.evaluation.seeds == [0, 1, 2, 3, 4]
+    assert [a.key for a in best.agents] == ["linucb", "linucb_tuned", "ppo"]  # the tuned one next to the configured
+    assert best.agents[1].hyperparams == summary["best"][0]["params"] and best.evaluation.seeds == [0, 1, 2, 3, 4]
+    assert best.agents[0].hyperparams == {} and summary["best_config_compares"] == ["linucb", "linucb_tuned"]
     for png in ("optimization_history", "param_importances", "parallel_coordinate"):
         assert (out / "plots" / f"{png}.png").stat().st_size > 10_000
     assert "recgym run" in (out / "tune.md").read_text()
