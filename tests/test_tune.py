@@ -72,6 +72,15 @@ def test_best_config_runs_the_tuned_agent_next_to_the_configured_one():
     assert run.env.reward.name == "mix" and run.env.reward.weights.satisfaction == 2.0
 
 
+@pytest.mark.parametrize("name", ["tune_ppo", "tune_reward_mix"])
+def test_shipped_tune_configs_search_their_agent(name):
+    from recgym.experiments.tune import _tuned_index, check_space
+
+    cfg = load_config(REPO / "experiments" / "configs" / f"{name}.yaml")
+    check_space(cfg, _tuned_index(cfg, None))
+    assert cfg.tune.trials >= 20 and cfg.agents[_tuned_index(cfg, None)].name == "ppo"
+
+
 def test_space_must_name_hyper_parameters_of_the_tuned_agent(tmp_path):
     _optuna()
     from recgym.experiments.tune import TuneError, run_tune
