@@ -20,7 +20,9 @@ others). Ray is an optional extra: ``pip install -e ".[ray]"``.
 
 from __future__ import annotations
 
+import contextlib
 import os
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +30,7 @@ from recgym.common.progress import Progress
 from recgym.experiments.cells import Cell, RunContext, needs_logs, plan_cells, record_failure
 from recgym.experiments.config import ExperimentConfig
 
-__all__ = ["require_ray", "start_ray", "run_cells_ray", "RayUnavailableError", "MAX_RETRIES", "FAULT_ENV"]
+__all__ = ["require_ray", "start_ray", "ray_session", "run_cells_ray", "RayUnavailableError", "MAX_RETRIES", "FAULT_ENV"]
 
 MAX_RETRIES = 2
 FAULT_ENV = "RECGYM_FAULT_KILL_CELL"  # "<cell name>:<marker file>": kill the worker once (fault-injection tests)
@@ -71,6 +73,21 @@ def start_ray(workers: int | None, address: str | None) -> Any:
     return ray
 
 
+@contextlib.contextmanager
+def ray_session(workers: int | None, address: str | None) -> Iterator[Any]:
+    """:func:`start_ray` for one run or tune: a Ray this call started (a private local cluster, or the
+    connection to ``address``) is shut down when the block ends; one already initialised by the caller is
+    left as it was."""
+    ray = require_ray()
+    ours = not ray.is_initialized()
+    start_ray(workers, address)
+    try:
+        yield ray
+    finally:
+        if ours:
+            ray.shutdown()
+
+
 def _cell_task(cfg_dict: dict[str, Any], out: str, run_hash: str, index: int, seed: int, with_logs: bool) -> dict:
     """One cell in a Ray worker: rebuild the run context (world memoised per worker), run the cell."""
     import torch
@@ -88,7 +105,10 @@ def _cell_task(cfg_dict: dict[str, Any], out: str, run_hash: str, index: int, se
     notes: list[str] = []
     ctx = RunContext.create(cfg, world, Path(out), run_hash, Progress(enabled=False), notes.append)
     err = execute_cell(ctx, cell, {}, with_logs)
-    return {"cell": cell.name, "error": err, "notes": notes, "pid": os.getpid()}
+    import ray
+
+    return {"cell": cell.name, "error": err, "notes": notes, "pid": os.getpid(),
+            "node": ray.get_runtime_context().get_node_id()}
 
 
 def _maybe_inject_fault(name: str) -> None:
@@ -105,7 +125,11 @@ def _maybe_inject_fault(name: str) -> None:
 def run_cells_ray(ctx: RunContext, workers: int | None = None, address: str | None = None) -> dict[str, str]:
     """Run every pending cell of ``ctx`` as a Ray task; returns ``{cell name: error}`` of the failed cells.
     Same contract as :func:`~recgym.experiments.cells.run_cells`."""
-    ray = start_ray(workers, address)
+    with ray_session(workers, address) as ray:
+        return _run_cells(ray, ctx)
+
+
+def _run_cells(ray: Any, ctx: RunContext) -> dict[str, str]:
     cfg, out = ctx.cfg, ctx.out
     todo, total = plan_cells(ctx)
     gpus = float(ray.cluster_resources().get("GPU", 0.0))
@@ -114,6 +138,7 @@ def run_cells_ray(ctx: RunContext, workers: int | None = None, address: str | No
     cfg_dict, with_logs = cfg.to_dict(), needs_logs(todo)
     pending = {task.remote(cfg_dict, str(out), ctx.run_hash, c.index, c.seed, with_logs): c for c in todo}
     failures: dict[str, str] = {}
+    nodes: set[str] = set()
     with ctx.progress.task(f"evaluation cells (Ray, {int(ray.cluster_resources().get('CPU', 0))} CPUs)", total,
                            unit="cells", completed=total - len(todo)) as advance:
         while pending:
@@ -127,7 +152,10 @@ def run_cells_ray(ctx: RunContext, workers: int | None = None, address: str | No
                 result = {"cell": cell.name, "error": err, "notes": []}
             for note in result["notes"]:
                 ctx.notify(note)
+            nodes.add(result.get("node", "?"))
             if result["error"] is not None:
                 failures[cell.name] = result["error"]
             advance(1)
+    if todo:
+        ctx.notify(f"Ray: {len(todo)} cells ran on {len(nodes)} node{'s' * (len(nodes) != 1)}")
     return failures

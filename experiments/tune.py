@@ -343,9 +343,16 @@ def _optimize_local(optuna: Any, study: Any, cfg_dict: dict[str, Any], index: in
 
 def _optimize_ray(optuna: Any, study: Any, cfg_dict: dict[str, Any], index: int, out: Path, wanted: int,
                   workers: int | None, address: str | None, notify: Callable[[str], None]) -> None:
-    from recgym.experiments.ray_backend import MAX_RETRIES, start_ray
+    from recgym.experiments.ray_backend import ray_session
 
-    ray = start_ray(workers, address)
+    with ray_session(workers, address) as ray:
+        _ray_trials(ray, optuna, study, cfg_dict, index, out, wanted, notify)
+
+
+def _ray_trials(ray: Any, optuna: Any, study: Any, cfg_dict: dict[str, Any], index: int, out: Path, wanted: int,
+                notify: Callable[[str], None]) -> None:
+    from recgym.experiments.ray_backend import MAX_RETRIES
+
     tune = TuneConfig.model_validate(cfg_dict["tune"])
     task = ray.remote(num_cpus=1, max_retries=MAX_RETRIES)(_trial_task)
     parallel = max(1, int(ray.cluster_resources().get("CPU", 1)))

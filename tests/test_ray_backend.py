@@ -106,8 +106,11 @@ def test_two_node_cluster_on_one_machine(tmp_path):
     cluster.add_node(num_cpus=1)
     try:
         _run(tmp_path / "seq")
-        _run(tmp_path / "ray", backend="ray", ray_address=cluster.address)
-        assert len(ray.nodes()) == 2 and ray.cluster_resources()["CPU"] == 2
+        log = io.StringIO()
+        run_experiment(load_config(raw=RAW), tmp_path / "ray", console=Console(file=log), backend="ray",
+                       ray_address=cluster.address)
+        assert "Ray: 8 cells ran on 2 nodes" in log.getvalue()  # both nodes worked
+        assert not ray.is_initialized()  # the run's connection to the cluster closed with it
         assert _records(tmp_path / "ray") == _records(tmp_path / "seq")
     finally:
         ray.shutdown()

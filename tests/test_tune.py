@@ -147,6 +147,7 @@ def test_tune_on_ray(tmp_path):
     try:
         summary = run_tune(_cfg({"agent": "linucb", "trials": 4, "space": LINUCB_SPACE}), tmp_path / "t",
                            backend="ray", workers=2, notify=lambda m: None)
+        assert not ray.is_initialized()  # the private cluster the tune started stopped with it
     finally:
         ray.shutdown()
     assert summary["complete"] == 4
