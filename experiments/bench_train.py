@@ -11,7 +11,7 @@ import argparse
 import json
 import platform
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
@@ -19,6 +19,11 @@ from recgym.agents import make_agent
 from recgym.common.progress import Progress
 from recgym.envs.sb3 import RankingSB3VecEnv
 from recgym.experiments.training import ProgressCallback
+
+if TYPE_CHECKING:
+    from stable_baselines3.common.base_class import BaseAlgorithm
+
+    from recgym.envs.world import World
 
 __all__ = ["run_train_benchmark"]
 
@@ -31,7 +36,7 @@ def run_train_benchmark(
     num_envs: int = 256,
     device: str = "auto",
     seed: int = 0,
-    world: Any = "synthetic",
+    world: str | World = "synthetic",
     threads: int | None = None,
     progress: Progress | None = None,
     **hyperparams: Any,
@@ -73,7 +78,7 @@ def run_train_benchmark(
     }
 
 
-def _time_updates(model: Any) -> list[float]:
+def _time_updates(model: BaseAlgorithm) -> list[float]:
     """Wrap ``model.train`` (the gradient updates) to accumulate its wall time in the returned 1-list."""
     acc = [0.0]
     train = model.train

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -27,6 +27,9 @@ from recgym.envs import RankingVectorEnv
 from recgym.envs.config import EnvConfig
 from recgym.envs.world import World
 from recgym.experiments.exposure import ExposureTracker
+
+if TYPE_CHECKING:
+    from recgym.agents.base import Recommender
 
 __all__ = ["CellResult", "COHORTS", "EnvPool", "cohort_users", "episode_seed", "evaluate_cell",
            "evaluation_env_config", "quick_return", "SESSION_METRICS"]
@@ -90,7 +93,7 @@ def episode_seed(seed: int, episode: int) -> int:
     return int(np.random.SeedSequence([int(seed), int(episode)]).generate_state(1, np.uint32)[0] >> 1)
 
 
-def _run_episodes(agent: Any, env: RankingVectorEnv, users: np.ndarray, seed: int, episodes: int,
+def _run_episodes(agent: Recommender, env: RankingVectorEnv, users: np.ndarray, seed: int, episodes: int,
                   tracker: ExposureTracker | None, online: bool) -> dict[str, np.ndarray]:
     """Play ``episodes`` sessions of each user; return per-session sums ``(episodes * B,)`` and cold flags."""
     k = env.config.slate_size
@@ -170,7 +173,7 @@ def evaluate_cell(make_agent: Callable[[RankingVectorEnv], Any], world: World, e
     return CellResult(metrics, {k: np.asarray(v) for k, v in arrays.items()})
 
 
-def quick_return(agent: Any, world: World, env_cfg: EnvConfig, users: np.ndarray, seed: int,
+def quick_return(agent: Recommender, world: World, env_cfg: EnvConfig, users: np.ndarray, seed: int,
                  device: str = "cpu", envs: EnvPool | None = None) -> float:
     """Mean session return of ``agent`` on ``users`` (one session each): a learning-curve point."""
     env = (envs or EnvPool(world, env_cfg, device)).get(len(users))

@@ -24,6 +24,7 @@ import contextlib
 import os
 from collections.abc import Iterator
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 from recgym.common.progress import Progress
@@ -42,7 +43,7 @@ class RayUnavailableError(RuntimeError):
     """``--backend ray`` without Ray installed, or a cluster that cannot be reached."""
 
 
-def require_ray() -> Any:
+def require_ray() -> ModuleType:
     """The ``ray`` module, or :class:`RayUnavailableError` with the install command."""
     try:
         import ray
@@ -52,7 +53,7 @@ def require_ray() -> Any:
     return ray
 
 
-def start_ray(workers: int | None, address: str | None) -> Any:
+def start_ray(workers: int | None, address: str | None) -> ModuleType:
     """Connect to ``address`` or start a local cluster with ``workers`` CPUs (default: all); returns ``ray``.
 
     Worker processes get the recgym environment variables of this process (cache, data, offline mode)."""
@@ -74,7 +75,7 @@ def start_ray(workers: int | None, address: str | None) -> Any:
 
 
 @contextlib.contextmanager
-def ray_session(workers: int | None, address: str | None) -> Iterator[Any]:
+def ray_session(workers: int | None, address: str | None) -> Iterator[ModuleType]:
     """:func:`start_ray` for one run or tune: a Ray this call started (a private local cluster, or the
     connection to ``address``) is shut down when the block ends; one already initialised by the caller is
     left as it was."""
@@ -129,7 +130,7 @@ def run_cells_ray(ctx: RunContext, workers: int | None = None, address: str | No
         return _run_cells(ray, ctx)
 
 
-def _run_cells(ray: Any, ctx: RunContext) -> dict[str, str]:
+def _run_cells(ray: ModuleType, ctx: RunContext) -> dict[str, str]:
     cfg, out = ctx.cfg, ctx.out
     todo, total = plan_cells(ctx)
     gpus = float(ray.cluster_resources().get("GPU", 0.0))

@@ -28,13 +28,20 @@ import time
 import warnings
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml
 
 from recgym.common.io import atomic_write_bytes, atomic_write_json, atomic_write_text
 from recgym.experiments.config import ExperimentConfig, config_hash
 from recgym.experiments.tune_config import ParamSpec, TuneConfig
+
+if TYPE_CHECKING:  # Optuna and Ray are optional extras, imported when a tune starts
+    from types import ModuleType
+
+    from optuna import Study, Trial
+
+    from recgym.experiments.cells import Cell
 
 __all__ = ["run_tune", "TuneError", "require_optuna", "trial_config", "best_run_config"]
 
@@ -46,7 +53,7 @@ class TuneError(RuntimeError):
     """The tune cannot start (no Optuna, a bad agent or space, a folder of another tune); says what to do."""
 
 
-def require_optuna() -> Any:
+def require_optuna() -> ModuleType:
     try:
         import optuna
     except ImportError:
@@ -89,7 +96,7 @@ def check_space(cfg: ExperimentConfig, index: int) -> None:
                         "for an RL agent (ppo, dqn)")
 
 
-def _suggest(trial: Any, name: str, spec: ParamSpec) -> Any:
+def _suggest(trial: Trial, name: str, spec: ParamSpec) -> Any:
     if spec.type == "categorical":
         return trial.suggest_categorical(name, spec.choices)
     if spec.type == "int":
@@ -97,7 +104,7 @@ def _suggest(trial: Any, name: str, spec: ParamSpec) -> Any:
     return trial.suggest_float(name, spec.low, spec.high, step=spec.step, log=spec.log)
 
 
-def _sample(trial: Any, tune: TuneConfig) -> dict[str, Any]:
+def _sample(trial: Trial, tune: TuneConfig) -> dict[str, Any]:
     params = {name: _suggest(trial, name, spec) for name, spec in tune.space.items()}
     params.update({f"reward.{k}": _suggest(trial, f"reward.{k}", spec) for k, spec in tune.reward_weights.items()})
     return params
@@ -153,7 +160,7 @@ def evaluate_trial(cfg_dict: dict[str, Any], index: int, params: dict[str, Any],
     run_cfg = trial_config(cfg, index, params)
     first = run_cfg.evaluation.seeds[0]
 
-    def on_curve(cell: Any, step: int, value: float) -> None:
+    def on_curve(cell: Cell, step: int, value: float) -> None:
         if report is not None and cell.seed == first:
             report(step, value)
 
@@ -216,7 +223,7 @@ def _open_folder(out: Path, cfg: ExperimentConfig, index: int, overwrite: bool) 
     return name
 
 
-def _study(optuna: Any, out: Path, name: str, tune: TuneConfig) -> Any:
+def _study(optuna: ModuleType, out: Path, name: str, tune: TuneConfig) -> Study:
     storage = f"sqlite:///{(out / 'study.db').resolve()}"
     multi = len(tune.objectives) > 1
     sampler = (optuna.samplers.NSGAIISampler(seed=tune.sampler_seed) if multi else
@@ -227,7 +234,7 @@ def _study(optuna: Any, out: Path, name: str, tune: TuneConfig) -> Any:
                                directions=tune.directions_resolved, load_if_exists=True)
 
 
-def _recover(optuna: Any, study: Any, out: Path, notify: Callable[[str], None]) -> None:
+def _recover(optuna: ModuleType, study: Study, out: Path, notify: Callable[[str], None]) -> None:
     """Trials left running by a killed tune: marked failed, their folders removed, their parameters queued
     again (so the interrupted trial re-runs; finished trials are never repeated)."""
     state = optuna.trial.TrialState
@@ -276,7 +283,7 @@ def run_tune(cfg: ExperimentConfig, out: Path, *, agent: str | None = None, tria
     return write_tune_outputs(optuna, study, cfg, index, out)
 
 
-def _count(optuna: Any, study: Any) -> int:
+def _count(optuna: ModuleType, study: Study) -> int:
     s = optuna.trial.TrialState
     return len(study.get_trials(deepcopy=False, states=(s.COMPLETE, s.PRUNED)))
 
@@ -285,7 +292,7 @@ def _folder(out: Path, number: int) -> str:
     return str(out / "trials" / f"{number:04d}")
 
 
-def _log(notify: Callable[[str], None], trial: Any, result: str, wanted: int, done: int) -> None:
+def _log(notify: Callable[[str], None], trial: Trial, result: str, wanted: int, done: int) -> None:
     notify(f"trial {trial.number}: {result} ({done}/{wanted} finished)")
 
 
@@ -299,7 +306,7 @@ class _Failures:
     def __init__(self) -> None:
         self.in_a_row = 0
 
-    def __call__(self, optuna: Any, study: Any, trial: Any, exc: BaseException, notify: Callable[[str], None]) -> None:
+    def __call__(self, optuna: ModuleType, study: Study, trial: Trial, exc: BaseException, notify: Callable[[str], None]) -> None:
         study.tell(trial, state=optuna.trial.TrialState.FAIL)
         notify(f"trial {trial.number} failed: {type(exc).__name__}: {' '.join(str(exc).split())[:300]}")
         self.in_a_row += 1
@@ -311,7 +318,7 @@ class _Failures:
         self.in_a_row = 0
 
 
-def _optimize_local(optuna: Any, study: Any, cfg_dict: dict[str, Any], index: int, out: Path, wanted: int,
+def _optimize_local(optuna: ModuleType, study: Study, cfg_dict: dict[str, Any], index: int, out: Path, wanted: int,
                     notify: Callable[[str], None]) -> None:
     tune = TuneConfig.model_validate(cfg_dict["tune"])
     failed = _Failures()
@@ -319,7 +326,7 @@ def _optimize_local(optuna: Any, study: Any, cfg_dict: dict[str, Any], index: in
         trial = study.ask()
         params = _sample(trial, tune)
 
-        def report(step: int, value: float, trial: Any = trial) -> None:
+        def report(step: int, value: float, trial: Trial = trial) -> None:
             trial.report(value, step)
             if trial.should_prune():
                 raise optuna.TrialPruned(f"pruned at step {step}")
@@ -341,7 +348,7 @@ def _optimize_local(optuna: Any, study: Any, cfg_dict: dict[str, Any], index: in
         _log(notify, trial, f"{values}", wanted, _count(optuna, study))
 
 
-def _optimize_ray(optuna: Any, study: Any, cfg_dict: dict[str, Any], index: int, out: Path, wanted: int,
+def _optimize_ray(optuna: ModuleType, study: Study, cfg_dict: dict[str, Any], index: int, out: Path, wanted: int,
                   workers: int | None, address: str | None, notify: Callable[[str], None]) -> None:
     from recgym.experiments.ray_backend import ray_session
 
@@ -349,7 +356,7 @@ def _optimize_ray(optuna: Any, study: Any, cfg_dict: dict[str, Any], index: int,
         _ray_trials(ray, optuna, study, cfg_dict, index, out, wanted, notify)
 
 
-def _ray_trials(ray: Any, optuna: Any, study: Any, cfg_dict: dict[str, Any], index: int, out: Path, wanted: int,
+def _ray_trials(ray: ModuleType, optuna: ModuleType, study: Study, cfg_dict: dict[str, Any], index: int, out: Path, wanted: int,
                 notify: Callable[[str], None]) -> None:
     from recgym.experiments.ray_backend import MAX_RETRIES
 
@@ -383,7 +390,7 @@ def _ray_trials(ray: Any, optuna: Any, study: Any, cfg_dict: dict[str, Any], ind
 
 
 # --------------------------------------------------------------------------------------------- outputs
-def write_tune_outputs(optuna: Any, study: Any, cfg: ExperimentConfig, index: int, out: Path) -> dict[str, Any]:
+def write_tune_outputs(optuna: ModuleType, study: Study, cfg: ExperimentConfig, index: int, out: Path) -> dict[str, Any]:
     """``best.json``, ``best_config.yaml``, plots and ``tune.md`` from the study."""
     tune = cfg.tune
     assert tune is not None
@@ -436,7 +443,7 @@ def best_run_config(cfg: ExperimentConfig, index: int, params: dict[str, Any]) -
     return final, [cfg.agents[index].key, label]
 
 
-def _plots(optuna: Any, study: Any, out: Path, multi: bool, tune: TuneConfig) -> dict[str, str]:
+def _plots(optuna: ModuleType, study: Study, out: Path, multi: bool, tune: TuneConfig) -> dict[str, str]:
     import matplotlib
 
     matplotlib.use("Agg")
