@@ -91,6 +91,7 @@ def ray_session(workers: int | None, address: str | None) -> Iterator[ModuleType
 
 def _cell_task(cfg_dict: dict[str, Any], out: str, run_hash: str, index: int, seed: int, with_logs: bool) -> dict:
     """One cell in a Ray worker: rebuild the run context (world memoised per worker), run the cell."""
+    import ray
     import torch
 
     from recgym.envs import make_world
@@ -106,8 +107,6 @@ def _cell_task(cfg_dict: dict[str, Any], out: str, run_hash: str, index: int, se
     notes: list[str] = []
     ctx = RunContext.create(cfg, world, Path(out), run_hash, Progress(enabled=False), notes.append)
     err = execute_cell(ctx, cell, {}, with_logs)
-    import ray
-
     return {"cell": cell.name, "error": err, "notes": notes, "pid": os.getpid(),
             "node": ray.get_runtime_context().get_node_id()}
 
@@ -153,7 +152,8 @@ def _run_cells(ray: ModuleType, ctx: RunContext) -> dict[str, str]:
                 result = {"cell": cell.name, "error": err, "notes": []}
             for note in result["notes"]:
                 ctx.notify(note)
-            nodes.add(result.get("node", "?"))
+            if "node" in result:  # a task that died beyond its retries reports no node
+                nodes.add(result["node"])
             if result["error"] is not None:
                 failures[cell.name] = result["error"]
             advance(1)
