@@ -36,6 +36,7 @@ import numpy as np
 import torch
 from pydantic import Field, field_validator
 
+from recgym.agents.observations import as_batched_obs
 from recgym.common.config import SEED_MAX, ConfigError, StrictModel, suggest
 from recgym.common.device import check_device, resolve_device
 from recgym.common.errors import CorruptFileError
@@ -63,7 +64,6 @@ FORMAT = "recgym-agent"
 FORMAT_VERSION = 2
 MANIFEST_MEMBER = "manifest.json"
 PAYLOAD_MEMBER = "agent.pt"
-OBS_KEYS = ("profile", "history", "context", "candidates", "mask")
 
 
 class IncompatibleEnvError(ConfigError):
@@ -146,25 +146,6 @@ class EnvSpec:
 
 
 # ------------------------------------------------------------------------------------------- helpers
-def as_batched_obs(obs: Mapping[str, Any]) -> tuple[dict[str, np.ndarray], bool]:
-    """Validate an observation dict; add a batch dim to a single-env observation.
-
-    Returns ``(obs with (B, ...) numpy arrays, was_single)``.
-    """
-    missing = [k for k in OBS_KEYS if k not in obs]
-    if missing:
-        raise KeyError(f"obs: expected keys {OBS_KEYS}, missing {missing}")
-    out = {k: np.asarray(obs[k]) if not isinstance(obs[k], torch.Tensor) else obs[k].cpu().numpy() for k in OBS_KEYS}
-    single = out["candidates"].ndim == 1
-    if single:
-        out = {k: v[None] for k, v in out.items()}
-    b, n = out["candidates"].shape
-    if out["mask"].shape != (b, n):
-        raise ValueError(f"obs['mask']: expected shape {(b, n)} like obs['candidates'], received {out['mask'].shape}")
-    out["candidates"] = out["candidates"].astype(np.int64, copy=False)
-    return out, single
-
-
 def masked_top_k(scores: np.ndarray | torch.Tensor, mask: np.ndarray, k: int) -> np.ndarray:
     """``(B, k)`` int64 positions of the k highest scores among unmasked candidates; ties by lower index.
 
@@ -250,6 +231,13 @@ class Recommender(ABC):
                 f"for), received {n}"
             )
         return masked_top_k(self.score(batch), batch["mask"], k)
+
+    def explain(self, obs: Mapping[str, Any], slate: np.ndarray, context: Any = None, top: int | None = 5) -> list:
+        """Evidence per recommended item of ``slate`` ``(B, K)``: the history items and profile aspects that
+        contributed most (:func:`recgym.agents.explain.explain_agent`; ``context`` an ``ExplainContext``)."""
+        from recgym.agents.explain import explain_agent
+
+        return explain_agent(self, obs, slate, context, top)
 
     # ------------------------------------------------------------------ learning hooks
     def fit(self, logged: Any) -> Recommender:

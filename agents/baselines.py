@@ -14,6 +14,7 @@ import torch
 from pydantic import Field
 
 from recgym.agents.base import AgentConfig, EnvSpec, Recommender, as_batched_obs, register
+from recgym.agents.observations import unit_rows
 
 __all__ = [
     "RandomRecommender",
@@ -28,13 +29,6 @@ __all__ = [
     "WrongEnvError",
     "unit_rows",
 ]
-
-
-def unit_rows(x: np.ndarray) -> np.ndarray:
-    """Rows scaled to unit L2 norm (zero rows stay zero). ``(..., d)`` float32."""
-    x = np.asarray(x, dtype=np.float32)
-    norm = np.linalg.norm(x, axis=-1, keepdims=True)
-    return np.where(norm > 0, x / np.maximum(norm, 1e-12), 0.0).astype(np.float32)
 
 
 def _clicked_items(obs: Mapping[str, Any], slate: np.ndarray, feedback: Mapping[str, Any]) -> tuple[np.ndarray, np.ndarray]:

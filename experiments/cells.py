@@ -22,6 +22,7 @@ import io
 import traceback
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +30,7 @@ import numpy as np
 
 from recgym.agents.base import AGENTS, Recommender, make_agent
 from recgym.agents.logging import LoggedData, collect_logs
+from recgym.agents.rerank import FairReranker
 from recgym.common.errors import CorruptFileError, DiskFullError, is_disk_full
 from recgym.common.io import (
     atomic_write_bytes,
@@ -40,6 +42,7 @@ from recgym.common.io import (
 )
 from recgym.common.progress import Progress
 from recgym.envs import RankingVectorEnv
+from recgym.envs.fairness import FairExposureReward
 from recgym.envs.world import World
 from recgym.experiments.config import AgentSpec, ExperimentConfig
 from recgym.experiments.evaluation import EnvPool, cohort_users, evaluate_cell, quick_return
@@ -244,12 +247,12 @@ def _run_cell(ctx: RunContext, cell: Cell, log_cache: dict[int, LoggedData], wit
         log_cache[seed] = _logs(ctx, seed)
 
     def build(env: RankingVectorEnv) -> Recommender:
-        if trained is not None:
-            return trained
-        agent = make_agent(spec.name, env, **hp)
-        if fit:
-            agent.fit(log_cache[seed])
-        return agent
+        agent = trained
+        if agent is None:
+            agent = make_agent(spec.name, env, **hp)
+            if fit:
+                agent.fit(log_cache[seed])
+        return agent if spec.rerank is None else FairReranker(agent, spec.rerank)
 
     result = evaluate_cell(build, ctx.world, ctx.envs.cfg, users, ctx.seeds.seed("eval", seed, "env"),
                            cfg.evaluation.episodes_per_user, cfg.device, envs=ctx.envs)
@@ -277,7 +280,8 @@ def train_cell(ctx: RunContext, cell: Cell, hyperparams: dict[str, Any]) -> tupl
             log_path=cell_path(out, spec.key, cell.seed, "curves", ".csv"),
             tb_dir=path_inside(out / "tensorboard", cell.name) if cfg.output.tensorboard else None,
             cfg_hash=ctx.run_hash, curve_fn=curve_function(ctx, cell), keep=cfg.training.keep_checkpoints,
-            device=cfg.device, on_progress=lambda n: bar.update(min(n, budget)), notify=ctx.notify)
+            device=cfg.device, on_progress=lambda n: bar.update(min(n, budget)), notify=ctx.notify,
+            wrap_env=None if spec.reward_fairness is None else partial(FairExposureReward, config=spec.reward_fairness))
 
 
 def curve_function(ctx: RunContext, cell: Cell) -> Callable[[Recommender], float]:

@@ -23,6 +23,7 @@ from recgym.common.io import atomic_write_json, atomic_write_text, load_npz_arra
 from recgym.envs.world import World
 from recgym.experiments.cells import cell_failure, cell_path
 from recgym.experiments.config import ExperimentConfig
+from recgym.experiments.fairness_report import fairness_plots, fairness_section
 from recgym.experiments.report_sections import (
     agent_ref,
     agents_section,
@@ -142,7 +143,8 @@ def _stack(rows: list[np.ndarray]) -> np.ndarray:
 
 
 # ------------------------------------------------------------------------------------------- plots
-def _plots(cfg: ExperimentConfig, out: Path, summary: list[dict[str, Any]], arrays: dict[str, Any]) -> dict[str, str]:
+def _plots(cfg: ExperimentConfig, out: Path, summary: list[dict[str, Any]], arrays: dict[str, Any],
+           world: Any) -> dict[str, str]:
     from recgym.experiments import plots
 
     d = out / "plots"
@@ -188,6 +190,7 @@ def _plots(cfg: ExperimentConfig, out: Path, summary: list[dict[str, Any]], arra
             made["cold_start_panels"] = f"!{why_not}"
     else:
         made["cold_start"] = f"!{why_not}"
+    fairness_plots(cfg, world, out, summary, arrays, attempt)
     return made
 
 
@@ -289,7 +292,8 @@ NEW_ITEM_COLUMNS = ("exposure_share", "ctr", "n_released", "share_exposed", "sha
 
 
 def _report_md(cfg: ExperimentConfig, chash: str, summary: list[dict[str, Any]], made: dict[str, str],
-               world: World, n_users: int, out: Path, failures: dict[str, dict[int, str]]) -> str:
+               world: World, n_users: int, out: Path, failures: dict[str, dict[int, str]],
+               explained: list[str] | None = None) -> str:
     from recgym.agents import AGENTS
 
     agents = [s.key for s in cfg.agents]
@@ -346,6 +350,8 @@ def _report_md(cfg: ExperimentConfig, chash: str, summary: list[dict[str, Any]],
               "delay from release, among the items exposed / clicked:", "",
               _table_md(summary, agents, NEW_ITEM_COLUMNS, "new_items")]
     lines += failures_section(failures, ev.seeds)
+    lines += fairness_section(summary, agents, _fmt)
+    lines += explained or []
     lines += ["## Plots", ""]
     for key, rel in made.items():
         if rel.startswith("!"):
@@ -394,8 +400,12 @@ def write_outputs(cfg: ExperimentConfig, out: Path, chash: str, world: World, co
                          for seed, err in per.items()]}))
     _write_csv(out / "metrics.csv", records)
     _write_csv(out / "metrics_summary.csv", summary)
-    made = _plots(cfg, out, summary, arrays) if cfg.output.plots and arrays else {}
-    atomic_write_text(out / "report.md", _report_md(cfg, chash, summary, made, world, n_users, out, failures))
+    made = _plots(cfg, out, summary, arrays, world) if cfg.output.plots and arrays else {}
+    from recgym.experiments.explain import report_examples
+
+    explained = report_examples(cfg, world, chash, out)
+    atomic_write_text(out / "report.md", _report_md(cfg, chash, summary, made, world, n_users, out, failures,
+                                                    explained))
     _console_table(summary, [s.key for s in cfg.agents], console,
                    f"{cfg.name}: mean ± {conf:.0%} CI half-width over {len(cfg.evaluation.seeds)} seeds (all users)")
     return {"summary": summary, "plots": made, "failures": failures}

@@ -55,7 +55,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch
 from stable_baselines3.common.callbacks import BaseCallback
-from stable_baselines3.common.vec_env import VecMonitor
+from stable_baselines3.common.vec_env import VecEnv, VecMonitor
 
 from recgym.agents.base import MANIFEST_MEMBER, read_agent_payload
 from recgym.common.errors import CorruptFileError, UnsafeFileError
@@ -407,13 +407,16 @@ def train_agent(make: Callable[[RankingSB3VecEnv], SB3Recommender], *, world: Wo
                 seed: int, checkpoint_every: int, ckpt_dir: Path, log_path: Path, tb_dir: Path | None,
                 cfg_hash: str, curve_fn: Callable[[SB3Recommender], float], keep: int = 2, device: str = "cpu",
                 on_progress: Callable[[int], None] | None = None, resume: bool = True,
-                notify: Callable[[str], None] | None = None) -> tuple[SB3Recommender, list[dict[str, float]]]:
+                notify: Callable[[str], None] | None = None,
+                wrap_env: Callable[[VecEnv], VecEnv] | None = None) -> tuple[SB3Recommender, list[dict[str, float]]]:
     """Build the agent on its training env (``make(env)``: no separate probe env) and train it for ``budget``
     env steps; returns ``(agent, learning curve rows)``.
 
     Already complete (newest valid checkpoint at ``>= budget``) and ``resume``: loads the final weights,
     trains nothing. ``notify`` receives one-line notices (resume fallback, cleaned temp files). The training
-    env's seed derives from ``(seed, step resumed from)``.
+    env's seed derives from ``(seed, step resumed from)``. ``wrap_env``: optional VecEnv wrapper of the training
+    env (e.g. the reward's fairness term, :class:`~recgym.envs.fairness.FairExposureReward`); evaluation and the
+    learning curve use the plain env.
 
     Raises:
         NaNLossError: NaN/inf parameters or losses (the last good checkpoint is kept).
@@ -430,7 +433,7 @@ def train_agent(make: Callable[[RankingSB3VecEnv], SB3Recommender], *, world: Wo
     start = int(ckpt["step"]) if ckpt else 0
     env_seed = int(np.random.SeedSequence([seed, start]).generate_state(1)[0] % (2**31))
     venv = RankingSB3VecEnv(num_envs, seed=env_seed, world=world, config=train_env_cfg, device=device)
-    menv = VecMonitor(venv)
+    menv = VecMonitor(venv if wrap_env is None else wrap_env(venv))
     agent = make(venv)
     agent.num_timesteps = start
     agent.learn(menv, 0)  # builds the SB3 model on this env (no steps)
