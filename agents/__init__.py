@@ -19,11 +19,13 @@ from recgym.agents.base import (
     slate_to_action,
 )
 from recgym.agents.baselines import (
+    ORACLE_BOUND,
     LinUCBRecommender,
     LMSimilarityRecommender,
     OracleRecommender,
     PopularityRecommender,
     RandomRecommender,
+    WrongEnvError,
 )
 from recgym.agents.dqn import DQNRecommender
 from recgym.agents.logging import LoggedData, collect_logs
@@ -49,6 +51,8 @@ __all__ = [
     "LMSimilarityRecommender",
     "LinUCBRecommender",
     "OracleRecommender",
+    "ORACLE_BOUND",
+    "WrongEnvError",
     "CTRRecommender",
     "MFRecommender",
     "ColdItemError",

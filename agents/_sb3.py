@@ -1,4 +1,5 @@
-"""SB3 plumbing shared by the PPO and DQN agents: seeded buffers, seeded weight init, obs conversion.
+"""SB3 plumbing shared by the PPO and DQN agents: their base class :class:`SB3Recommender`, seeded buffers,
+seeded weight init, obs conversion.
 
 SB3 draws minibatch permutations and replay samples from the *global* ``np.random`` and seeds the global
 RNGs when given ``seed``. recgym agents keep one RNG each, so these buffers take their own
@@ -13,10 +14,13 @@ from typing import Any
 
 import numpy as np
 import torch
+from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.buffers import DictReplayBuffer, DictRolloutBuffer
 from stable_baselines3.common.type_aliases import DictReplayBufferSamples, DictRolloutBufferSamples
 
-__all__ = ["SeededDictRolloutBuffer", "SeededDictReplayBuffer", "seeded_init", "obs_to_torch"]
+from recgym.agents.base import AgentConfig, EnvSpec, TrainableRecommender
+
+__all__ = ["SB3Recommender", "SeededDictRolloutBuffer", "SeededDictReplayBuffer", "seeded_init", "obs_to_torch"]
 
 
 class SeededDictRolloutBuffer(DictRolloutBuffer):
@@ -105,3 +109,97 @@ def seeded_init(seed: int) -> Generator[None, None, None]:
 def obs_to_torch(obs: Mapping[str, np.ndarray], device: torch.device) -> dict[str, torch.Tensor]:
     """Batched numpy observation -> tensors on ``device`` (dtypes kept)."""
     return {k: torch.as_tensor(np.asarray(v), device=device) for k, v in obs.items()}
+
+
+class SB3Recommender(TrainableRecommender):
+    """Base of the agents trained by Stable-Baselines3 (like SB3's ``BaseAlgorithm``, for recgym agents).
+
+    Subclasses build the ranking network in ``__init__`` (available before any training), and implement
+    :meth:`_build_model` (the SB3 algorithm for an env) and :meth:`_adopt_model` (point the ranking network at
+    the model's after training). This class owns the rest, once for all:
+
+    * :meth:`learn`: the prologue (:meth:`check_train_env`), the model built lazily on the first env and
+      rebuilt when the env changes - seeded, with the current weights carried over - and the step count;
+    * :meth:`training_state` / :meth:`load_training_state`: the SB3 policy and optimiser state and every RNG
+      of the training machinery (the agent's, torch's, the policy sampler's, the rollout/replay buffer's, the
+      exploration's), for checkpoints that resume where training stopped.
+    """
+
+    model: BaseAlgorithm | None
+
+    def __init__(self, spec: EnvSpec, config: AgentConfig | None = None) -> None:
+        super().__init__(spec, config)
+        self.model = None
+
+    # ------------------------------------------------------------------ subclass hooks
+    def _build_model(self, env: Any) -> BaseAlgorithm:
+        """The SB3 algorithm for ``env`` (called under :func:`seeded_init`)."""
+        raise NotImplementedError
+
+    def _carry_weights(self, model: BaseAlgorithm) -> None:
+        """Copy the current ranking network's weights into a freshly built ``model``."""
+        raise NotImplementedError
+
+    def _adopt_model(self) -> None:
+        """Point the ranking network at the model's after training."""
+        raise NotImplementedError
+
+    # ------------------------------------------------------------------ training
+    def learn(self, env: Any, total_timesteps: int, callback: Any = None, progress_bar: bool = False) -> SB3Recommender:
+        """Train (or continue training) on an SB3 VecEnv over the recgym core for ``total_timesteps`` env steps
+        (summed over users). The env is checked before anything is built."""
+        self.check_train_env(env)
+        if self.model is None or self.model.env is not env:
+            with seeded_init(self.config.seed):
+                model = self._build_model(env)
+            self._carry_weights(model)
+            model.num_timesteps = self.num_timesteps
+            self.model = model
+        self.model.learn(total_timesteps, callback=callback, reset_num_timesteps=False, progress_bar=progress_bar)
+        self.sync_from_model()
+        return self
+
+    def sync_from_model(self) -> None:
+        """After training steps ran on the model: adopt its network and step count."""
+        if self.model is not None:
+            self._adopt_model()
+            self.num_timesteps = int(self.model.num_timesteps)
+
+    def _require_model(self, what: str) -> BaseAlgorithm:
+        if self.model is None:
+            raise RuntimeError(f"{what}: the agent has no training model yet; call learn(env, 0) first")
+        return self.model
+
+    def training_state(self) -> dict[str, Any]:
+        model = self._require_model("training_state")
+        rng: dict[str, Any] = {"agent": self.rng.bit_generator.state, "torch": torch.get_rng_state()}
+        sampler = getattr(model.policy, "sample_generator", None)
+        if sampler is not None:
+            rng["sampler"] = sampler.get_state()
+        for name in ("rollout_buffer", "replay_buffer"):
+            buf = getattr(model, name, None)
+            if buf is not None and hasattr(buf, "np_rng"):
+                rng[name] = buf.np_rng.bit_generator.state
+        if hasattr(model, "explore_rng"):
+            rng["explore"] = model.explore_rng.bit_generator.state
+        return {"policy": model.policy.state_dict(), "optimizer": model.policy.optimizer.state_dict(), "rng": rng}
+
+    def load_training_state(self, state: Mapping[str, Any]) -> None:
+        model = self._require_model("load_training_state")
+        model.policy.load_state_dict(state["policy"])
+        model.policy.optimizer.load_state_dict(state["optimizer"])
+        rng = state["rng"]
+        self.rng.bit_generator.state = rng["agent"]
+        torch.set_rng_state(rng["torch"])
+        if "sampler" in rng:
+            model.policy.sample_generator.set_state(rng["sampler"])
+        for name in ("rollout_buffer", "replay_buffer"):
+            buf = getattr(model, name, None)
+            if name in rng and buf is not None and hasattr(buf, "np_rng"):
+                buf.np_rng.bit_generator.state = rng[name]
+        if "explore" in rng:
+            model.explore_rng.bit_generator.state = rng["explore"]
+        target = getattr(model.policy, "q_net_target", None)
+        if target is not None:
+            target.load_state_dict(model.policy.q_net.state_dict())
+        self.sync_from_model()

@@ -36,6 +36,7 @@ import numpy as np
 import torch
 from pydantic import Field, field_validator
 
+from recgym.agents.observations import as_batched_obs
 from recgym.common.config import SEED_MAX, ConfigError, StrictModel, suggest
 from recgym.common.device import check_device, resolve_device
 from recgym.common.errors import CorruptFileError
@@ -45,6 +46,7 @@ __all__ = [
     "AgentConfig",
     "EnvSpec",
     "Recommender",
+    "TrainableRecommender",
     "IncompatibleEnvError",
     "AGENTS",
     "register",
@@ -54,13 +56,14 @@ __all__ = [
     "masked_top_k",
     "slate_to_action",
     "as_batched_obs",
+    "agent_file_bytes",
+    "read_agent_payload",
 ]
 
 FORMAT = "recgym-agent"
 FORMAT_VERSION = 2
 MANIFEST_MEMBER = "manifest.json"
 PAYLOAD_MEMBER = "agent.pt"
-OBS_KEYS = ("profile", "history", "context", "candidates", "mask")
 
 
 class IncompatibleEnvError(ConfigError):
@@ -95,6 +98,8 @@ class EnvSpec:
     action_type: str
     oracle: Callable[[], np.ndarray] | None = None
     item_features: np.ndarray | None = None
+    oracle_view: Callable[[], tuple[np.ndarray, np.ndarray]] | None = None
+    """``() -> (candidates (B, N) int64, hidden logits (B, N))`` of the live env (env-bound agents only)."""
 
     @property
     def num_items(self) -> int:
@@ -129,7 +134,8 @@ class EnvSpec:
         feats = getattr(base, "item_features", None)
         feats = None if feats is None else np.asarray(feats, dtype=np.float32)
         return cls(
-            emb, int(cfg.num_candidates), int(cfg.slate_size), str(cfg.action_type), base.oracle_scores, feats
+            emb, int(cfg.num_candidates), int(cfg.slate_size), str(cfg.action_type), base.oracle_scores, feats,
+            getattr(base, "oracle_view", None),
         )
 
     def meta(self) -> dict[str, Any]:
@@ -140,25 +146,6 @@ class EnvSpec:
 
 
 # ------------------------------------------------------------------------------------------- helpers
-def as_batched_obs(obs: Mapping[str, Any]) -> tuple[dict[str, np.ndarray], bool]:
-    """Validate an observation dict; add a batch dim to a single-env observation.
-
-    Returns ``(obs with (B, ...) numpy arrays, was_single)``.
-    """
-    missing = [k for k in OBS_KEYS if k not in obs]
-    if missing:
-        raise KeyError(f"obs: expected keys {OBS_KEYS}, missing {missing}")
-    out = {k: np.asarray(obs[k]) if not isinstance(obs[k], torch.Tensor) else obs[k].cpu().numpy() for k in OBS_KEYS}
-    single = out["candidates"].ndim == 1
-    if single:
-        out = {k: v[None] for k, v in out.items()}
-    b, n = out["candidates"].shape
-    if out["mask"].shape != (b, n):
-        raise ValueError(f"obs['mask']: expected shape {(b, n)} like obs['candidates'], received {out['mask'].shape}")
-    out["candidates"] = out["candidates"].astype(np.int64, copy=False)
-    return out, single
-
-
 def masked_top_k(scores: np.ndarray | torch.Tensor, mask: np.ndarray, k: int) -> np.ndarray:
     """``(B, k)`` int64 positions of the k highest scores among unmasked candidates; ties by lower index.
 
@@ -201,7 +188,9 @@ class Recommender(ABC):
 
     Class attributes: ``learns_offline`` (implements :meth:`fit`), ``learns_online`` (implements
     :meth:`update`), ``train_action_types`` (action types its ``learn`` accepts; ``None`` = no env training),
-    ``compatible_hint`` (the variant to use instead, for error messages).
+    ``compatible_hint`` (the variant to use instead, for error messages), ``env_bound`` (reads the live hidden
+    state of the env it was built on, like the oracle: it ranks only that env's current observation, and an
+    evaluation rebuilds it on its own env).
     """
 
     name: ClassVar[str] = "recommender"
@@ -210,6 +199,7 @@ class Recommender(ABC):
     learns_online: ClassVar[bool] = False
     train_action_types: ClassVar[tuple[str, ...] | None] = None
     compatible_hint: ClassVar[str] = ""
+    env_bound: ClassVar[bool] = False
 
     def __init__(self, spec: EnvSpec, config: AgentConfig | None = None) -> None:
         self.spec = spec
@@ -265,9 +255,18 @@ class Recommender(ABC):
     def _set_state(self, state: Mapping[str, Any]) -> None:
         return None
 
-    def save(self, path: str | Path) -> Path:
+    def save(self, path: str | Path, *, training: Mapping[str, Any] | None = None) -> Path:
         """Write the agent to one file atomically (format version 2, see the module docstring: a manifest with
-        the payload's sha256 + a torch payload of tensors and plain data only). Returns the path."""
+        the payload's sha256 + a torch payload of tensors and plain data only). Returns the path.
+
+        ``training``: an optional ``training`` section (tensors and plain data) - the runner's checkpoints are
+        agent files with the state needed to resume training; :func:`load_agent` ignores it.
+        """
+        atomic_write_bytes(Path(path), self.to_bytes(training=training))
+        return Path(path)
+
+    def to_bytes(self, *, training: Mapping[str, Any] | None = None) -> bytes:
+        """The bytes :meth:`save` writes."""
         from recgym import __version__
 
         payload = {
@@ -279,22 +278,80 @@ class Recommender(ABC):
             ),
             "state": self._get_state(),
         }
-        buf = io.BytesIO()
-        torch.save(payload, buf)
-        data = buf.getvalue()
-        manifest = {"format": FORMAT, "format_version": FORMAT_VERSION, "recgym_version": __version__,
-                    "agent": self.name, "payload": PAYLOAD_MEMBER, "payload_size": len(data),
-                    "payload_sha256": sha256_bytes(data)}
-        out = io.BytesIO()
-        with zipfile.ZipFile(out, "w", compression=zipfile.ZIP_STORED) as zf:
-            zf.writestr(MANIFEST_MEMBER, json.dumps(manifest, sort_keys=True))
-            zf.writestr(PAYLOAD_MEMBER, data)
-        path = Path(path)
-        atomic_write_bytes(path, out.getvalue())
-        return path
+        if training is not None:
+            payload["training"] = dict(training)
+        return agent_file_bytes(payload)
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(name={self.name!r}, config={self.config!r})"
+
+
+class TrainableRecommender(Recommender):
+    """Base of agents that train on an environment (RL): the SB3 agents (PPO, DQN, through
+    :class:`~recgym.agents._sb3.SB3Recommender`) and lean learners that step the native vector env themselves.
+
+    What they share:
+
+    * the learn prologue, :meth:`check_train_env`: the env's action type is checked against
+      ``train_action_types`` and its item table and candidate count against the agent's, before anything
+      is built;
+    * ``num_timesteps`` (env steps trained so far, summed over users) and the ranking network ``network``
+      (a module whose ``scorer`` ranks candidates), saved as ``{"scorer", "num_timesteps"}``;
+    * one save format: :meth:`save` writes the agent file, and a training checkpoint is the same file with a
+      ``training`` section (:meth:`training_state`: optimiser, full policy and RNG states), so any checkpoint
+      loads with :func:`load_agent` and resumes with :meth:`load_training_state`.
+    """
+
+    train_action_types: ClassVar[tuple[str, ...] | None] = ()
+
+    def __init__(self, spec: EnvSpec, config: AgentConfig | None = None) -> None:
+        super().__init__(spec, config)
+        self.num_timesteps = 0
+
+    @property
+    def network(self) -> torch.nn.Module:
+        """The module whose ``scorer`` ranks candidates (PPO: the policy; DQN: the Q-network)."""
+        raise NotImplementedError
+
+    def check_train_env(self, env: Any) -> EnvSpec:
+        """The learn prologue: the env's spec, after checking it can train this agent (raises otherwise)."""
+        spec = EnvSpec.from_env(env)
+        check_compatible(self.name, spec.action_type, spec.slate_size)
+        if spec.table_hash != self.spec.table_hash or spec.num_candidates != self.spec.num_candidates:
+            raise ValueError(
+                f"learn: the env's item table ({spec.table_hash}, N={spec.num_candidates}) differs from the one "
+                f"agent {self.name!r} was built for ({self.spec.table_hash}, N={self.spec.num_candidates})")
+        return spec
+
+    def learn(self, env: Any, total_timesteps: int, callback: Any = None,
+              progress_bar: bool = False) -> TrainableRecommender:
+        """Train (or continue) for ``total_timesteps`` env steps summed over users."""
+        raise NotImplementedError
+
+    @torch.no_grad()
+    def score(self, obs: Mapping[str, np.ndarray]) -> np.ndarray:
+        net = self.network
+        net.train(False)
+        device = next(net.parameters()).device
+        batch = {k: torch.as_tensor(np.asarray(v), device=device) for k, v in obs.items()}
+        return net.scorer(batch)[0].cpu().numpy()
+
+    def training_state(self) -> dict[str, Any]:
+        """What a checkpoint needs beyond :meth:`_get_state` to resume training exactly where it stopped
+        (tensors and plain data only)."""
+        return {}
+
+    def load_training_state(self, state: Mapping[str, Any]) -> None:
+        """Restore :meth:`training_state` into an agent whose training machinery is built (after ``learn(env,
+        0)``); a mismatch raises ``ValueError``/``RuntimeError`` naming the field."""
+
+    def _get_state(self) -> dict[str, Any]:
+        return {"scorer": {k: v.detach().cpu() for k, v in self.network.scorer.state_dict().items()},
+                "num_timesteps": self.num_timesteps}
+
+    def _set_state(self, state: Mapping[str, Any]) -> None:
+        self.network.scorer.load_state_dict(state["scorer"])
+        self.num_timesteps = int(state["num_timesteps"])
 
 
 # ------------------------------------------------------------------------------------------- registry
@@ -360,7 +417,7 @@ def load_agent(path: str | Path, env: Any | None = None) -> Recommender:
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"load_agent: expected a saved agent file, {path} does not exist")
-    payload = _validate_payload(load_torch_weights_only(_read_payload(path), path=path, what="agent file"), path)
+    payload = read_agent_payload(path)
     cls = _agent_class(payload["agent"])
     try:
         config = cls.Config(**payload["config"])
@@ -391,18 +448,50 @@ def load_agent(path: str | Path, env: Any | None = None) -> Recommender:
     return agent
 
 
-def _read_payload(path: Path) -> bytes:
-    """The torch payload of an agent file, its size and sha256 checked against the manifest (version 2), or
-    the whole file (version 1, a bare torch zip without checksum)."""
+def agent_file_bytes(payload: Mapping[str, Any]) -> bytes:
+    """Serialise an agent payload (a dict of tensors and plain data with ``format``/``agent``) into the agent
+    file format: an uncompressed zip of ``manifest.json`` (with the payload's size and sha256) and ``agent.pt``."""
+    from recgym import __version__
+
+    buf = io.BytesIO()
+    torch.save(dict(payload), buf)
+    data = buf.getvalue()
+    manifest = {"format": FORMAT, "format_version": FORMAT_VERSION, "recgym_version": __version__,
+                "agent": payload["agent"], "payload": PAYLOAD_MEMBER, "payload_size": len(data),
+                "payload_sha256": sha256_bytes(data)}
+    out = io.BytesIO()
+    with zipfile.ZipFile(out, "w", compression=zipfile.ZIP_STORED) as zf:
+        zf.writestr(MANIFEST_MEMBER, json.dumps(manifest, sort_keys=True))
+        zf.writestr(PAYLOAD_MEMBER, data)
+    return out.getvalue()
+
+
+def read_agent_payload(source: str | Path | bytes, where: str | Path | None = None) -> dict[str, Any]:
+    """The checked payload of an agent file (a path or its bytes): manifest checksum verified before the
+    payload is unpickled weights-only, then every field :func:`load_agent` uses checked.
+
+    Raises:
+        UnsafeFileError / CorruptFileError: as :func:`load_agent`.
+    """
+    path = Path(where if where is not None else source if not isinstance(source, bytes) else "<bytes>")
+    data = _read_payload(source if isinstance(source, bytes) else Path(source), path)
+    return _validate_payload(load_torch_weights_only(data, path=path, what="agent file"), path)
+
+
+def _read_payload(source: Path | bytes, path: Path | None = None) -> bytes:
+    """The torch payload of an agent file (a path, or its bytes with ``path`` naming it in errors), its size
+    and sha256 checked against the manifest (version 2), or the whole file (version 1, a bare torch zip
+    without checksum)."""
+    path = path if path is not None else source if isinstance(source, Path) else Path("<bytes>")
     try:
-        zf = zipfile.ZipFile(path)
+        zf = zipfile.ZipFile(io.BytesIO(source) if isinstance(source, bytes) else source)
     except (zipfile.BadZipFile, OSError, EOFError) as exc:
         raise CorruptFileError(f"{path}: expected a {FORMAT!r} file (zip), received truncated or other content "
                                f"({exc})") from None
     with zf:
         names = zf.namelist()
-        if MANIFEST_MEMBER not in names:
-            return path.read_bytes()  # version 1: a bare torch file, validated field by field after loading
+        if MANIFEST_MEMBER not in names:  # version 1: a bare torch file, validated field by field after loading
+            return source if isinstance(source, bytes) else source.read_bytes()
         try:
             info = zf.getinfo(MANIFEST_MEMBER)
             if info.file_size > 1 << 16:

@@ -14,6 +14,7 @@ import torch
 from pydantic import Field
 
 from recgym.agents.base import AgentConfig, EnvSpec, Recommender, as_batched_obs, register
+from recgym.agents.observations import unit_rows
 
 __all__ = [
     "RandomRecommender",
@@ -24,15 +25,10 @@ __all__ = [
     "LinUCBRecommender",
     "LinUCBConfig",
     "OracleRecommender",
+    "ORACLE_BOUND",
+    "WrongEnvError",
     "unit_rows",
 ]
-
-
-def unit_rows(x: np.ndarray) -> np.ndarray:
-    """Rows scaled to unit L2 norm (zero rows stay zero). ``(..., d)`` float32."""
-    x = np.asarray(x, dtype=np.float32)
-    norm = np.linalg.norm(x, axis=-1, keepdims=True)
-    return np.where(norm > 0, x / np.maximum(norm, 1e-12), 0.0).astype(np.float32)
 
 
 def _clicked_items(obs: Mapping[str, Any], slate: np.ndarray, feedback: Mapping[str, Any]) -> tuple[np.ndarray, np.ndarray]:
@@ -204,12 +200,33 @@ class LinUCBRecommender(Recommender):
         self._refresh()
 
 
+class WrongEnvError(ValueError):
+    """An env-bound agent (the oracle) was asked to rank an observation that does not come from its env now."""
+
+
+ORACLE_BOUND = (
+    "The myopic oracle reads the hidden click model of the env it is bound to and shows, at every step, the K "
+    "candidates with the highest true click probability given the user's current state (interest, fatigue; "
+    "masked candidates excluded). For every state it is shown, no slate of the same candidates has more "
+    "expected clicks under the position-free choice models (MNL, cascade; PBM with slots sorted), so its "
+    "NDCG@K against the hidden relevance is 1: it bounds the one-step quantities (expected clicks of a slate "
+    "in a given state, NDCG@K). It does not bound the session return: it ignores what a click costs later - "
+    "clicked low-quality items drain the user's time budget (shorter sessions), clicks build fatigue, shown "
+    "items are masked for the next slates - and it ranks by clicks whatever the reward is "
+    "(engagement/satisfaction/mix weigh quality). An agent that keeps users longer can earn a higher return."
+)
+"""What the myopic oracle is an upper reference for (quoted by the README and by every report)."""
+
+
 @register
 class OracleRecommender(Recommender):
-    """Myopic oracle: ranks the current candidates by the env's hidden click logits
-    (``env.oracle_scores()``: preference, popularity, appeal and the current fatigue), i.e. the best one-step
-    slate. It ignores ``obs`` except for the mask and must be called on the observation the env currently shows
-    (it reads the env's live state).
+    """Myopic oracle: ranks the current candidates by the env's hidden click logits, i.e. the best one-step
+    slate (see :data:`ORACLE_BOUND` for what it bounds and what it does not). A reference, never a learner.
+
+    It is *bound to one env*: it reads that env's live hidden state, so it can only rank the observation that
+    env shows now. Every call checks that the observation's candidate ids are the bound env's current ones and
+    raises :class:`WrongEnvError` otherwise (another env of the same size, or a stale observation, would
+    otherwise be ranked by unrelated logits - as badly as random, silently).
 
     What it bounds: the expected clicks of the *next* slate given the current state and candidates (for MNL,
     cascade and PBM alike, top-K by logit maximises them). It does not bound the return of a session: clicks
@@ -222,18 +239,28 @@ class OracleRecommender(Recommender):
     """
 
     name: ClassVar[str] = "oracle"
+    env_bound: ClassVar[bool] = True
 
     def __init__(self, spec: EnvSpec, config: AgentConfig | None = None) -> None:
         super().__init__(spec, config)
-        if spec.oracle is None:
+        if spec.oracle is None and spec.oracle_view is None:
             raise ValueError("oracle: needs a live env (make_agent('oracle', env) or load_agent(path, env=env))")
 
     def score(self, obs: Mapping[str, np.ndarray]) -> np.ndarray:
-        logits = np.asarray(self.spec.oracle(), dtype=np.float64)  # type: ignore[misc]
+        cands = np.asarray(obs["candidates"])
+        if self.spec.oracle_view is None:  # an env without oracle_view: shapes are all that can be checked
+            logits = np.asarray(self.spec.oracle(), dtype=np.float64)  # type: ignore[misc]
+            live = None
+        else:
+            live, logits = self.spec.oracle_view()
+            logits = np.asarray(logits, dtype=np.float64)
         logits = logits.reshape(-1, logits.shape[-1])
-        if logits.shape != np.shape(obs["candidates"]):
-            raise ValueError(
-                f"oracle: env logits have shape {logits.shape}, obs candidates {np.shape(obs['candidates'])}; "
-                "call rank() on the env's current observation"
+        if logits.shape != cands.shape or (live is not None and not np.array_equal(live.reshape(cands.shape), cands)):
+            raise WrongEnvError(
+                f"oracle: the observation (candidates of shape {cands.shape}) is not the one its env shows now "
+                f"(shape {logits.shape}{'' if live is None or live.size != cands.size else ', different item ids'}). "
+                "The oracle reads the hidden state of the env it was built on: build it on the env you step "
+                "(make_agent('oracle', env)) and rank that env's current observation; "
+                "recgym.experiments.evaluate() does this for you."
             )
         return logits

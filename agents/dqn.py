@@ -24,8 +24,8 @@ from stable_baselines3 import DQN
 from stable_baselines3.common.policies import BasePolicy
 from stable_baselines3.dqn.policies import DQNPolicy
 
-from recgym.agents._sb3 import SeededDictReplayBuffer, obs_to_torch, seeded_init
-from recgym.agents.base import AgentConfig, EnvSpec, Recommender, check_compatible, register
+from recgym.agents._sb3 import SB3Recommender, SeededDictReplayBuffer, seeded_init
+from recgym.agents.base import AgentConfig, EnvSpec, register
 from recgym.agents.scorer import CandidateScorer
 
 __all__ = ["CandidateQNetwork", "CandidateDQNPolicy", "MaskedDQN", "DQNConfig", "DQNRecommender"]
@@ -122,9 +122,10 @@ class DQNConfig(AgentConfig):
 
 
 @register
-class DQNRecommender(Recommender):
+class DQNRecommender(SB3Recommender):
     """DQN over candidates. Train with :meth:`learn` on ``action_type="item"`` (``slate_size=1``); ranks
-    K > 1 slates by Q-values (see the module docstring)."""
+    K > 1 slates by Q-values (see the module docstring). Learning, persistence and checkpoint state come from
+    :class:`~recgym.agents._sb3.SB3Recommender`."""
 
     name: ClassVar[str] = "dqn"
     Config: ClassVar[type[AgentConfig]] = DQNConfig
@@ -137,13 +138,15 @@ class DQNRecommender(Recommender):
 
     def __init__(self, spec: EnvSpec, config: AgentConfig | None = None) -> None:
         super().__init__(spec, config)
-        self.model: MaskedDQN | None = None
         with seeded_init(self.config.seed):
             self.q_net = CandidateQNetwork(
                 self._obs_space(), spaces.Discrete(spec.num_candidates), item_embeddings=spec.item_embeddings,
                 hidden=self.config.hidden, item_features=spec.item_features,
             ).to(self.device)
-        self.num_timesteps = 0
+
+    @property
+    def network(self) -> CandidateQNetwork:
+        return self.q_net
 
     def _obs_space(self) -> spaces.Dict:
         from recgym.envs.config import EnvConfig
@@ -154,49 +157,26 @@ class DQNRecommender(Recommender):
                         candidates={"pool_size": max(n, 2)})
         return observation_space(cfg, self.spec.dim, self.spec.num_items)
 
-    def learn(self, env: Any, total_timesteps: int, callback: Any = None, progress_bar: bool = False) -> DQNRecommender:
-        """Train (or continue) on an SB3 VecEnv with ``action_type='item'``; checked before anything is built."""
-        spec = EnvSpec.from_env(env)
-        check_compatible(self.name, spec.action_type, spec.slate_size)
-        if spec.table_hash != self.spec.table_hash or spec.num_candidates != self.spec.num_candidates:
-            raise ValueError("learn: env item table / num_candidates differ from the ones the agent was built for")
-        if self.model is None or self.model.env is not env:
-            c = self.config
-            with seeded_init(c.seed):
-                self.model = MaskedDQN(
-                    CandidateDQNPolicy, env, learning_rate=c.learning_rate, buffer_size=c.buffer_size,
-                    learning_starts=c.learning_starts, batch_size=c.batch_size, gamma=c.gamma, tau=c.tau,
-                    train_freq=c.train_freq, gradient_steps=c.gradient_steps,
-                    target_update_interval=c.target_update_interval, exploration_fraction=c.exploration_fraction,
-                    exploration_initial_eps=c.exploration_initial_eps, exploration_final_eps=c.exploration_final_eps,
-                    max_grad_norm=c.max_grad_norm, replay_buffer_class=SeededDictReplayBuffer,
-                    replay_buffer_kwargs={"seed": c.seed}, optimize_memory_usage=False,
-                    policy_kwargs={
-                        "item_embeddings": self.spec.item_embeddings, "hidden": c.hidden,
-                        "item_features": self.spec.item_features,
-                    },
-                    device=self.device, seed=None, verbose=0,
-                )
-            self.model.explore_rng = np.random.default_rng(c.seed + 1)
-            self.model.policy.q_net.load_state_dict(self.q_net.state_dict())
-            self.model.policy.q_net_target.load_state_dict(self.q_net.state_dict())
-            self.model.num_timesteps = self.num_timesteps
-        self.model.learn(total_timesteps, callback=callback, reset_num_timesteps=False, progress_bar=progress_bar)
+    def _build_model(self, env: Any) -> MaskedDQN:
+        c = self.config
+        model = MaskedDQN(
+            CandidateDQNPolicy, env, learning_rate=c.learning_rate, buffer_size=c.buffer_size,
+            learning_starts=c.learning_starts, batch_size=c.batch_size, gamma=c.gamma, tau=c.tau,
+            train_freq=c.train_freq, gradient_steps=c.gradient_steps,
+            target_update_interval=c.target_update_interval, exploration_fraction=c.exploration_fraction,
+            exploration_initial_eps=c.exploration_initial_eps, exploration_final_eps=c.exploration_final_eps,
+            max_grad_norm=c.max_grad_norm, replay_buffer_class=SeededDictReplayBuffer,
+            replay_buffer_kwargs={"seed": c.seed}, optimize_memory_usage=False,
+            policy_kwargs={"item_embeddings": self.spec.item_embeddings, "hidden": c.hidden,
+                           "item_features": self.spec.item_features},
+            device=self.device, seed=None, verbose=0,
+        )
+        model.explore_rng = np.random.default_rng(c.seed + 1)
+        return model
+
+    def _carry_weights(self, model: Any) -> None:
+        model.policy.q_net.load_state_dict(self.q_net.state_dict())
+        model.policy.q_net_target.load_state_dict(self.q_net.state_dict())
+
+    def _adopt_model(self) -> None:
         self.q_net = self.model.policy.q_net
-        self.num_timesteps = int(self.model.num_timesteps)
-        return self
-
-    @torch.no_grad()
-    def score(self, obs: Mapping[str, np.ndarray]) -> np.ndarray:
-        self.q_net.set_training_mode(False)
-        return self.q_net.scorer(obs_to_torch(obs, self.q_net.device))[0].cpu().numpy()
-
-    def _get_state(self) -> dict[str, Any]:
-        return {
-            "scorer": {k: v.detach().cpu() for k, v in self.q_net.scorer.state_dict().items()},
-            "num_timesteps": self.num_timesteps,
-        }
-
-    def _set_state(self, state: Mapping[str, Any]) -> None:
-        self.q_net.scorer.load_state_dict(state["scorer"])
-        self.num_timesteps = int(state["num_timesteps"])

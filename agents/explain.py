@@ -37,7 +37,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from recgym.agents.base import as_batched_obs
+from recgym.agents.observations import as_batched_obs, unit_rows
 
 __all__ = ["Evidence", "ExplainContext", "HistoryLedger", "ItemExplanation", "SlateExplanation", "explain_agent",
            "history_from_catalogue"]
@@ -286,8 +286,6 @@ def _occlusion(scorer: torch.nn.Module, obs: dict[str, torch.Tensor], ctx: Expla
 
 def _explain_lm_similarity(agent: Any, batch: Mapping[str, np.ndarray], slate: np.ndarray, ctx: ExplainContext,
                            top: int | None) -> list[SlateExplanation]:
-    from recgym.agents.baselines import unit_rows
-
     wh = float(agent.config.history_weight)
     emb = np.asarray(agent.spec.item_embeddings, dtype=np.float64)
     unit = agent.item_unit.astype(np.float64)

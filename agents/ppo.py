@@ -31,8 +31,8 @@ from pydantic import Field
 from stable_baselines3 import PPO
 from stable_baselines3.common.policies import ActorCriticPolicy
 
-from recgym.agents._sb3 import SeededDictRolloutBuffer, obs_to_torch, seeded_init
-from recgym.agents.base import AgentConfig, EnvSpec, Recommender, check_compatible, register
+from recgym.agents._sb3 import SB3Recommender, SeededDictRolloutBuffer, obs_to_torch, seeded_init
+from recgym.agents.base import AgentConfig, EnvSpec, register
 from recgym.agents.scorer import (
     COS_KEY,
     CandidateScorer,
@@ -204,9 +204,10 @@ class PPOConfig(AgentConfig):
 
 
 @register
-class PPORecommender(Recommender):
+class PPORecommender(SB3Recommender):
     """PPO over a Plackett-Luce slate policy. Train with :meth:`learn` on a ``RankingSB3VecEnv`` built with
-    ``action_type="slate"`` (or ``"item"``); :meth:`rank` works on any observation of the same world."""
+    ``action_type="slate"`` (or ``"item"``); :meth:`rank` works on any observation of the same world.
+    Learning, persistence and checkpoint state come from :class:`~recgym.agents._sb3.SB3Recommender`."""
 
     name: ClassVar[str] = "ppo"
     Config: ClassVar[type[AgentConfig]] = PPOConfig
@@ -219,9 +220,11 @@ class PPORecommender(Recommender):
 
     def __init__(self, spec: EnvSpec, config: AgentConfig | None = None) -> None:
         super().__init__(spec, config)
-        self.model: PPO | None = None
         self.policy = self._make_policy(spec.action_type if spec.action_type in ("slate", "item") else "slate")
-        self.num_timesteps = 0
+
+    @property
+    def network(self) -> SlatePolicy:
+        return self.policy
 
     def _spaces(self, action_type: str) -> tuple[spaces.Dict, spaces.Space]:
         from recgym.envs.config import EnvConfig
@@ -246,36 +249,25 @@ class PPORecommender(Recommender):
             policy = SlatePolicy(obs_space, act_space, lambda _: self.config.learning_rate, **self._policy_kwargs())
         return policy.to(self.device)
 
-    def learn(self, env: Any, total_timesteps: int, callback: Any = None, progress_bar: bool = False) -> PPORecommender:
-        """Train (or continue training) on an SB3 VecEnv over the recgym core for ``total_timesteps`` env
-        steps (summed over users). The action type is checked before anything is built."""
-        spec = EnvSpec.from_env(env)
-        check_compatible(self.name, spec.action_type, spec.slate_size)
-        if spec.table_hash != self.spec.table_hash or spec.num_candidates != self.spec.num_candidates:
-            raise ValueError("learn: env item table / num_candidates differ from the ones the agent was built for")
-        if self.model is None or self.model.env is not env:
-            c = self.config
-            n_envs = env.num_envs
-            batch = min(c.batch_size, c.n_steps * n_envs)
-            weights = self.policy.state_dict()
-            with seeded_init(c.seed):
-                self.model = SlatePPO(
-                    SlatePolicy, env, learning_rate=c.learning_rate, n_steps=c.n_steps, batch_size=batch,
-                    n_epochs=c.n_epochs, gamma=c.gamma, gae_lambda=c.gae_lambda, clip_range=c.clip_range,
-                    ent_coef=c.ent_coef, vf_coef=c.vf_coef, max_grad_norm=c.max_grad_norm, target_kl=c.target_kl,
-                    rollout_buffer_class=SeededDictRolloutBuffer,
-                    rollout_buffer_kwargs={"seed": c.seed, "features": self._rollout_features},
-                    policy_kwargs=self._policy_kwargs(), device=self.device, seed=None, verbose=0,
-                )
-            if self.model.policy.action_space == self.policy.action_space:
-                self.model.policy.load_state_dict(weights)
-            else:  # same scorer weights work for 'item' and 'slate'
-                self.model.policy.scorer.load_state_dict(self.policy.scorer.state_dict())
-            self.model.num_timesteps = self.num_timesteps
-        self.model.learn(total_timesteps, callback=callback, reset_num_timesteps=False, progress_bar=progress_bar)
+    def _build_model(self, env: Any) -> SlatePPO:
+        c = self.config
+        return SlatePPO(
+            SlatePolicy, env, learning_rate=c.learning_rate, n_steps=c.n_steps,
+            batch_size=min(c.batch_size, c.n_steps * env.num_envs), n_epochs=c.n_epochs, gamma=c.gamma,
+            gae_lambda=c.gae_lambda, clip_range=c.clip_range, ent_coef=c.ent_coef, vf_coef=c.vf_coef,
+            max_grad_norm=c.max_grad_norm, target_kl=c.target_kl, rollout_buffer_class=SeededDictRolloutBuffer,
+            rollout_buffer_kwargs={"seed": c.seed, "features": self._rollout_features},
+            policy_kwargs=self._policy_kwargs(), device=self.device, seed=None, verbose=0,
+        )
+
+    def _carry_weights(self, model: Any) -> None:
+        if model.policy.action_space == self.policy.action_space:
+            model.policy.load_state_dict(self.policy.state_dict())
+        else:  # the same scorer weights serve 'item' and 'slate'
+            model.policy.scorer.load_state_dict(self.policy.scorer.state_dict())
+
+    def _adopt_model(self) -> None:
         self.policy = self.model.policy
-        self.num_timesteps = int(self.model.num_timesteps)
-        return self
 
     @torch.no_grad()
     def _rollout_features(self, observations: Mapping[str, np.ndarray], skip: tuple[str, ...] = ()) -> dict[str, np.ndarray]:
@@ -293,19 +285,3 @@ class PPORecommender(Recommender):
             for i in range(0, total, 4096)
         ]
         return {COS_KEY: np.concatenate(out, axis=0)}
-
-    @torch.no_grad()
-    def score(self, obs: Mapping[str, np.ndarray]) -> np.ndarray:
-        self.policy.set_training_mode(False)
-        scores, _ = self.policy.scorer(obs_to_torch(obs, self.policy.device))
-        return scores.cpu().numpy()
-
-    def _get_state(self) -> dict[str, Any]:
-        return {
-            "scorer": {k: v.detach().cpu() for k, v in self.policy.scorer.state_dict().items()},
-            "num_timesteps": self.num_timesteps,
-        }
-
-    def _set_state(self, state: Mapping[str, Any]) -> None:
-        self.policy.scorer.load_state_dict(state["scorer"])
-        self.num_timesteps = int(state["num_timesteps"])

@@ -31,6 +31,7 @@ import numpy as np
 import torch
 
 from recgym.benchmarks.contention import contention_report, load_average, thread_settings
+from recgym.common.progress import Progress
 
 __all__ = ["run_env_benchmark", "run_env_contention", "THROUGHPUT_KEYS"]
 
@@ -77,10 +78,12 @@ def run_env_benchmark(
     seed: int = 0,
     warmup: int = 60,
     repeats: int = 5,
+    progress: Progress | None = None,
 ) -> dict:
     """Time ``repeats`` windows of ``steps`` env steps of ``num_envs`` users, one after the other in the
     same run; return the median window's user-steps/s (and every window's, ``*_runs``) with the settings.
-    ``level``: ``"core"``, ``"vector"``, ``"single"`` (``num_envs == 1`` only) or ``"all"``."""
+    ``level``: ``"core"``, ``"vector"``, ``"single"`` (``num_envs == 1`` only) or ``"all"``. ``progress``
+    (default: silent) advances after each timed window, outside the timed span."""
     from recgym.common.device import resolve_device
     from recgym.envs import RankingEnv, RankingVectorEnv
 
@@ -119,28 +122,33 @@ def run_env_benchmark(
             if dev.type == "cuda":
                 torch.cuda.synchronize()
             rates.append(num_envs * n_steps / (time.perf_counter() - t0))
+            bar(1)
         return rates
 
     def record(key: str, rates: list[float]) -> None:
         result[key] = statistics.median(rates)
         result[key + "_runs"] = [round(x) for x in rates]
 
-    if level in ("all", "core"):
-        core = env.core
-        state = core.init_state(batch_size=num_envs, seed=seed)
+    progress = progress or Progress(enabled=False)
+    kinds = {"core": 1, "vector": 2, "single": int(num_envs == 1)}
+    windows = repeats * (sum(kinds.values()) if level == "all" else kinds[level])
+    with progress, progress.task(f"bench env B={num_envs}", max(windows, 1), unit="timed windows") as bar:
+        if level in ("all", "core"):
+            core = env.core
+            state = core.init_state(batch_size=num_envs, seed=seed)
 
-        record("core_user_steps_per_s", timed(core_stepper(core, state, scores_t), steps))
-    scores_np = [s.cpu().numpy() for s in scores_t]
-    if level in ("all", "vector"):
-        for mode, key in (("next_step", "vector_user_steps_per_s"), ("same_step", "vector_same_step_user_steps_per_s")):
-            venv = env if mode == "next_step" else make_env(mode)
-            venv.reset(seed=seed)
-            record(key, timed(lambda i, venv=venv: venv.step(scores_np[i % n_actions]), max(50, steps // 2)))
-    if level in ("all", "single") and num_envs == 1:
-        single = RankingEnv(world, num_candidates=candidates, slate_size=slate_size, device=dev)
-        single.reset(seed=seed)
-        record("single_env_steps_per_s", timed(single_stepper(single, [np.ascontiguousarray(a[0]) for a in scores_np]),
-                                               steps))
+            record("core_user_steps_per_s", timed(core_stepper(core, state, scores_t), steps))
+        scores_np = [s.cpu().numpy() for s in scores_t]
+        if level in ("all", "vector"):
+            for mode, key in (("next_step", "vector_user_steps_per_s"), ("same_step", "vector_same_step_user_steps_per_s")):
+                venv = env if mode == "next_step" else make_env(mode)
+                venv.reset(seed=seed)
+                record(key, timed(lambda i, venv=venv: venv.step(scores_np[i % n_actions]), max(50, steps // 2)))
+        if level in ("all", "single") and num_envs == 1:
+            single = RankingEnv(world, num_candidates=candidates, slate_size=slate_size, device=dev)
+            single.reset(seed=seed)
+            record("single_env_steps_per_s", timed(single_stepper(single, [np.ascontiguousarray(a[0]) for a in scores_np]),
+                                                   steps))
     result["load_average_after"] = load_average()
     result["user_steps_per_s"] = result.get("core_user_steps_per_s", result.get("vector_user_steps_per_s"))
     return result

@@ -11,12 +11,19 @@ import argparse
 import json
 import platform
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
 from recgym.agents import make_agent
+from recgym.common.progress import Progress
 from recgym.envs.sb3 import RankingSB3VecEnv
+from recgym.experiments.training import ProgressCallback
+
+if TYPE_CHECKING:
+    from stable_baselines3.common.base_class import BaseAlgorithm
+
+    from recgym.envs.world import World
 
 __all__ = ["run_train_benchmark"]
 
@@ -29,8 +36,9 @@ def run_train_benchmark(
     num_envs: int = 256,
     device: str = "auto",
     seed: int = 0,
-    world: Any = "synthetic",
+    world: str | World = "synthetic",
     threads: int | None = None,
+    progress: Progress | None = None,
     **hyperparams: Any,
 ) -> dict[str, Any]:
     """Train ``agent`` for ``total_steps`` env steps on ``num_envs`` users and time it.
@@ -38,7 +46,8 @@ def run_train_benchmark(
     One warm-up rollout+update (``n_steps * num_envs`` steps for PPO) runs first and is not timed.
     ``threads`` sets ``torch.set_num_threads`` (None: leave as is). Returns a dict with
     ``env_steps_per_s`` (steps / wall seconds of ``learn``, updates included), ``update_s`` (time in the
-    gradient updates), ``rollout_s`` (the rest: acting + env) and the settings.
+    gradient updates), ``rollout_s`` (the rest: acting + env) and the settings. ``progress`` (default:
+    silent) advances at each rollout end (a callback that only reads a counter).
     """
     if agent not in _ACTION_TYPE:
         raise ValueError(f"agent: expected one of {sorted(_ACTION_TYPE)}, received {agent!r}")
@@ -53,9 +62,11 @@ def run_train_benchmark(
     rec.learn(env, warm)
     start_steps = rec.num_timesteps
     update_s = _time_updates(rec.model)
-    t1 = time.perf_counter()
-    rec.learn(env, total_steps)
-    wall = time.perf_counter() - t1
+    progress = progress or Progress(enabled=False)
+    with progress, progress.task(f"bench train {agent}", total_steps, unit="env steps") as bar:
+        t1 = time.perf_counter()
+        rec.learn(env, total_steps, callback=ProgressCallback(lambda n: bar.update(n - start_steps)))
+        wall = time.perf_counter() - t1
     steps = rec.num_timesteps - start_steps
     return {
         "agent": agent, "world": world if isinstance(world, str) else getattr(world, "name", "world"),
@@ -67,7 +78,7 @@ def run_train_benchmark(
     }
 
 
-def _time_updates(model: Any) -> list[float]:
+def _time_updates(model: BaseAlgorithm) -> list[float]:
     """Wrap ``model.train`` (the gradient updates) to accumulate its wall time in the returned 1-list."""
     acc = [0.0]
     train = model.train
@@ -93,7 +104,8 @@ def main() -> None:
     p.add_argument("--world", default="synthetic")
     p.add_argument("--threads", type=int, default=1, help="torch.set_num_threads (shared machines: 1 or 2)")
     a = p.parse_args()
-    res = run_train_benchmark(a.agent, a.total_steps, a.num_envs, a.device, a.seed, a.world, a.threads)
+    res = run_train_benchmark(a.agent, a.total_steps, a.num_envs, a.device, a.seed, a.world, a.threads,
+                              progress=Progress())
     print(f"{res['agent']} on {res['world']}: {res['env_steps']} env-steps in {res['wall_s']} s "
           f"= {res['env_steps_per_s']:.0f} env-steps/s (B={res['num_envs']}, device={res['device']}, "
           f"threads={res['torch_threads']}; updates {res['update_s']} s, rollouts {res['rollout_s']} s)")

@@ -13,7 +13,6 @@ import hashlib
 import json
 import logging
 import os
-import sys
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any, Literal
@@ -157,7 +156,8 @@ class TransformerEncoder:
         device: ``"auto"`` (CUDA if present), ``"cpu"``, ``"cuda"``, ``"cuda:N"``.
         dtype: compute dtype: ``"auto"`` = bfloat16 (or float16) on CUDA, float32 on CPU; or ``"float32"``,
             ``"float16"`` (CUDA only), ``"bfloat16"``. Pooling and output are always float32.
-        progress: show a progress bar: ``True``/``False``, or ``None`` = only for >= 2048 texts on a terminal.
+        progress: show progress (a bar on a terminal, periodic lines otherwise): ``True``/``False``, or ``None`` =
+            only for >= 2048 texts.
         on_truncation: ``"warn"`` (log a warning with the count), ``"error"`` (raise ``ValueError``) or ``"ignore"``.
 
     Attributes:
@@ -299,8 +299,8 @@ class TransformerEncoder:
         order = np.argsort(-lengths, kind="stable")  # longest first: peak memory shows up on batch one
         out = np.empty((len(texts), self.dim), dtype=np.float32)
         show = self.progress if progress is None else progress
-        if show is None:
-            show = len(texts) >= _AUTO_PROGRESS_MIN_TEXTS and sys.stderr.isatty()
+        if show is None:  # a bar on a terminal, periodic lines in a log
+            show = len(texts) >= _AUTO_PROGRESS_MIN_TEXTS
         with _progress(len(texts), bool(show), self.model_name) as advance, torch.inference_mode():
             for start in range(0, len(texts), bs):
                 idx = order[start : start + bs]
@@ -321,16 +321,8 @@ class TransformerEncoder:
 
 @contextlib.contextmanager
 def _progress(total: int, enabled: bool, label: str) -> Iterator[Any]:
-    """Yield ``advance(k)``; draws a rich progress bar on stderr when ``enabled``."""
-    if not enabled:
-        yield lambda k: None
-        return
-    from rich.console import Console
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+    """Yield ``advance(k)``: a bar on a terminal, one line every 15 s off a terminal, when ``enabled``."""
+    from recgym.common.progress import progress_bar
 
-    with Progress(
-        TextColumn("encoding"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
-        TextColumn(label), console=Console(stderr=True), transient=True,
-    ) as bar:
-        task = bar.add_task("encode", total=total)
-        yield lambda k: bar.advance(task, k)
+    with progress_bar(total, f"encoding {label}", unit="texts", enabled=enabled) as bar:
+        yield bar

@@ -9,9 +9,15 @@ import numpy as np
 import torch
 
 from recgym.common.config import SEED_MAX, ComponentError, ConfigError, suggest
-from recgym.envs.config import EnvConfig
+from recgym.envs.config import EnvConfig, deep_merge
 from recgym.envs.core import RankingCore
-from recgym.envs.factory import adapt_env_config, explicit_paths, make_env_config, make_world
+from recgym.envs.factory import (
+    adapt_env_config,
+    apply_world_env_defaults,
+    explicit_paths,
+    make_env_config,
+    make_world,
+)
 from recgym.envs.state import SimState
 from recgym.envs.world import World
 
@@ -51,6 +57,10 @@ def build_core(
     cfg = make_env_config(config, overrides)
     user_keys = explicit_paths(config) | explicit_paths(overrides)
     w = make_world(world, world_config=world_config, data_dir=data_dir, encoder=encoder)
+    if w.env_defaults:  # the world's own settings under the keys the user gave (they count as given below)
+        given = config.model_dump(exclude_unset=True) if isinstance(config, EnvConfig) else dict(config or {})
+        cfg = apply_world_env_defaults(cfg, w, deep_merge(given, overrides))
+        user_keys |= explicit_paths(w.env_defaults)
     cfg = adapt_env_config(cfg, int((~w.catalog.is_new).sum()), user_keys)
     return RankingCore(w, cfg, device=device, **components)
 
@@ -105,6 +115,14 @@ class CoreShell:
     def _oracle_batch(self) -> np.ndarray:
         """``(B, N)`` hidden click logits of the current candidates (copy)."""
         return self.core.candidate_logits(self._state).cpu().numpy().copy()
+
+    def oracle_view(self) -> tuple[np.ndarray, np.ndarray]:
+        """``(candidates (B, N) int64, logits (B, N) float32)``: the item ids of the current observation and
+        their hidden click logits (copies; ``B = 1`` for the single-user env). For env-bound references (the
+        myopic oracle): the ids let them check that an observation they rank comes from this env, now."""
+        if getattr(self, "_state", None) is None:
+            raise RuntimeError("oracle_view() called before reset(); call env.reset() first")
+        return self._state.candidates.cpu().numpy().copy(), self._oracle_batch()
 
 
 def to_numpy(tensors: Mapping[str, torch.Tensor], squeeze: bool = False,

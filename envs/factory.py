@@ -19,11 +19,11 @@ from collections.abc import Mapping
 from typing import Any
 
 from recgym.common.config import ConfigError, suggest
-from recgym.envs.config import EnvConfig
+from recgym.envs.config import EnvConfig, deep_merge
 from recgym.envs.world import World
 
-__all__ = ["KNOWN_WORLDS", "REAL_WORLDS", "make_encoder", "make_world", "make_env_config", "world_env_defaults", "adapt_env_config", "initial_item_count",
-           "explicit_paths"]
+__all__ = ["KNOWN_WORLDS", "REAL_WORLDS", "make_encoder", "make_world", "make_env_config", "apply_world_env_defaults",
+           "world_env_defaults", "adapt_env_config", "initial_item_count", "explicit_paths"]
 
 REAL_WORLDS = ("movielens-100k", "ml-latest-small", "log")  # fitted to interactions (need data)
 KNOWN_WORLDS = ("synthetic", "analytic", *REAL_WORLDS)  # the one list of world names (configs import it)
@@ -36,6 +36,16 @@ def make_env_config(config: EnvConfig | Mapping[str, Any] | None, overrides: Map
         raise ConfigError(f"config: expected an EnvConfig, a mapping or None, received {type(config).__name__}")
     base = config if isinstance(config, EnvConfig) else EnvConfig.model_validate(dict(config or {}))
     return base.merged(overrides) if overrides else base
+
+
+def apply_world_env_defaults(config: EnvConfig, world: World, user: Mapping[str, Any] | None = None) -> EnvConfig:
+    """``config`` with the world's ``env_defaults`` under the keys the user set: ``user`` (nested keys), by
+    default the fields set explicitly in ``config`` (``model_dump(exclude_unset=True)``). Unchanged when the
+    world declares no defaults."""
+    if not world.env_defaults:
+        return config
+    given = config.model_dump(exclude_unset=True) if user is None else user
+    return EnvConfig.model_validate(deep_merge(world.env_defaults, given))
 
 
 ADAPTED_KEYS = ("candidates.pool_size", "num_candidates", "new_items.slots", "slate_size")

@@ -99,6 +99,9 @@ class RankingSB3VecEnv(VecEnv):
         self.venv.load_state_dict(state)
         self._reset_seeds()
 
+    def oracle_view(self) -> tuple[np.ndarray, np.ndarray]:
+        return self.venv.oracle_view()
+
     def reset(self):
         seed = self._seeds[0]
         obs, info = self.venv.reset(seed=seed)

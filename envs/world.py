@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -178,13 +179,19 @@ class PreferenceParams:
 
 @dataclass(frozen=True, eq=False)
 class World:
-    """A complete world: what the env core simulates. ``source`` describes provenance (for manifests)."""
+    """A complete world: what the env core simulates. ``source`` describes provenance (for manifests).
+
+    ``env_defaults``: env settings this world is meant to run with (nested :class:`~recgym.envs.config.EnvConfig`
+    keys, e.g. the analytic world's "every item a candidate, dynamics off"); the shells apply them under the
+    keys the user sets, so ``gym.make("recgym/Ranking-v0", world=name)`` works with default arguments.
+    """
 
     name: str
     catalog: Catalog
     population: Population
     preference: PreferenceParams = field(default_factory=PreferenceParams)
     source: dict[str, str] = field(default_factory=dict)
+    env_defaults: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         c, p = self.catalog, self.population

@@ -7,6 +7,7 @@ Everything here is cheap (no world, encoder, data or network is touched), so a t
 Schema (every section optional except ``name`` and ``agents``)::
 
     name: quickstart                  # run name; default output folder runs/<name>
+    seed: 0                           # root of the seed tree every random stream derives from
     threads: 1                        # torch intra-op threads (null = torch's default)
     device: cpu                       # cpu | cuda | auto
     world: synthetic                  # synthetic | analytic | movielens-100k | ml-latest-small | log
@@ -28,6 +29,7 @@ Schema (every section optional except ``name`` and ``agents``)::
     training: {total_timesteps, num_envs, checkpoint_every, curve_users, logging: {policy, epsilon, steps, num_envs}}
     evaluation: {cohort, users_per_seed, episodes_per_user, seeds, confidence}
     output: {dir, plots, tensorboard}
+    tune: {agent, trials, objectives, seeds, space, reward_weights, ...}   # recgym tune (TuneConfig)
     text: {enrich: none}              # LM enrichment of item/user texts: none | items | users | both
                                       #   (+ model, max_new_tokens, batch_size, dtype, history_titles)
 """
@@ -53,6 +55,7 @@ from recgym.envs.config import EnvConfig
 from recgym.envs.factory import KNOWN_WORLDS, REAL_WORLDS
 from recgym.envs.fairness import FairRewardConfig
 from recgym.experiments.enrichment import TextConfig
+from recgym.experiments.tune_config import TuneConfig
 
 __all__ = [
     "AgentSpec", "EvaluationConfig", "ExperimentConfig", "LoggingConfig", "OutputConfig", "TrainingConfig",
@@ -168,6 +171,7 @@ class ExperimentConfig(StrictModel):
     config_path: ClassVar[str] = ""
     name: str = Field(min_length=1)
     description: str = ""
+    seed: int = Field(0, ge=0, description="root of the run's seed tree (evaluation.seeds are replicate ids)")
     threads: int | None = Field(1, ge=1, le=256)
     device: str = "cpu"
     world: str = "synthetic"
@@ -179,6 +183,7 @@ class ExperimentConfig(StrictModel):
     training: TrainingConfig = TrainingConfig()
     evaluation: EvaluationConfig = EvaluationConfig()
     output: OutputConfig = OutputConfig()
+    tune: TuneConfig | None = None
     text: TextConfig = TextConfig()
 
     @field_validator("name")
@@ -430,9 +435,11 @@ def _flatten(d: Any, prefix: str = "") -> dict[str, Any]:
 
 
 def hashed_part(cfg: ExperimentConfig | dict[str, Any]) -> dict[str, Any]:
-    """What the run hash covers: everything but ``output`` (where results go does not change them)."""
+    """What the run hash covers: everything but ``output`` (where results go does not change them) and
+    ``tune`` (what ``recgym tune`` would search does not change a run)."""
     d = cfg.to_dict() if isinstance(cfg, ExperimentConfig) else dict(cfg)
     d.pop("output", None)
+    d.pop("tune", None)
     return d
 
 

@@ -1,14 +1,15 @@
 """The evaluation protocol: every agent on the same held-out users, seeds and injected items.
 
-One *cell* is (agent, seed). For a seed ``s`` the users are drawn once from the cohort by
-:func:`cohort_users` (independent of the agent), the vector env is reset with ``seed`` derived from ``s``
-and ``options={"user_indices": users}``, and every user plays ``episodes_per_user`` full sessions (until
+One *cell* is (agent, replicate). For a replicate the users are drawn once from the cohort by
+:func:`cohort_users` (independent of the agent; its seed comes from the run's
+:class:`~recgym.experiments.seeds.SeedTree`), the vector env is reset with a seed derived from the cell's
+evaluation seed and ``options={"user_indices": users}``, and every user plays ``episodes_per_user`` full sessions (until
 ``terminated`` or ``truncated``). New items are released on the env's own clock (``t_global``), reset with
 the env, so every agent sees the same release schedule. Online learners (``learns_online``) keep updating
 from the feedback during evaluation, as they would in deployment; nothing else learns.
 
 Metrics per segment (``all``, ``warm_users``, ``cold_users``; item segments ``head_items``, ``tail_items``,
-``new_items``) come from :class:`~recgym.experiments.metrics.ExposureTracker`, plus per-session figures
+``new_items``) come from :class:`~recgym.experiments.exposure.ExposureTracker`, plus per-session figures
 computed here: ``return``, ``session_length``, ``satisfaction`` and ``engagement`` (sums over a session).
 NDCG@K uses the hidden relevance ``sigmoid(true logit)`` of every unmasked candidate as the gain; the
 tracker's ``expected_ctr`` is therefore renamed ``mean_relevance`` (mean hidden relevance of shown items).
@@ -23,21 +24,32 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from recgym.envs import RankingVectorEnv
 from recgym.envs.config import EnvConfig
 from recgym.envs.world import World
+from recgym.experiments.exposure import ExposureTracker
 from recgym.experiments.fairness import FairnessTracker, item_groupings, user_group_metrics, user_groupings
-from recgym.experiments.metrics import ExposureTracker
 
-__all__ = ["CellResult", "cohort_users", "evaluate_cell", "quick_return", "SESSION_METRICS"]
+if TYPE_CHECKING:
+    from recgym.agents.base import Recommender
+
+__all__ = ["CellResult", "COHORTS", "EnvPool", "cohort_users", "episode_seed", "evaluate_cell",
+           "evaluation_env_config", "quick_return", "SESSION_METRICS"]
 
 SESSION_METRICS = ("return", "session_length", "satisfaction", "engagement")
 _SESSION_EXTRA = ("clicks", "impressions", "left")  # per-session sums kept for user-side fairness
 USER_SEGMENTS = ("all", "warm_users", "cold_users")
+COHORTS = ("test", "cold", "warm", "all")
+
+
+def evaluation_env_config(cfg: EnvConfig) -> EnvConfig:
+    """The evaluation env of ``cfg``: slate actions (agents rank positions) and the hidden relevance of every
+    candidate in ``info`` (for NDCG); every other setting as given."""
+    return EnvConfig.model_validate({**cfg.model_dump(), "action_type": "slate", "info_candidate_relevance": True})
 
 
 def cohort_users(world: World, cohort: str, n: int | None, seed: int) -> np.ndarray:
@@ -50,14 +62,14 @@ def cohort_users(world: World, cohort: str, n: int | None, seed: int) -> np.ndar
     p = world.population
     masks = {"test": p.test, "cold": p.test & p.cold, "warm": p.test & ~p.cold,
              "all": np.ones(p.num_users, dtype=bool)}
-    if cohort not in masks:
+    if cohort not in masks:  # same keys as COHORTS
         raise ValueError(f"evaluation.cohort: expected one of {sorted(masks)}, received {cohort!r}")
     pool = np.flatnonzero(masks[cohort]).astype(np.int64)
     if pool.size == 0:
         raise ValueError(f"evaluation.cohort: the world {world.name!r} has no {cohort!r} users")
     if n is None:
         return pool
-    rng = np.random.default_rng([seed, 7_919])
+    rng = np.random.default_rng(seed)
     return np.sort(rng.choice(pool, size=n, replace=n > pool.size)).astype(np.int64)
 
 
@@ -69,11 +81,26 @@ class CellResult:
     arrays: dict[str, np.ndarray] = field(default_factory=dict)
 
 
-def _env(world: World, cfg: EnvConfig, n: int, device: str) -> RankingVectorEnv:
-    return RankingVectorEnv(n, world=world, config=cfg, device=device)
+class EnvPool:
+    """Evaluation envs of one world and config, one per batch size, built once and reused: ``reset(seed=...)``
+    re-seeds the core and restarts its clock, so a reused env replays exactly what a fresh one would."""
+
+    def __init__(self, world: World, cfg: EnvConfig, device: str = "cpu") -> None:
+        self.world, self.cfg, self.device = world, cfg, device
+        self._envs: dict[int, RankingVectorEnv] = {}
+
+    def get(self, n: int) -> RankingVectorEnv:
+        if n not in self._envs:
+            self._envs[n] = RankingVectorEnv(n, world=self.world, config=self.cfg, device=self.device)
+        return self._envs[n]
 
 
-def _run_episodes(agent: Any, env: RankingVectorEnv, users: np.ndarray, seed: int, episodes: int,
+def episode_seed(seed: int, episode: int) -> int:
+    """Env reset seed of ``episode`` of a cell whose evaluation seed is ``seed``."""
+    return int(np.random.SeedSequence([int(seed), int(episode)]).generate_state(1, np.uint32)[0] >> 1)
+
+
+def _run_episodes(agent: Recommender, env: RankingVectorEnv, users: np.ndarray, seed: int, episodes: int,
                   tracker: ExposureTracker | None, online: bool,
                   fairness: FairnessTracker | None = None) -> dict[str, np.ndarray]:
     """Play ``episodes`` sessions of each user; return per-session sums ``(episodes * B,)``, users and cold
@@ -82,7 +109,7 @@ def _run_episodes(agent: Any, env: RankingVectorEnv, users: np.ndarray, seed: in
     cold_all = np.asarray(env.world.population.cold)
     out: dict[str, list[np.ndarray]] = {key: [] for key in (*SESSION_METRICS, *_SESSION_EXTRA, "cold", "user")}
     for ep in range(episodes):
-        obs, _ = env.reset(seed=int(seed) * 1000 + ep, options={"user_indices": users})
+        obs, _ = env.reset(seed=episode_seed(seed, ep), options={"user_indices": users})
         b = len(users)
         active = np.ones(b, dtype=bool)
         sums = {key: np.zeros(b) for key in (*SESSION_METRICS, *_SESSION_EXTRA)}
@@ -120,18 +147,18 @@ def _run_episodes(agent: Any, env: RankingVectorEnv, users: np.ndarray, seed: in
 
 
 def evaluate_cell(make_agent: Callable[[RankingVectorEnv], Any], world: World, env_cfg: EnvConfig,
-                  users: np.ndarray, seed: int, episodes: int = 1, device: str = "cpu") -> CellResult:
+                  users: np.ndarray, seed: int, episodes: int = 1, device: str = "cpu",
+                  envs: EnvPool | None = None) -> CellResult:
     """Evaluate the agent built by ``make_agent(env)`` on ``users`` with ``seed``; see the module docstring.
 
     ``make_agent`` receives the evaluation env (the oracle reads its live state); it returns a ready agent.
+    ``envs``: reuse its env for ``len(users)`` users (same world and ``env_cfg``) instead of building one.
     """
-    env = _env(world, env_cfg, len(users), device)
+    env = (envs or EnvPool(world, env_cfg, device)).get(len(users))
     agent = make_agent(env)
     cat = world.catalog
     new_ids = np.flatnonzero(cat.is_new).astype(np.int64)
     release = env.core.params.item_release.cpu().numpy()
-    released_ever = release[new_ids] < np.iinfo(np.int64).max // 8
-    new_ids = new_ids[released_ever]
     tracker = ExposureTracker(
         cat.num_items, tail_mask=~cat.head_mask(), popularity=np.clip(cat.popularity, 1e-12, 1.0),
         new_item_ids=new_ids if len(new_ids) else None,
@@ -171,9 +198,9 @@ def evaluate_cell(make_agent: Callable[[RankingVectorEnv], Any], world: World, e
     return CellResult(metrics, {k: np.asarray(v) for k, v in arrays.items()})
 
 
-def quick_return(agent: Any, world: World, env_cfg: EnvConfig, users: np.ndarray, seed: int,
-                 device: str = "cpu") -> float:
+def quick_return(agent: Recommender, world: World, env_cfg: EnvConfig, users: np.ndarray, seed: int,
+                 device: str = "cpu", envs: EnvPool | None = None) -> float:
     """Mean session return of ``agent`` on ``users`` (one session each): a learning-curve point."""
-    env = _env(world, env_cfg, len(users), device)
+    env = (envs or EnvPool(world, env_cfg, device)).get(len(users))
     sess = _run_episodes(agent, env, users, seed, 1, None, online=False)
     return float(sess["return"].mean())

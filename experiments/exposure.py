@@ -250,7 +250,8 @@ class ExposureTracker:
         ndcg_zero_ideal_rows``, and ``ild`` / ``novelty`` when embeddings / popularity were given);
         ``"all"`` adds ``coverage, gini`` and, with a tail mask, ``tail_share, tail_ctr``, with new items
         ``new_item_share``. Item segments ``"head_items"``, ``"tail_items"`` (with a tail mask) and
-        ``"new_items"`` (with new items): ``n_items, n_impressions, n_clicks, ctr, exposure_share, coverage``.
+        ``"new_items"`` (with new items): ``n_items, n_impressions, n_clicks, ctr, exposure_share, coverage``,
+        plus ``n_released, share_exposed, share_clicked, time_to_first_exposure, time_to_first_click``.
         ``ndcg`` is ``nan`` unless ``candidate_relevance`` was passed to :meth:`update`.
         """
         out = {"all": self._user_metrics(slice(None))}
@@ -264,7 +265,21 @@ class ExposureTracker:
             out["tail_items"] = self._item_metrics(self.tail_mask & ~self._is_new)
         if len(self.new_item_ids):
             out["new_items"] = self._item_metrics(self._is_new)
+            out["new_items"].update(self._new_item_timing())
             out["all"]["new_item_share"] = out["new_items"]["exposure_share"]
+        return out
+
+    def _new_item_timing(self) -> dict[str, float]:
+        """``n_released`` (new items released while the evaluation ran), ``share_exposed`` / ``share_clicked``
+        (of those, shown / clicked at least once), ``time_to_first_exposure`` / ``time_to_first_click``
+        (median steps from release, among the items exposed / clicked; ``nan`` when none was)."""
+        curves = self.new_item_curves()
+        n = len(curves.time_to_first_exposure)
+        out = {"n_released": float(n)}
+        for key, delays in (("exposure", curves.time_to_first_exposure), ("click", curves.time_to_first_click)):
+            seen = delays[~np.isnan(delays)]
+            out[f"share_{'exposed' if key == 'exposure' else 'clicked'}"] = _ratio(seen.size, n)
+            out[f"time_to_first_{key}"] = float(np.median(seen)) if seen.size else float("nan")
         return out
 
     def user_ctr_curve(self, segment: str = "cold_users") -> FloatArray:
@@ -280,16 +295,29 @@ class ExposureTracker:
         np.divide(self._curve[1, i], self._curve[0, i], out=out, where=self._curve[0, i] > 0)
         return out
 
-    def new_item_curves(self) -> NewItemCurves:
-        """Cold-start curves of the injected items, same definitions as :func:`new_item_curves`."""
+    def new_item_curves(self, released_by: int | None = None) -> NewItemCurves:
+        """Cold-start curves of the injected items, same definitions as :func:`new_item_curves`.
+
+        ``released_by``: keep only the items released at or before this step (those the evaluation could
+        show: an item released after it ended is not "never exposed", it did not exist); default: the last
+        step seen by :meth:`update`. The exposure share
+        is ``nan`` (no data) before the first release and at steps without impressions.
+        """
+        if released_by is None:
+            released_by = max(self._series, default=-1)
+        keep = self.new_item_release_steps <= released_by
         steps = np.array(sorted(self._series), dtype=np.int64)
         counts = np.array([self._series[s] for s in steps], dtype=np.float64).reshape(-1, 2)
-        return NewItemCurves(self._first_exp - self.new_item_release_steps,
-                             self._first_clk - self.new_item_release_steps, steps,
-                             counts[:, 0] / np.maximum(counts[:, 1], 1))
+        share = np.full(len(steps), np.nan)
+        first = self.new_item_release_steps.min() if len(self.new_item_ids) else np.iinfo(np.int64).max
+        ok = (counts[:, 1] > 0) & (steps >= first)
+        share[ok] = counts[ok, 0] / counts[ok, 1]
+        rel = self.new_item_release_steps[keep]
+        return NewItemCurves(self._first_exp[keep] - rel, self._first_clk[keep] - rel, steps, share)
 
     def ctr_by_popularity_decile(self, n_bins: int = 10) -> DecileCTR:
         """CTR per popularity bin, as :func:`ctr_by_popularity_decile` (needs ``popularity``)."""
         if self.popularity is None:
             _fail("ExposureTracker.ctr_by_popularity_decile", "a tracker built with popularity=...", "None")
-        return _decile_from_counts(self._imp, self._clk, self.popularity, n_bins)  # type: ignore[arg-type]
+        # deciles of the initial catalogue: injected items (whose prior is a placeholder) are left out
+        return _decile_from_counts(self._imp, self._clk, self.popularity, n_bins, ~self._is_new)  # type: ignore[arg-type]

@@ -38,6 +38,7 @@ import numpy as np
 from pydantic import Field
 
 from recgym.common import StrictModel, atomic_write_json, atomic_write_text
+from recgym.common.progress import progress_bar
 from recgym.encoders.base import TextEncoder
 from recgym.envs.worlds.fitted import FitConfig, FittedWorld, fit_world
 from recgym.experiments import fidelity_sections as sections
@@ -184,37 +185,40 @@ def fidelity_report(
     report: dict[str, Any] = {"world": fw.world.name, "k": cfg.k, "report_version": REPORT_VERSION}
     timings: dict[str, float] = {}
 
-    def timed(name: str, fn: Any, *args: Any, **kwargs: Any) -> Any:
-        t = time.perf_counter()
-        res = fn(*args, **kwargs)
-        timings[name] = round(time.perf_counter() - t, 2)
-        return res
+    # the sections after the fit (panel, replay, BPR, ranking, calibration, distributions, plots) take minutes
+    with progress_bar(7, f"fidelity report {fw.world.name}", unit="sections", enabled=progress) as bar:
+        def timed(name: str, fn: Any, *args: Any, **kwargs: Any) -> Any:
+            t = time.perf_counter()
+            res = fn(*args, **kwargs)
+            timings[name] = round(time.perf_counter() - t, 2)
+            bar(1)
+            return res
 
-    env_cfg = _env_config(fw)
-    report["policy_ranking"] = timed("policy_ranking", sections.policy_ranking, fw, cfg.k,
-                                     np.random.default_rng([cfg.seed, 1]), env_cfg, n_boot=cfg.n_boot,
-                                     max_users=cfg.max_panel_users, session_seed=cfg.seed)
-    report["replay"] = timed("replay", replay, fw, np.random.default_rng([cfg.seed, 2]))
-    bpr = fit_bpr(panel_data(fw).x, ~fw.split.cold_items, np.random.default_rng([cfg.seed, 3]), dim=cfg.bpr_dim,
-                  epochs=cfg.bpr_epochs)
-    report["ranking"] = timed("ranking", sections.heldout_ranking, fw, cfg.k, rng, bpr)
-    report["calibration"] = timed("calibration", sections.calibration, fw, FitConfig.model_validate(fw.manifest["config"]), rng)
-    report["distributions"] = timed("distributions", free_choice, fw, rng)
-    report["bar"] = _bars(report)
-    report["verdict"] = verdict_line(report)
-    report["weak_points"] = _weak_points(report)
-    sp, m = fw.split, fw.manifest
-    report["setup"] = {
-        "dataset": fw.data.name, "positive_rule": fw.data.positive_rule, "train_rows": int(sp.train.size),
-        "validation_rows": int(sp.val.size), "test_rows": int(sp.test.size), "onboarding_rows": int(sp.onboarding.size),
-        "temporal": bool(sp.temporal), "cold_users": int(sp.cold_users.sum()), "cold_items": int(sp.cold_items.sum()),
-        "test_users": int(sp.test_users.sum()), "items": int(fw.data.num_items), "users": int(fw.data.num_users),
-        "encoder": str(m.get("encoder", {}).get("model", m.get("encoder_fingerprint", "?"))),
-        "fit_seconds": m.get("fit_seconds"), "epochs": m.get("epochs"), "steps": m.get("steps"),
-        "quality_source": m.get("quality_source"), "cache_hit": fw.cache_hit,
-        "world_fingerprint": fw.world.fingerprint(), "section_seconds": timings,
-    }
-    report["files"] = write_plots(out, report)
+        env_cfg = _env_config(fw)
+        report["policy_ranking"] = timed("policy_ranking", sections.policy_ranking, fw, cfg.k,
+                                         np.random.default_rng([cfg.seed, 1]), env_cfg, n_boot=cfg.n_boot,
+                                         max_users=cfg.max_panel_users, session_seed=cfg.seed)
+        report["replay"] = timed("replay", replay, fw, np.random.default_rng([cfg.seed, 2]))
+        bpr = timed("bpr_fit", fit_bpr, panel_data(fw).x, ~fw.split.cold_items, np.random.default_rng([cfg.seed, 3]),
+                    dim=cfg.bpr_dim, epochs=cfg.bpr_epochs)
+        report["ranking"] = timed("ranking", sections.heldout_ranking, fw, cfg.k, rng, bpr)
+        report["calibration"] = timed("calibration", sections.calibration, fw, FitConfig.model_validate(fw.manifest["config"]), rng)
+        report["distributions"] = timed("distributions", free_choice, fw, rng)
+        report["bar"] = _bars(report)
+        report["verdict"] = verdict_line(report)
+        report["weak_points"] = _weak_points(report)
+        sp, m = fw.split, fw.manifest
+        report["setup"] = {
+            "dataset": fw.data.name, "positive_rule": fw.data.positive_rule, "train_rows": int(sp.train.size),
+            "validation_rows": int(sp.val.size), "test_rows": int(sp.test.size), "onboarding_rows": int(sp.onboarding.size),
+            "temporal": bool(sp.temporal), "cold_users": int(sp.cold_users.sum()), "cold_items": int(sp.cold_items.sum()),
+            "test_users": int(sp.test_users.sum()), "items": int(fw.data.num_items), "users": int(fw.data.num_users),
+            "encoder": str(m.get("encoder", {}).get("model", m.get("encoder_fingerprint", "?"))),
+            "fit_seconds": m.get("fit_seconds"), "epochs": m.get("epochs"), "steps": m.get("steps"),
+            "quality_source": m.get("quality_source"), "cache_hit": fw.cache_hit,
+            "world_fingerprint": fw.world.fingerprint(), "section_seconds": timings,
+        }
+        report["files"] = timed("plots", write_plots, out, report)
     report["setup"]["report_seconds"] = round(time.perf_counter() - t0, 2)
     atomic_write_text(out / "fidelity.md", _markdown(report))
     report["files"] += ["fidelity.md", "fidelity.json"]

@@ -8,8 +8,9 @@ expected and what was received. Conventions used throughout:
   candidates all have zero gain) is ``nan``, never a silent 0; aggregate with ``np.nanmean``.
 * Item ids are ``int`` indices into a catalogue of ``M`` items, ``0 <= id < M``.
 
-:class:`ExposureTracker` (bottom of this module) streams batches from an evaluation loop in O(M) memory
-and returns the per-segment metrics dictionary (warm/cold users; head/tail/new items).
+:class:`~recgym.experiments.exposure.ExposureTracker` (built on these functions; this module imports
+nothing from it) streams batches from an evaluation loop in O(M) memory and returns the per-segment metrics
+dictionary (warm/cold users; head/tail/new items).
 """
 
 from __future__ import annotations
@@ -22,7 +23,6 @@ from numpy.typing import ArrayLike, NDArray
 
 __all__ = [
     "DecileCTR",
-    "ExposureTracker",
     "NewItemCurves",
     "coverage",
     "ctr",
@@ -321,22 +321,24 @@ class DecileCTR(NamedTuple):
 
 
 def _decile_from_counts(impressions: np.ndarray, clicks: np.ndarray, popularity: FloatArray,
-                        n_bins: int) -> DecileCTR:
-    m = len(popularity)
+                        n_bins: int, eligible: np.ndarray | None = None) -> DecileCTR:
+    """Bins over the ``eligible`` items only (default: all); others (e.g. injected new items) are left out."""
     if isinstance(n_bins, bool) or not isinstance(n_bins, int | np.integer) or n_bins < 1:
         _fail("ctr_by_popularity_decile(n_bins)", "an int >= 1", repr(n_bins))
+    keep = np.flatnonzero(np.ones(len(popularity), bool) if eligible is None else eligible)
+    m = len(keep)
     rank = np.empty(m, dtype=np.int64)
-    rank[np.lexsort((-np.arange(m), popularity))] = np.arange(m)  # ascending popularity, ties by id
+    rank[np.lexsort((-keep, popularity[keep]))] = np.arange(m)  # ascending popularity, ties by id
     item_bin = rank * n_bins // max(m, 1)
-    imp = np.bincount(item_bin, weights=impressions, minlength=n_bins).astype(np.int64)
-    clk = np.bincount(item_bin, weights=clicks, minlength=n_bins).astype(np.int64)
+    imp = np.bincount(item_bin, weights=impressions[keep], minlength=n_bins).astype(np.int64)
+    clk = np.bincount(item_bin, weights=clicks[keep], minlength=n_bins).astype(np.int64)
     rate = np.full(n_bins, np.nan)
     np.divide(clk, imp, out=rate, where=imp > 0)
     return DecileCTR(rate, imp, clk)
 
 
 def ctr_by_popularity_decile(item_ids: ArrayLike, clicks: ArrayLike, popularity: ArrayLike,
-                             n_bins: int = 10) -> DecileCTR:
+                             n_bins: int = 10, eligible: ArrayLike | None = None) -> DecileCTR:
     """CTR of impressions grouped by the popularity decile of the shown item.
 
     Items are ranked by ``popularity`` over the whole catalogue (ties broken by id) and split into
@@ -346,6 +348,8 @@ def ctr_by_popularity_decile(item_ids: ArrayLike, clicks: ArrayLike, popularity:
         item_ids: int ids of shown items, any shape (e.g. ``(B, K)``).
         clicks: bool, same shape as ``item_ids`` (True = that impression was clicked).
         popularity: ``(M,)`` float popularity per item (any non-negative scale).
+        eligible: ``(M,)`` bool, the items binned (default all); e.g. the initial catalogue without the
+            injected new items, whose prior is a placeholder. Decile 1 (bin 0) = least popular.
     """
     p = _as_float(popularity, "ctr_by_popularity_decile(popularity)", 1, nonneg=True)
     ids = _as_int(item_ids, "ctr_by_popularity_decile(item_ids)", n_items=len(p))
@@ -353,7 +357,10 @@ def ctr_by_popularity_decile(item_ids: ArrayLike, clicks: ArrayLike, popularity:
     _same_shape("ctr_by_popularity_decile", item_ids=ids, clicks=c)
     imp = np.bincount(ids.ravel(), minlength=len(p))
     clk = np.bincount(ids.ravel(), weights=c.ravel(), minlength=len(p))
-    return _decile_from_counts(imp, clk, p, n_bins)
+    keep = None if eligible is None else _as_bool(eligible, "ctr_by_popularity_decile(eligible)", 1)
+    if keep is not None and len(keep) != len(p):
+        _fail("ctr_by_popularity_decile(eligible)", f"length {len(p)} like popularity", _describe(keep))
+    return _decile_from_counts(imp, clk, p, n_bins, keep)
 
 
 # ------------------------------------------------------------------------------------------ cold start
@@ -401,8 +408,12 @@ class NewItemCurves(NamedTuple):
 
 
 def new_item_curves(steps: ArrayLike, item_ids: ArrayLike, clicked: ArrayLike, new_item_ids: ArrayLike,
-                    release_steps: ArrayLike) -> NewItemCurves:
+                    release_steps: ArrayLike, released_by: int | None = None) -> NewItemCurves:
     """Time to first exposure/click of each injected item and new items' exposure share over time.
+
+    Only items released at or before ``released_by`` (default: the last step in ``steps``) are timed: an
+    item released after the evaluation ended did not exist, it was not "never exposed". The share is ``nan``
+    (no data) at steps before the first release.
 
     Args:
         steps: ``(E,)`` int time step of each impression event (all items, not only new ones).
@@ -436,8 +447,8 @@ def new_item_curves(steps: ArrayLike, item_ids: ArrayLike, clicked: ArrayLike, n
     uniq, inv = np.unique(s, return_inverse=True)
     total = np.bincount(inv, minlength=len(uniq))
     new_cnt = np.bincount(inv, weights=np.isin(ids, new), minlength=len(uniq))
-    return NewItemCurves(first_exp, first_clk, uniq.astype(np.int64), new_cnt / np.maximum(total, 1))
+    share = np.where((total > 0) & (uniq >= (rel.min() if rel.size else np.iinfo(np.int64).max)),
+                     new_cnt / np.maximum(total, 1), np.nan)
+    keep = rel <= (int(s.max()) if s.size else -1) if released_by is None else rel <= released_by
+    return NewItemCurves(first_exp[keep], first_clk[keep], uniq.astype(np.int64), share)
 
-
-# Re-exported so `from recgym.experiments.metrics import ExposureTracker` keeps working.
-from recgym.experiments.exposure import ExposureTracker  # noqa: E402

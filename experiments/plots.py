@@ -8,6 +8,12 @@ returns the written path. Bands and error bars are two-sided Student-t confidenc
 
 Input containing nan or inf raises ``ValueError`` naming the plot, the agent and the position, except
 where documented (``allow_missing=True`` for "no data" points; nan in times-to-first-exposure = never).
+
+Conventions every plot follows: "no data" is drawn as a gap, never as 0; confidence bands and error bars
+are clipped to the metric's range (:data:`METRIC_RANGES`; a CTR band never goes below 0); axis labels are
+words with units (:func:`metric_label`); popularity deciles are numbered 1 (least popular) to 10 (most
+popular) over the initial catalogue; the Lorenz legend shows the same Gini as the tables (the mean of the
+per-seed Gini coefficients, which is the Gini of the mean Lorenz curve: the Gini is linear in the curve).
 """
 
 from __future__ import annotations
@@ -28,11 +34,56 @@ from numpy.typing import ArrayLike
 from recgym.common.io import atomic_write_bytes
 
 from .metrics import DecileCTR, gini, lorenz_curve
-from .stats import t_quantile
+from .stats import mean_ci, t_quantile
 
-__all__ = ["plot_agent_bars", "plot_cold_start_curves", "plot_ctr_by_decile", "plot_learning_curves", "plot_lorenz"]
+__all__ = ["plot_agent_bars", "plot_cold_start_curves", "plot_ctr_by_decile", "plot_learning_curves", "plot_lorenz",
+           "METRIC_LABELS", "METRIC_RANGES", "metric_label", "lorenz_summary"]
 
 PathLike = str | os.PathLike[str]
+Range = tuple[float | None, float | None]
+
+UNIT = (0.0, 1.0)
+METRIC_RANGES: dict[str, Range] = {
+    "ctr": UNIT, "ndcg": UNIT, "coverage": UNIT, "gini": UNIT, "tail_share": UNIT, "tail_ctr": UNIT,
+    "exposure_share": UNIT, "new_item_share": UNIT, "mean_relevance": UNIT, "ild": (0.0, 2.0),
+    "novelty": (0.0, None), "session_length": (0.0, None), "engagement": (0.0, None), "clicks_per_slate": (0.0, None),
+}
+"""Range of each metric: bands and error bars are clipped to it (``None`` = unbounded on that side)."""
+
+METRIC_LABELS: dict[str, str] = {
+    "return": "session return (reward summed over a session)",
+    "ctr": "click-through rate (clicks per impression)",
+    "ndcg": "NDCG@K vs hidden relevance (1 = the best slate)",
+    "coverage": "catalogue coverage (share of items shown)",
+    "gini": "Gini of item exposure (0 = equal, 1 = one item)",
+    "tail_share": "long-tail share of impressions",
+    "tail_ctr": "CTR of long-tail items (clicks per impression)",
+    "exposure_share": "share of impressions",
+    "new_item_share": "new items' share of impressions",
+    "novelty": "novelty (mean -log2 popularity of shown items, bits)",
+    "ild": "intra-list diversity (mean cosine distance within a slate)",
+    "session_length": "session length (slates per session)",
+    "satisfaction": "satisfaction per session (sum of quality - threshold over clicks)",
+    "engagement": "engagement per session (total dwell)",
+    "mean_relevance": "mean hidden click probability of shown items",
+    "time_to_first_click": "slates from release to first click",
+}
+
+
+def metric_label(metric: str, reward: str | None = None) -> str:
+    """Axis label of ``metric`` in words with its unit; ``return`` names the reward when it is given."""
+    if metric == "return" and reward:
+        unit = {"clicks": "clicks", "engagement": "dwell", "satisfaction": "satisfaction", "mix": "mixed reward"}
+        return f"session return ({unit.get(reward, reward)} per session)"
+    return METRIC_LABELS.get(metric, metric.replace("_", " "))
+
+
+def _clip(lo: np.ndarray, hi: np.ndarray, value_range: Range | None) -> tuple[np.ndarray, np.ndarray]:
+    """Band bounds clipped to ``value_range``."""
+    if value_range is None:
+        return lo, hi
+    low, high = value_range
+    return (lo if low is None else np.maximum(lo, low)), (hi if high is None else np.minimum(hi, high))
 
 
 # -------------------------------------------------------------------------------------------- helpers
@@ -92,9 +143,11 @@ def _new_figure(ncols: int = 1) -> tuple[Figure, list[Any]]:
 
 # ------------------------------------------------------------------------------------------------ plots
 def plot_learning_curves(curves: Mapping[str, tuple[ArrayLike, ArrayLike]], path: PathLike, *,
-                         title: str = "Learning curves", xlabel: str = "training step",
-                         ylabel: str = "evaluation return", confidence: float = 0.95) -> Path:
-    """Mean learning curve per agent with a ``confidence`` CI band over seeds.
+                         title: str = "Learning curves",
+                         xlabel: str = "training env steps (slates shown, summed over users)",
+                         ylabel: str = "held-out session return", confidence: float = 0.95,
+                         value_range: Range | None = None) -> Path:
+    """Mean learning curve per agent with a ``confidence`` CI band over seeds, clipped to ``value_range``.
 
     Args:
         curves: ``{agent: (steps (T,), values (n_seeds, T))}``; 1-d values = one seed (no band).
@@ -115,7 +168,8 @@ def plot_learning_curves(curves: Mapping[str, tuple[ArrayLike, ArrayLike]], path
         mean, half = _mean_band(vals, confidence)
         (line,) = ax.plot(steps, mean, label=f"{agent} (n={vals.shape[0]})")
         if half is not None:
-            ax.fill_between(steps, mean - half, mean + half, color=line.get_color(), alpha=0.2, linewidth=0)
+            lo, hi = _clip(mean - half, mean + half, value_range)
+            ax.fill_between(steps, lo, hi, color=line.get_color(), alpha=0.2, linewidth=0)
     ax.set(title=f"{title} (mean, {confidence:.0%} CI over seeds)", xlabel=xlabel, ylabel=ylabel)
     ax.grid(alpha=0.3)
     ax.legend()
@@ -124,7 +178,7 @@ def plot_learning_curves(curves: Mapping[str, tuple[ArrayLike, ArrayLike]], path
 
 def plot_agent_bars(rows: Sequence[Mapping[str, Any]], metric: str, path: PathLike, *,
                     label_key: str = "agent", group_key: str | None = None, title: str | None = None,
-                    ylabel: str | None = None) -> Path:
+                    ylabel: str | None = None, value_range: Range | None = None) -> Path:
     """Bar chart of one metric per agent with CI error bars, from :func:`stats.summarise` rows.
 
     Args:
@@ -134,6 +188,7 @@ def plot_agent_bars(rows: Sequence[Mapping[str, Any]], metric: str, path: PathLi
         group_key: optional second key (e.g. ``"segment"``): bars side by side per agent, one colour per
             group value. Without it each agent must have exactly one row for ``metric``.
         Intervals with infinite bounds (a single seed) are drawn without an error bar, marked "n=1".
+        value_range: error bars are clipped to it (default: :data:`METRIC_RANGES` of ``metric``).
     """
     where = "plot_agent_bars"
     p = _check_path(path, where)
@@ -156,6 +211,7 @@ def plot_agent_bars(rows: Sequence[Mapping[str, Any]], metric: str, path: PathLi
             raise ValueError(f"{where}: expected one row per {label_key}" + (f" and {group_key}" if group_key else "")
                              + f", received several for {key} (pass group_key=...?)")
         cell[key] = r
+    rng = value_range if value_range is not None else METRIC_RANGES.get(metric)
     fig, (ax,) = _new_figure()
     width = 0.8 / len(groups)
     for gi, g in enumerate(groups):
@@ -167,6 +223,9 @@ def plot_agent_bars(rows: Sequence[Mapping[str, Any]], metric: str, path: PathLi
             m, lo, hi = float(r["mean"]), float(r["low"]), float(r["high"])
             x = ai - 0.4 + width * (gi + 0.5)
             finite = math.isfinite(lo) and math.isfinite(hi)
+            if finite:
+                lo_a, hi_a = _clip(np.array([lo]), np.array([hi]), rng)
+                lo, hi = float(lo_a[0]), float(hi_a[0])
             xs.append(x)
             means.append(m)
             err[0].append(m - lo if finite else 0.0)
@@ -178,19 +237,40 @@ def plot_agent_bars(rows: Sequence[Mapping[str, Any]], metric: str, path: PathLi
             ax.annotate("n=1, no CI", (x, m), xytext=(0, 4), textcoords="offset points", ha="center",
                         va="bottom", fontsize=8)
     ax.set_xticks(range(len(agents)), [str(a) for a in agents], rotation=20 if len(agents) > 4 else 0)
-    ax.set(title=title or f"{metric} by {label_key} (mean, CI over seeds)", xlabel=label_key, ylabel=ylabel or metric)
+    ax.set(title=title or f"{metric} by {label_key} (mean, CI over seeds)", xlabel=label_key,
+           ylabel=ylabel or metric_label(metric))
     ax.grid(axis="y", alpha=0.3)
     if group_key:
         ax.legend(title=group_key)
     return _save(fig, p)
 
 
+def lorenz_summary(counts: ArrayLike, confidence: float = 0.95, where: str = "lorenz_summary"
+                   ) -> tuple[np.ndarray, np.ndarray, tuple[float, float]]:
+    """``(x (M+1,), mean Lorenz curve (M+1,), (mean Gini, CI half-width))`` of per-seed exposure counts.
+
+    ``counts``: ``(M,)`` or ``(n_seeds, M)`` impressions per item. The Gini pair is the mean over seeds of
+    :func:`~recgym.experiments.metrics.gini` (what the tables report) with its Student-t half-width (``inf``
+    for one seed); it equals the Gini of the mean curve.
+    """
+    c = _matrix(counts, where)
+    if (c < 0).any() or (c.sum(axis=1) == 0).any():
+        raise ValueError(f"{where}: expected non-negative counts with a positive total in every seed, "
+                         f"received min {c.min():g}, totals {c.sum(axis=1).tolist()}")
+    curves = [lorenz_curve(row) for row in c]
+    ginis = [gini(row) for row in c]
+    ci = mean_ci(ginis, confidence)
+    return curves[0][0], np.mean([y for _, y in curves], axis=0), (ci.mean, ci.half_width)
+
+
 def plot_lorenz(exposure_counts: Mapping[str, ArrayLike], path: PathLike, *,
-                title: str = "Lorenz curve of item exposure") -> Path:
-    """Lorenz curve of item exposure per agent, Gini in the legend, equality line for reference.
+                title: str = "Lorenz curve of item exposure", confidence: float = 0.95) -> Path:
+    """Mean Lorenz curve of item exposure per agent over seeds, with the mean Gini ± CI half-width in the
+    legend (the figure the tables show), and the equality line for reference.
 
     Args:
-        exposure_counts: ``{agent: (M,) impressions per item}``, or ``(n_seeds, M)`` (pooled over seeds).
+        exposure_counts: ``{agent: (M,) impressions per item}``, or ``(n_seeds, M)`` (one curve per seed,
+            averaged).
     """
     where = "plot_lorenz"
     p = _check_path(path, where)
@@ -198,13 +278,10 @@ def plot_lorenz(exposure_counts: Mapping[str, ArrayLike], path: PathLike, *,
     fig, (ax,) = _new_figure()
     ax.plot([0, 1], [0, 1], color="grey", linestyle="--", linewidth=1, label="equal exposure")
     for agent, counts in exposure_counts.items():
-        c = _matrix(counts, f"{where}[{agent!r}]").sum(axis=0)
-        if (c < 0).any() or c.sum() == 0:
-            raise ValueError(f"{where}[{agent!r}]: expected non-negative counts with a positive total, "
-                             f"received min {c.min():g}, total {c.sum():g}")
-        x, y = lorenz_curve(c)
-        ax.plot(x, y, label=f"{agent} (Gini {gini(c):.3f})")
-    ax.set(title=title, xlabel="cumulative share of items (least exposed first)",
+        x, y, (g, half) = lorenz_summary(counts, confidence, f"{where}[{agent!r}]")
+        ci = f" ± {half:.3f}" if math.isfinite(half) else ""
+        ax.plot(x, y, label=f"{agent} (Gini {g:.3f}{ci})")
+    ax.set(title=f"{title} (mean over seeds)", xlabel="cumulative share of items (least exposed first)",
            ylabel="cumulative share of impressions", xlim=(0, 1), ylim=(0, 1))
     ax.grid(alpha=0.3)
     ax.legend()
@@ -214,25 +291,33 @@ def plot_lorenz(exposure_counts: Mapping[str, ArrayLike], path: PathLike, *,
 def plot_ctr_by_decile(ctr_by_decile: Mapping[str, ArrayLike | DecileCTR], path: PathLike, *,
                        confidence: float = 0.95, allow_missing: bool = False,
                        title: str = "CTR by item popularity decile") -> Path:
-    """CTR per popularity decile (1 = least popular) per agent, with CI error bars over seeds.
+    """CTR per popularity decile (1 = least popular, 10 = most popular) per agent, with CI error bars over
+    seeds clipped to [0, 1].
 
     Args:
         ctr_by_decile: ``{agent: (n_bins,) or (n_seeds, n_bins) CTR}`` or a :class:`DecileCTR`.
-        allow_missing: treat nan as "no impressions in that decile" (point skipped) instead of an error.
+        allow_missing: treat nan as "no impressions in that decile" (no point drawn) instead of an error.
     """
     where = "plot_ctr_by_decile"
     p = _check_path(path, where)
     _check_agents(ctr_by_decile, where)
     fig, (ax,) = _new_figure()
+    n_bins = 0
     for agent, v in ctr_by_decile.items():
         a = _matrix(v.ctr if isinstance(v, DecileCTR) else v, f"{where}[{agent!r}]", allow_missing)
         mean, half = _mean_band(a, confidence)
-        x = np.arange(1, a.shape[1] + 1)
-        ax.errorbar(x, mean, yerr=None if half is None else np.nan_to_num(half), marker="o", capsize=3,
-                    label=f"{agent} (n={a.shape[0]})")
+        n_bins = a.shape[1]
+        x = np.arange(1, n_bins + 1)
+        yerr = None
+        if half is not None:
+            h = np.where(np.isfinite(half), half, 0.0)
+            lo, hi = _clip(mean - h, mean + h, UNIT)
+            yerr = np.vstack([mean - lo, hi - mean])
+        ax.errorbar(x, mean, yerr=yerr, marker="o", capsize=3, label=f"{agent} (n={a.shape[0]})")
     ax.set(title=f"{title} (mean, {confidence:.0%} CI over seeds)",
-           xlabel="popularity decile of the shown item (1 = least popular)", ylabel="CTR")
-    ax.set_xticks(np.arange(1, a.shape[1] + 1))
+           xlabel="popularity decile of the shown item (1 = least popular, 10 = most popular)",
+           ylabel=metric_label("ctr"), ylim=(0, None))
+    ax.set_xticks(np.arange(1, n_bins + 1))
     ax.grid(alpha=0.3)
     ax.legend()
     return _save(fig, p)
@@ -252,12 +337,16 @@ def plot_cold_start_curves(per_agent: Mapping[str, Mapping[str, Any]], path: Pat
     and the fraction of new items exposed / clicked within a delay after release.
 
     Args:
-        per_agent: ``{agent: {key: data}}`` with any of the keys (a panel is drawn for each key present):
+        per_agent: ``{agent: {key: data}}`` with any of the keys (a panel is drawn for each kind that has
+            data for some agent; a kind with no finite value anywhere gets no panel):
             ``"new_user_ctr"``: ``(n_steps,)`` or ``(n_seeds, n_steps)`` CTR at session step t;
             ``"new_item_share"``: ``(steps (T,), values (T,) or (n_seeds, T))`` exposure share of new items;
             ``"time_to_first_exposure"`` / ``"time_to_first_click"``: ``(J,)`` delays pooled over items and
             seeds, nan = never (these nan are data, not errors).
-        allow_missing: nan in the first two kinds means "no data at this point" (skipped).
+        allow_missing: nan in the first two kinds means "no data at this point" (a gap in the line).
+
+    Raises:
+        ValueError: no kind has any data (the caller says why in its report).
     """
     where = "plot_cold_start_curves"
     p = _check_path(path, where)
@@ -267,24 +356,38 @@ def plot_cold_start_curves(per_agent: Mapping[str, Mapping[str, Any]], path: Pat
         unknown = sorted(set(d) - set(known)) if isinstance(d, Mapping) else ["<not a mapping>"]
         if unknown:
             raise ValueError(f"{where}[{agent!r}]: expected keys among {known}, received {unknown}")
-    panels = [k for k in ("new_user_ctr", "new_item_share") if any(k in d for d in per_agent.values())]
-    if any(k in d for d in per_agent.values() for k in known[2:]):
+
+    def has_data(key: str) -> bool:
+        """Some agent has a finite value of ``key`` (``new_user_ctr`` or ``new_item_share``)."""
+        for agent, d in per_agent.items():
+            if key not in d:
+                continue
+            a = np.asarray(d[key][1] if key == "new_item_share" else d[key], dtype=np.float64)
+            if np.isfinite(a).any():
+                return True
+            if not allow_missing:  # let _matrix raise its clear error on nan input
+                _matrix(a, f"{where}[{agent!r}][{key!r}]")
+        return False
+
+    panels = [k for k in ("new_user_ctr", "new_item_share") if has_data(k)]
+    if any(np.asarray(d[k]).size for d in per_agent.values() for k in known[2:] if k in d):
         panels.append("first_times")
     if not panels:
-        raise ValueError(f"{where}: expected at least one of {known} for some agent, received none")
+        raise ValueError(f"{where}: expected data for at least one of {known}, received none with data")
     fig, axes = _new_figure(len(panels))
     ax_of = dict(zip(panels, axes, strict=True))
     colors = {agent: f"C{i}" for i, agent in enumerate(per_agent)}
     for agent, d in per_agent.items():
         col = colors[agent]
-        if "new_user_ctr" in d:
+        if "new_user_ctr" in d and "new_user_ctr" in ax_of:
             a = _matrix(d["new_user_ctr"], f"{where}[{agent!r}]['new_user_ctr']", allow_missing)
             mean, half = _mean_band(a, confidence)
             x = np.arange(1, a.shape[1] + 1)
             ax_of["new_user_ctr"].plot(x, mean, color=col, marker=".", label=f"{agent} (n={a.shape[0]})")
             if half is not None:
-                ax_of["new_user_ctr"].fill_between(x, mean - half, mean + half, color=col, alpha=0.2, linewidth=0)
-        if "new_item_share" in d:
+                lo, hi = _clip(mean - half, mean + half, UNIT)
+                ax_of["new_user_ctr"].fill_between(x, lo, hi, color=col, alpha=0.2, linewidth=0)
+        if "new_item_share" in d and "new_item_share" in ax_of:
             pair = d["new_item_share"]
             steps = _matrix(pair[0], f"{where}[{agent!r}]['new_item_share'] steps")[0]
             a = _matrix(pair[1], f"{where}[{agent!r}]['new_item_share'] values", allow_missing)
@@ -294,20 +397,22 @@ def plot_cold_start_curves(per_agent: Mapping[str, Mapping[str, Any]], path: Pat
             mean, half = _mean_band(a, confidence)
             ax_of["new_item_share"].plot(steps, mean, color=col, label=agent)
             if half is not None:
-                ax_of["new_item_share"].fill_between(steps, mean - half, mean + half, color=col, alpha=0.2,
-                                                     linewidth=0)
+                lo, hi = _clip(mean - half, mean + half, UNIT)
+                ax_of["new_item_share"].fill_between(steps, lo, hi, color=col, alpha=0.2, linewidth=0)
         for key, style in (("time_to_first_exposure", "-"), ("time_to_first_click", "--")):
-            if key in d:
+            if key in d and "first_times" in ax_of and np.asarray(d[key]).size:
                 grid, frac = _first_time_cdf(d[key], f"{where}[{agent!r}][{key!r}]")
                 ax_of["first_times"].step(grid, frac, where="post", color=col, linestyle=style,
                                           label=f"{agent}: {key.removeprefix('time_to_first_')}")
-    labels = {"new_user_ctr": ("New users: CTR by session step", "step in session", "CTR"),
-              "new_item_share": ("New items: share of impressions", "time step", "exposure share"),
-              "first_times": ("New items: exposed / clicked within delay", "steps since release",
-                              "fraction of new items")}
+    labels = {"new_user_ctr": ("New users: CTR by session step", "slate number in the session (1 = first)",
+                               metric_label("ctr")),
+              "new_item_share": ("New items: share of impressions",
+                                 "env step since the evaluation began (slates per user)", "new items' share of impressions"),
+              "first_times": ("New items: exposed / clicked within a delay", "slates since the item's release",
+                              "share of released new items")}
     for key, ax in ax_of.items():
         t, xl, yl = labels[key]
-        ax.set(title=t, xlabel=xl, ylabel=yl)
+        ax.set(title=t, xlabel=xl, ylabel=yl, ylim=(0, None))
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
     fig.suptitle(f"Cold start (mean, {confidence:.0%} CI over seeds)")

@@ -11,16 +11,27 @@ from __future__ import annotations
 import csv
 import io
 import math
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+from rich.console import Console
 
 from recgym.common.errors import CorruptFileError
 from recgym.common.io import atomic_write_json, atomic_write_text, load_npz_arrays, read_json_file
-from recgym.experiments.cells import cell_path
+from recgym.envs.world import World
+from recgym.experiments.cells import cell_failure, cell_path
 from recgym.experiments.config import ExperimentConfig
 from recgym.experiments.fairness_report import fairness_plots, fairness_section
+from recgym.experiments.report_sections import (
+    agent_ref,
+    agents_section,
+    failures_section,
+    oracle_section,
+    planning_gain_section,
+    reward_section,
+)
 from recgym.experiments.stats import ci_separated, summarise
 
 __all__ = ["write_outputs", "HEADLINE"]
@@ -42,19 +53,28 @@ def _clean(x: Any) -> Any:
     return x
 
 
-def _load_cells(cfg: ExperimentConfig, out: Path) -> tuple[list[dict[str, Any]], dict[str, list[dict[str, np.ndarray]]]]:
+def _load_cells(cfg: ExperimentConfig, out: Path) -> tuple[list[dict[str, Any]], dict[str, list[dict[str, np.ndarray]]],
+                                                           dict[str, dict[int, str]]]:
+    """Records and arrays of the finished cells, and the failed cells' errors (``{agent: {seed: error}}``)."""
     records: list[dict[str, Any]] = []
     arrays: dict[str, list[dict[str, np.ndarray]]] = {}
+    failures: dict[str, dict[int, str]] = {}
     for spec in cfg.agents:
         arrays[spec.key] = []
         for s in cfg.evaluation.seeds:
             path = cell_path(out, spec.key, s)
+            failed = cell_failure(out, spec.key, s)
+            if failed is not None:
+                failures.setdefault(spec.key, {})[s] = failed
+                continue
             cell = _read_cell(path)
             for seg, metrics in cell["metrics"].items():
                 records.append({"agent": spec.key, "seed": s, "segment": seg,
                                 **{k: (float("nan") if v is None else float(v)) for k, v in metrics.items()}})
             arrays[spec.key].append(load_npz_arrays(path.with_suffix(".npz"), what="evaluation cell arrays"))
-    return records, arrays
+        if not arrays[spec.key]:
+            del arrays[spec.key]
+    return records, arrays, failures
 
 
 def _read_cell(path: Path) -> dict[str, Any]:
@@ -95,6 +115,20 @@ def _row(summary: list[dict[str, Any]], agent: str, metric: str, segment: str = 
     return None
 
 
+METRIC_DISPLAY = {"return": "return", "ctr": "CTR", "ndcg": "NDCG@K", "session_length": "slates/session",
+                  "satisfaction": "satisfaction", "coverage": "coverage", "gini": "Gini", "tail_share": "tail share",
+                  "exposure_share": "exposure share", "clicks_per_slate": "clicks/slate", "n_released": "released",
+                  "share_exposed": "exposed (share)", "share_clicked": "clicked (share)",
+                  "time_to_first_exposure": "slates to 1st exposure (median)",
+                  "time_to_first_click": "slates to 1st click (median)"}
+"""Metric names as tables and sentences write them (agents are in code font: an agent `ctr` is not CTR)."""
+
+
+def _metric(m: str, k: int | None = None) -> str:
+    name = METRIC_DISPLAY.get(m, m.replace("_", " "))
+    return name.replace("@K", f"@{k}") if k is not None else name
+
+
 def _fmt(r: dict[str, Any] | None, digits: int = 3) -> str:
     if r is None or not math.isfinite(r["mean"]):
         return "n/a"
@@ -116,21 +150,24 @@ def _plots(cfg: ExperimentConfig, out: Path, summary: list[dict[str, Any]], arra
     d = out / "plots"
     made: dict[str, str] = {}
 
-    def attempt(key: str, fn: Any, *args: Any, **kw: Any) -> None:
+    def attempt(key: str, fn: Callable[..., Path], *args: Any, **kw: Any) -> None:
         try:
             made[key] = str(fn(*args, **kw).relative_to(out))
         except ValueError as exc:  # a plot with no data must not sink the run; the report says so
             made[key] = f"!{exc}"
 
+    reward = cfg.env.reward.name
+    return_range = (0.0, None) if reward in ("clicks", "engagement") else None  # satisfaction can be < 0
     curves = {a: (_stack([c["curve_step"] for c in cs])[0], _stack([c["curve_return"] for c in cs]))
               for a, cs in arrays.items() if cs and all("curve_step" in c for c in cs)}
     if curves:
         attempt("learning_curves", plots.plot_learning_curves, curves, d / "learning_curves.png",
-                ylabel="held-out session return")
+                ylabel=f"held-out {plots.metric_label('return', reward)}", value_range=return_range)
     all_rows = [r for r in summary if r["segment"] == "all" and math.isfinite(r["mean"])]
     for m in BAR_METRICS:
         if any(r["metric"] == m for r in all_rows):
-            attempt(f"bars_{m}", plots.plot_agent_bars, all_rows, m, d / f"bars_{m}.png")
+            attempt(f"bars_{m}", plots.plot_agent_bars, all_rows, m, d / f"bars_{m}.png",
+                    ylabel=plots.metric_label(m, reward), value_range=return_range if m == "return" else None)
     seg_rows = [r for r in summary if r["segment"] in ("warm_users", "cold_users") and math.isfinite(r["mean"])]
     if seg_rows:
         attempt("bars_ctr_segments", plots.plot_agent_bars, seg_rows, "ctr", d / "bars_ctr_segments.png",
@@ -146,22 +183,49 @@ def _plots(cfg: ExperimentConfig, out: Path, summary: list[dict[str, Any]], arra
     attempt("ctr_by_decile", plots.plot_ctr_by_decile,
             {a: np.stack([c["ctr_by_decile"] for c in cs]) for a, cs in arrays.items()}, d / "ctr_by_decile.png",
             allow_missing=True)
-    cold: dict[str, dict[str, Any]] = {}
-    for a, cs in arrays.items():
-        entry: dict[str, Any] = {"new_user_ctr": np.stack([c["cold_user_ctr"] for c in cs])}
-        if all("new_item_share" in c for c in cs):
-            share = _stack([c["new_item_share"] for c in cs])
-            entry["new_item_share"] = (_stack([c["new_item_share_steps"] for c in cs])[0], share)
-            entry["time_to_first_exposure"] = np.concatenate([c["time_to_first_exposure"] for c in cs])
-            entry["time_to_first_click"] = np.concatenate([c["time_to_first_click"] for c in cs])
-        cold[a] = entry
-    attempt("cold_start", plots.plot_cold_start_curves, cold, d / "cold_start.png", allow_missing=True)
+    cold, why_not = _cold_start_data(cfg, arrays)
+    if cold:
+        attempt("cold_start", plots.plot_cold_start_curves, cold, d / "cold_start.png", allow_missing=True)
+        if why_not:
+            made["cold_start_panels"] = f"!{why_not}"
+    else:
+        made["cold_start"] = f"!{why_not}"
     fairness_plots(cfg, world, out, summary, arrays, attempt)
     return made
 
 
+MIN_NEW_ITEMS = 5  # released new items per seed (on average) below which the new-item panels are left out
+
+
+def _cold_start_data(cfg: ExperimentConfig, arrays: dict[str, Any]) -> tuple[dict[str, dict[str, Any]], str]:
+    """Per-agent cold-start data with only the kinds that have data, and why a kind was left out."""
+    cold: dict[str, dict[str, Any]] = {}
+    reasons = []
+    released = [len(c.get("time_to_first_exposure", ())) for cs in arrays.values() for c in cs]
+    enough_items = bool(released) and float(np.mean(released)) >= MIN_NEW_ITEMS
+    if not enough_items:
+        per_seed = float(np.mean(released)) if released else 0.0
+        reasons.append(f"new-item panels left out: {per_seed:.1f} new items released per seed while the evaluation "
+                       f"ran (env.new_items.per_step={cfg.env.new_items.per_step} over sessions of at most "
+                       f"{cfg.env.max_steps} slates), fewer than {MIN_NEW_ITEMS}")
+    for a, cs in arrays.items():
+        users = np.stack([c["cold_user_ctr"] for c in cs])
+        entry: dict[str, Any] = {"new_user_ctr": users} if np.isfinite(users).any() else {}
+        if enough_items and all("new_item_share" in c for c in cs):
+            entry["new_item_share"] = (_stack([c["new_item_share_steps"] for c in cs])[0],
+                                       _stack([c["new_item_share"] for c in cs]))
+            entry["time_to_first_exposure"] = np.concatenate([c["time_to_first_exposure"] for c in cs])
+            entry["time_to_first_click"] = np.concatenate([c["time_to_first_click"] for c in cs])
+        if entry:
+            cold[a] = entry
+    if not any("new_user_ctr" in e for e in cold.values()):
+        reasons.append(f"no cold (new) user in the evaluated cohort '{cfg.evaluation.cohort}'")
+    return cold, "; ".join(reasons)
+
+
 # ------------------------------------------------------------------------------------------- claims
-def conclusions(summary: list[dict[str, Any]], agents: list[str], confidence: float) -> list[str]:
+def conclusions(summary: list[dict[str, Any]], agents: list[str], confidence: float,
+                k: int | None = None) -> list[str]:
     """Sentences supported by the numbers: a difference only where the CIs do not overlap."""
     lines = []
     for m in CLAIM_METRICS:
@@ -174,11 +238,13 @@ def conclusions(summary: list[dict[str, Any]], agents: list[str], confidence: fl
         best = order[0]
         sep = [a for a in order[1:] if ci_separated(rows[best], rows[a])]
         ovl = [a for a in order[1:] if a not in sep]
-        text = f"**{m}**: highest mean is {best} ({_fmt(rows[best])})."
+        name = _metric(m, k)
+        text = f"**{name}**: highest mean is {agent_ref(best)} ({_fmt(rows[best])})."
         if sep:
-            text += f" {best}'s {m} exceeds that of {', '.join(sep)}: the {confidence:.0%} CIs do not overlap."
+            text += (f" {agent_ref(best)}'s {name} exceeds that of {', '.join(map(agent_ref, sep))}: the "
+                     f"{confidence:.0%} CIs do not overlap.")
         if ovl:
-            text += (f" Against {', '.join(ovl)} the CIs overlap, so no difference is claimed.")
+            text += f" Against {', '.join(map(agent_ref, ovl))} the CIs overlap, so no difference is claimed."
         lines.append(text)
     return lines
 
@@ -193,63 +259,97 @@ def rl_comparisons(summary: list[dict[str, Any]], rl: list[str], others: list[st
             rb = _row(summary, b, metric)
             if ra is None or rb is None or not (math.isfinite(ra["mean"]) and math.isfinite(rb["mean"])):
                 continue
+            name = _metric(metric)
             if ci_separated(ra, rb):
                 hi, lo = (a, b) if ra["mean"] > rb["mean"] else (b, a)
-                lines.append(f"{hi}'s {metric} exceeds {lo}'s ({_fmt(ra)} vs {_fmt(rb)} for {a} vs {b}): "
-                             f"the {confidence:.0%} CIs do not overlap.")
+                lines.append(f"{agent_ref(hi)}'s {name} exceeds {agent_ref(lo)}'s ({_fmt(ra)} vs {_fmt(rb)} for "
+                             f"{agent_ref(a)} vs {agent_ref(b)}): the {confidence:.0%} CIs do not overlap.")
             else:
-                lines.append(f"{a} vs {b} on {metric}: {_fmt(ra)} vs {_fmt(rb)}; the CIs overlap, so no "
-                             "difference is claimed.")
+                lines.append(f"{agent_ref(a)} vs {agent_ref(b)} on {name}: {_fmt(ra)} vs {_fmt(rb)}; the CIs "
+                             "overlap, so no difference is claimed.")
     return lines
 
 
-def _table_md(summary: list[dict[str, Any]], agents: list[str], metrics: tuple[str, ...], segment: str) -> str:
-    head = "| agent | " + " | ".join(metrics) + " |\n|---|" + "---|" * len(metrics) + "\n"
-    body = "".join("| " + a + " | " + " | ".join(_fmt(_row(summary, a, m, segment)) for m in metrics) + " |\n"
-                   for a in agents)
+def _table_md(summary: list[dict[str, Any]], agents: list[str], metrics: tuple[str, ...], segment: str,
+              k: int | None = None, seeds: bool = False) -> str:
+    """Agents x metrics (mean ± CI half-width); ``seeds`` adds how many seeds each row rests on."""
+    cols = [_metric(m, k) for m in metrics] + (["seeds"] if seeds else [])
+    head = "| agent | " + " | ".join(cols) + " |\n|---|" + "---|" * len(cols) + "\n"
+    body = ""
+    for a in agents:
+        cells = [_fmt(_row(summary, a, m, segment)) for m in metrics]
+        if seeds:
+            r = _row(summary, a, metrics[0], segment)
+            cells.append(str(r["n"]) if r is not None else "0")
+        body += "| " + agent_ref(a) + " | " + " | ".join(cells) + " |\n"
     return head + body
 
 
+USER_COLUMNS = ("return", "ctr", "ndcg", "session_length")
+ITEM_COLUMNS = ("exposure_share", "ctr", "coverage")
+NEW_ITEM_COLUMNS = ("exposure_share", "ctr", "n_released", "share_exposed", "share_clicked",
+                    "time_to_first_exposure", "time_to_first_click")
+
+
 def _report_md(cfg: ExperimentConfig, chash: str, summary: list[dict[str, Any]], made: dict[str, str],
-               world: Any, n_users: int, explained: list[str] | None = None) -> str:
+               world: World, n_users: int, out: Path, failures: dict[str, dict[int, str]],
+               explained: list[str] | None = None) -> str:
+    from recgym.agents import AGENTS
+
     agents = [s.key for s in cfg.agents]
     conf = cfg.evaluation.confidence
     ev = cfg.evaluation
+    k = cfg.env.slate_size
+    fingerprint = world.fingerprint()
     lines = [
         f"# recgym run: {cfg.name}", "",
         (cfg.description.strip() + "\n") if cfg.description else "",
-        f"Config sha256 `{chash[:16]}`; world `{cfg.world}` (fingerprint `{world.fingerprint()[:16]}`), "
+        f"Config sha256 `{chash[:16]}`; world `{cfg.world}` (fingerprint `{fingerprint[:16]}`), "
         f"{world.catalog.num_items} items, {world.population.num_users} users.", "",
+    ]
+    if failures:
+        n_failed = sum(len(v) for v in failures.values())
+        lines += [f"> **{n_failed} of {len(agents) * len(ev.seeds)} cells failed** (see *Failed cells*): the "
+                  "affected agents' numbers rest on fewer seeds (column `seeds`).", ""]
+    lines += [
         "## Protocol", "",
         f"Every agent is evaluated on the same {n_users} users of the `{ev.cohort}` cohort (held out from "
         f"training and logging), with the same {len(ev.seeds)} seeds {ev.seeds}, {ev.episodes_per_user} "
         f"session(s) per user, and the same new-item release schedule. Numbers are means over seeds ± the "
-        f"half-width of the {conf:.0%} Student-t confidence interval. Slates of {cfg.env.slate_size} from "
-        f"{cfg.env.num_candidates} candidates; reward `{cfg.env.reward.name}`; sessions of at most "
-        f"{cfg.env.max_steps} steps. NDCG@{cfg.env.slate_size} uses the hidden true relevance of every "
-        "unmasked candidate. Online learners keep updating during evaluation; RL agents are trained on "
-        "the train cohort; offline learners fit on the logging policy's data.", "",
+        f"half-width of the {conf:.0%} Student-t confidence interval. Slates of {k} from "
+        f"{cfg.env.num_candidates} candidates; sessions of at most {cfg.env.max_steps} slates. NDCG@{k} uses "
+        "the hidden true relevance of every unmasked candidate. Online learners keep updating during "
+        "evaluation; RL agents are trained on the train cohort; offline learners fit on the logging policy's "
+        "data. Agents are written in code font (`ctr` is an agent, CTR a metric).", "",
     ]
     if len(ev.seeds) < 5:
         lines += [f"> Only {len(ev.seeds)} seed(s): intervals are wide (or undefined for one seed).", ""]
+    lines += reward_section(cfg)
+    lines += agents_section(cfg)
+    lines += planning_gain_section(out, fingerprint)
     lines += ["## Conclusions supported by the numbers", ""]
-    lines += [f"- {c}" for c in conclusions(summary, agents, conf)] or ["- (fewer than two agents to compare)"]
-    from recgym.agents import AGENTS
-
+    lines += [f"- {c}" for c in conclusions(summary, agents, conf, k)] or ["- (fewer than two agents to compare)"]
     rl = [s.key for s in cfg.agents if AGENTS[s.name].train_action_types is not None]
     others = [s.key for s in cfg.agents if s.key not in rl]
     if rl and others:
         lines += ["", "RL agents against the others (session return):", ""]
         lines += [f"- {c}" for c in rl_comparisons(summary, rl, others, conf)]
-    lines += ["", "## All users", "", _table_md(summary, agents, HEADLINE, "all")]
+    lines += [""]
+    oracles = [s.key for s in cfg.agents if AGENTS[s.name].env_bound]
+    for oracle in oracles:
+        lines += oracle_section(oracle, agents, lambda a, m: _row(summary, a, m), cfg.env.reward.name, _fmt)
+    lines += ["## All users", "", _table_md(summary, agents, HEADLINE, "all", k, seeds=True)]
     lines += ["## Warm vs cold users", "", "Warm users:", "",
-              _table_md(summary, agents, ("return", "ctr", "ndcg", "session_length"), "warm_users"),
-              "Cold users (no history):", "",
-              _table_md(summary, agents, ("return", "ctr", "ndcg", "session_length"), "cold_users")]
-    lines += ["## Head / tail / new items", "",
-              _table_md(summary, agents, ("exposure_share", "ctr", "coverage"), "head_items"),
-              "Tail items:", "", _table_md(summary, agents, ("exposure_share", "ctr", "coverage"), "tail_items"),
-              "New (injected) items:", "", _table_md(summary, agents, ("exposure_share", "ctr", "coverage"), "new_items")]
+              _table_md(summary, agents, USER_COLUMNS, "warm_users", k),
+              "Cold users (no history):", "", _table_md(summary, agents, USER_COLUMNS, "cold_users", k)]
+    lines += ["## Head / tail / new items", "", "Head items:", "",
+              _table_md(summary, agents, ITEM_COLUMNS, "head_items"),
+              "Tail items:", "", _table_md(summary, agents, ITEM_COLUMNS, "tail_items"),
+              "New (injected) items: released = new items released while the evaluation ran (per seed); exposed / "
+              "clicked = share of them shown / clicked at least once; slates to 1st exposure / click = median "
+              "delay from release, among the items exposed / clicked:", "",
+              _table_md(summary, agents, NEW_ITEM_COLUMNS, "new_items")]
+    lines += failures_section(failures, ev.seeds)
     lines += fairness_section(summary, agents, _fmt)
     lines += explained or []
     lines += ["## Plots", ""]
@@ -265,38 +365,47 @@ def _report_md(cfg: ExperimentConfig, chash: str, summary: list[dict[str, Any]],
     return "\n".join(lines) + "\n"
 
 
-def _console_table(summary: list[dict[str, Any]], agents: list[str], console: Any, title: str) -> None:
+def _console_table(summary: list[dict[str, Any]], agents: list[str], console: Console, title: str) -> None:
     from rich.table import Table
 
     cols = ("return", "ctr", "ndcg", "coverage", "gini", "tail_share")
     t = Table(title=title, caption="value = mean±CI half-width; full tables in report.md")
     t.add_column("agent")
     for m in cols:
-        t.add_column(m, justify="right")
-    t.add_column("cold ctr", justify="right")
+        t.add_column(_metric(m), justify="right")
+    t.add_column("cold-user CTR", justify="right")
     for a in agents:
         cells = [_fmt(_row(summary, a, m)).replace(" ± ", "±") for m in cols]
         t.add_row(a, *cells, _fmt(_row(summary, a, "ctr", "cold_users")).replace(" ± ", "±"))
     console.print(t)
 
 
-def write_outputs(cfg: ExperimentConfig, out: Path, chash: str, world: Any, console: Any) -> dict[str, Any]:
-    records, arrays = _load_cells(cfg, out)
+def write_outputs(cfg: ExperimentConfig, out: Path, chash: str, world: World, console: Console) -> dict[str, Any]:
+    """Write metrics.json/csv, plots and report.md from the cells; failed cells are listed, never averaged.
+
+    Returns ``{"summary": rows, "plots": {key: path or "!reason"}, "failures": {agent: {seed: error}}}``.
+    """
+    records, arrays, failures = _load_cells(cfg, out)
     metrics = _metric_names(records)
     conf = cfg.evaluation.confidence
     summary = summarise(records, by=["agent", "segment"], metric=metrics, confidence=conf, nan_policy="omit",
-                        skip_missing=True, replicate_key="seed")
-    n_users = _read_cell(cell_path(out, cfg.agents[0].key, cfg.evaluation.seeds[0])).get("n_users", 0)
+                        skip_missing=True, replicate_key="seed") if records else []
+    finished = [(s.key, seed) for s in cfg.agents for seed in cfg.evaluation.seeds
+                if seed not in failures.get(s.key, {})]
+    n_users = _read_cell(cell_path(out, *finished[0])).get("n_users", 0) if finished else 0
     atomic_write_json(out / "metrics.json", _clean({
         "config_sha256": chash, "confidence": conf, "seeds": cfg.evaluation.seeds,
-        "agents": [s.key for s in cfg.agents], "records": records, "summary": summary}))
+        "agents": [s.key for s in cfg.agents], "records": records, "summary": summary,
+        "failed_cells": [{"agent": a, "seed": seed, "error": err} for a, per in failures.items()
+                         for seed, err in per.items()]}))
     _write_csv(out / "metrics.csv", records)
     _write_csv(out / "metrics_summary.csv", summary)
-    made = _plots(cfg, out, summary, arrays, world) if cfg.output.plots else {}
+    made = _plots(cfg, out, summary, arrays, world) if cfg.output.plots and arrays else {}
     from recgym.experiments.explain import report_examples
 
     explained = report_examples(cfg, world, chash, out)
-    atomic_write_text(out / "report.md", _report_md(cfg, chash, summary, made, world, n_users, explained))
+    atomic_write_text(out / "report.md", _report_md(cfg, chash, summary, made, world, n_users, out, failures,
+                                                    explained))
     _console_table(summary, [s.key for s in cfg.agents], console,
                    f"{cfg.name}: mean ± {conf:.0%} CI half-width over {len(cfg.evaluation.seeds)} seeds (all users)")
-    return {"summary": summary, "plots": made}
+    return {"summary": summary, "plots": made, "failures": failures}

@@ -50,27 +50,30 @@ import sys
 import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import yaml
+from rich.console import Console
 
 from recgym.common.config import ConfigError
 from recgym.common.errors import CorruptFileError, DiskFullError, is_disk_full
 from recgym.common.io import (
-    atomic_write_bytes,
     atomic_write_json,
     atomic_write_text,
     clean_stale_temp_files,
     read_json_file,
     sha256_bytes,
 )
+from recgym.common.progress import Progress
 from recgym.common.yamlio import load_yaml_file
+from recgym.envs.world import World
 from recgym.experiments.config import ExperimentConfig, config_diff, config_hash
 
-__all__ = ["RunError", "run_experiment", "prepare_run_dir", "RUN_MARKER", "read_run_marker", "RunLock"]
+__all__ = ["RunError", "CellsFailedError", "run_experiment", "prepare_run_dir", "validate_before_folder",
+           "RUN_MARKER", "read_run_marker", "RunLock"]
 
 MIN_FREE_BYTES = 200 * 2**20
 CONFIG_FILE = "config.yaml"
@@ -81,6 +84,19 @@ LOCK_FILE = ".recgym-run.lock"
 
 class RunError(RuntimeError):
     """The run cannot start or continue (folder, disk, resume mismatch); the message says what to do."""
+
+
+class CellsFailedError(RunError):
+    """The run finished, but some (agent, seed) cells failed; the report names them and ``--resume`` retries."""
+
+
+def _set_status(out: Path, status: str, error: str | None = None) -> None:
+    """Record the run's status (``running``, ``complete``, ``failed``) in its marker (atomic)."""
+    marker = read_run_marker(out)
+    if marker is None:
+        return
+    marker = {k: v for k, v in marker.items() if k != "error"}
+    atomic_write_json(out / RUN_MARKER, {**marker, "status": status, **({"error": error} if error else {})})
 
 
 # ------------------------------------------------------------------------------------------- ownership
@@ -177,6 +193,16 @@ def prepare_run_dir(cfg: ExperimentConfig, out: Path, *, resume: bool, overwrite
                 raise RunError(f"--resume: the config differs from the run in {out} in: {', '.join(changed[:12])}"
                                f"{' ...' if len(changed) > 12 else ''}; resume with the same config or use --overwrite")
             continuing = True
+        elif marker is not None and marker.get("status") == "failed":
+            # a failed run must not block its own fix: a plain rerun replaces it (same guards as --overwrite)
+            reason = _refuse_to_delete(out) or _holds_git(out)
+            if reason:
+                raise RunError(f"run folder {out} holds a failed run but cannot be replaced: {reason}; choose another "
+                               "--out")
+            with RunLock(out, what="replacing a failed run"):
+                shutil.rmtree(out)
+            _notice(f"replaced the failed run in {out} (it failed with: {str(marker.get('error', '?'))[:200]}); "
+                    "pass --resume instead to keep its finished cells")
         elif has_config or marker:
             raise RunError(f"run folder {out} already holds a run; pass --resume to continue it or --overwrite to "
                            "replace it (or --out for a new folder)")
@@ -186,6 +212,10 @@ def prepare_run_dir(cfg: ExperimentConfig, out: Path, *, resume: bool, overwrite
     if read_run_marker(out) is None:
         _write_run_marker(out, cfg.name)
     return continuing
+
+
+def _notice(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
 
 
 def _quote(path: Path) -> str:
@@ -272,7 +302,7 @@ def _system_info(threads: int | None) -> dict[str, Any]:
             "cuda": torch.cuda.is_available()}
 
 
-def _manifest_hash(world: Any) -> str | None:
+def _manifest_hash(world: World) -> str | None:
     """sha256 of the world's provenance (encoder fingerprint, cache manifest keys), when it has one."""
     if not world.source:
         return None
@@ -280,32 +310,94 @@ def _manifest_hash(world: Any) -> str | None:
 
 
 # ------------------------------------------------------------------------------------------- main
-def run_experiment(cfg: ExperimentConfig, out: Path, *, resume: bool = False, overwrite: bool = False,
-                   console: Any = None) -> dict[str, Any]:
-    """Run the whole job; returns the summary dict written into ``metrics.json``.
+def apply_world_defaults(cfg: ExperimentConfig) -> ExperimentConfig:
+    """The config with its world's own env settings under the env keys the config sets (cheap: only worlds
+    built in milliseconds declare them, e.g. the analytic world), validated again as a whole."""
+    if cfg.world != "analytic":
+        return cfg
+    from recgym.envs import make_world
+    from recgym.envs.factory import apply_world_env_defaults
+
+    world = make_world(cfg.world, world_config=cfg.world_config)
+    env = apply_world_env_defaults(cfg.env, world)
+    if env == cfg.env:
+        return cfg
+    return ExperimentConfig.model_validate({**cfg.to_dict(), "env": {**env.model_dump(), "action_type": cfg.env.action_type}})
+
+
+def validate_before_folder(cfg: ExperimentConfig) -> None:
+    """Checks that need no folder beyond the config's own validation: a local encoder folder exists (the real
+    data is read, and the env sized to the world, by :func:`_fit_env_to_world` right after). A failure here
+    leaves no folder behind, so the corrected command runs without ``--overwrite``.
 
     Raises:
-        RunError: the folder cannot be used (see :func:`prepare_run_dir`) or is in use by another process.
+        RunError: naming what is missing and where it was looked for.
+    """
+    if cfg.encoder not in (None, "hashing") and not (Path(cfg.encoder).expanduser() / "config.json").is_file():
+        raise RunError(f"encoder: expected 'hashing' or a local model folder holding config.json, received "
+                       f"{cfg.encoder!r} (not found); recgym never downloads a model at run time")
+
+
+def run_experiment(cfg: ExperimentConfig, out: Path, *, resume: bool = False, overwrite: bool = False,
+                   console: Console | None = None, progress: Progress | None = None, backend: str = "sequential",
+                   workers: int | None = None, ray_address: str | None = None,
+                   on_curve: Callable[..., None] | None = None,
+                   reraise: tuple[type[BaseException], ...] = ()) -> dict[str, Any]:
+    """Run the whole job; returns the summary dict written into ``metrics.json``.
+
+    Flow (one way): the validated config -> checks that need no folder (:func:`validate_before_folder`) ->
+    the run folder -> world -> cells (train / fit / evaluate) -> metrics, plots, report. A run that raises is
+    marked ``failed`` in its marker (a plain rerun may replace it); cells that fail are recorded and the run
+    goes on, then :class:`CellsFailedError` is raised after the report is written.
+
+    ``backend``: ``"sequential"`` (cells one after the other in this process) or ``"ray"`` (each cell a Ray
+    task; ``workers`` CPUs of a local cluster, or the cluster at ``ray_address``); the run folder and
+    ``metrics.json`` are the same either way, and ``--resume`` works across backends. ``on_curve(cell, step,
+    value)`` receives every learning-curve point and ``reraise`` lists exceptions that stop the run instead of
+    failing a cell (``recgym tune`` prunes trials with both; sequential backend only).
+
+    Raises:
+        RunError: the folder cannot be used (see :func:`prepare_run_dir`), is in use, or a check failed.
+        CellsFailedError: the report is written but some cells failed (``--resume`` retries them).
         DiskFullError: the disk filled up; its message names the file, the space and how to resume.
     """
-    from rich.console import Console
-
     console = console or Console(stderr=True, width=None if sys.stderr.isatty() else 130)
+    progress = progress or Progress(console.file, console=console)
     t0 = time.perf_counter()
     out = Path(out)
+    if backend not in ("sequential", "ray"):
+        raise RunError(f"--backend: expected 'sequential' or 'ray', received {backend!r}")
+    if backend == "ray":
+        from recgym.experiments.ray_backend import RayUnavailableError, require_ray
+
+        try:
+            require_ray()
+        except RayUnavailableError as exc:
+            raise RunError(str(exc)) from None
+    cfg = apply_world_defaults(cfg)
+    validate_before_folder(cfg)
     cfg = _fit_env_to_world(cfg)  # before the run folder exists: a config that cannot fit the world fails here
     continuing = prepare_run_dir(cfg, out, resume=resume, overwrite=overwrite)
     with RunLock(out), _disk_full_in_threads_is_reraised():
+        _set_status(out, "running")
         try:
-            return _run(cfg, out, continuing, console, t0)
+            return _run(cfg, out, continuing, console, progress, t0, backend, workers, ray_address,
+                        {"on_curve": on_curve, "reraise": tuple(reraise)})
+        except CellsFailedError as exc:
+            _set_status(out, "failed", str(exc))
+            raise
         except DiskFullError as exc:
             exc.advice = exc.advice or f"free space, then continue with --resume (--out {_quote(out)})"
             raise
         except OSError as exc:
             if not is_disk_full(exc):
+                _set_status(out, "failed", f"{type(exc).__name__}: {exc}")
                 raise
             raise DiskFullError(exc.filename or out, code=exc.errno,
                                 advice=f"free space, then continue with --resume (--out {_quote(out)})") from exc
+        except Exception as exc:
+            _set_status(out, "failed", f"{type(exc).__name__}: {' '.join(str(exc).split())}"[:500])
+            raise
 
 
 @contextlib.contextmanager
@@ -326,9 +418,12 @@ def _disk_full_in_threads_is_reraised() -> Iterator[None]:
         threading.excepthook = previous
 
 
-def _run(cfg: ExperimentConfig, out: Path, continuing: bool, console: Any, t0: float) -> dict[str, Any]:
+def _run(cfg: ExperimentConfig, out: Path, continuing: bool, console: Console, progress: Progress, t0: float,
+         backend: str = "sequential", workers: int | None = None, ray_address: str | None = None,
+         hooks: dict[str, Any] | None = None) -> dict[str, Any]:
     import torch
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from recgym.experiments.cells import RunContext, run_cells
 
     removed = clean_stale_temp_files(out, recursive=True)
     if removed:
@@ -353,7 +448,8 @@ def _run(cfg: ExperimentConfig, out: Path, continuing: bool, console: Any, t0: f
     atomic_write_json(out / "world.json", {"name": world.name, "fingerprint": fingerprint, "source": world.source})
     run_info = {"name": cfg.name, "config_sha256": chash, "world_fingerprint": fingerprint,
                 "cache_manifest_sha256": _manifest_hash(world), "system": _system_info(cfg.threads),
-                "command": sys.argv}
+                "command": sys.argv, "sessions": _previous_sessions(out) if continuing else []}
+    started = time.strftime("%Y-%m-%dT%H:%M:%S%z")
     atomic_write_json(out / "run.json", run_info)
     if cfg.is_real_world and not (out / "fidelity" / "fidelity.md").is_file():
         from recgym.envs.factory import make_encoder
@@ -366,20 +462,57 @@ def _run(cfg: ExperimentConfig, out: Path, continuing: bool, console: Any, t0: f
                                              config=fid_cfg, progress=True)
         console.print(f"fidelity ({'cached' if hit else 'computed'}): {report['verdict']}")
 
-    from recgym.experiments.cells import run_cells
+    def notify(msg: str) -> None:
+        progress.print(msg)
 
-    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
-    with Progress(*columns, console=console, transient=False) as progress:
-        run_cells(cfg, world, out, chash, progress, console)
+    ctx = RunContext.create(cfg, world, out, chash, progress, notify, **(hooks or {}))
+    with progress:
+        if backend == "ray":
+            from recgym.experiments.ray_backend import RayUnavailableError, run_cells_ray
+
+            try:
+                failures = run_cells_ray(ctx, workers, ray_address)
+            except RayUnavailableError as exc:
+                raise RunError(str(exc)) from None
+        else:
+            failures = run_cells(ctx)
 
     from recgym.experiments.report import write_outputs
 
     summary = write_outputs(cfg, out, chash, world, console)
     elapsed = time.perf_counter() - t0
-    run_info["wall_time_s"] = round(elapsed, 1)
+    run_info["sessions"].append({"started": started, "wall_time_s": round(elapsed, 1), "resumed": continuing,
+                                 "backend": backend, "failed_cells": sorted(failures)})
+    run_info["wall_time_s"] = round(sum(x["wall_time_s"] for x in run_info["sessions"]), 1)
     atomic_write_json(out / "run.json", run_info)
-    console.print(f"done in {elapsed:.0f} s: {out / 'report.md'}")
+    failed = summary["failures"]
+    if failed:
+        n = sum(len(v) for v in failed.values())
+        names = ", ".join(f"{a}__seed{s}" for a, per in failed.items() for s in per)
+        raise CellsFailedError(f"{n} of {len(cfg.agents) * len(cfg.evaluation.seeds)} cells failed ({names}); the "
+                               f"report ({out / 'report.md'}) lists their errors and leaves them out of the means; "
+                               "retry them with --resume (or fix the config and rerun: a failed run is replaced)")
+    _set_status(out, "complete")
+    console.print(f"done in {elapsed:.0f} s (this session; {run_info['wall_time_s']:.0f} s in all): {out / 'report.md'}")
     return summary
+
+
+def _previous_sessions(out: Path) -> list[dict[str, Any]]:
+    """The sessions recorded by earlier runs of this folder (``run.json``); a run without a session list
+    counts as one session of its recorded wall time."""
+    try:
+        old = read_json_file(out / "run.json", what="run info")
+    except (CorruptFileError, FileNotFoundError):
+        return []
+    if not isinstance(old, dict):
+        return []
+    sessions = old.get("sessions")
+    if isinstance(sessions, list) and all(isinstance(x, dict) and isinstance(x.get("wall_time_s"), (int, float))
+                                          for x in sessions):
+        return sessions
+    if isinstance(old.get("wall_time_s"), (int, float)):
+        return [{"started": None, "wall_time_s": old["wall_time_s"], "resumed": False}]
+    return []
 
 
 def _fit_env_to_world(cfg: ExperimentConfig) -> ExperimentConfig:
@@ -396,14 +529,3 @@ def _fit_env_to_world(cfg: ExperimentConfig) -> ExperimentConfig:
         raise RunError(f"world {cfg.world!r}: {exc}") from exc
     env = adapt_env_config(cfg.env, n_initial)
     return cfg if env is cfg.env else cfg.model_copy(update={"env": env})
-
-
-def save_cell(path_json: Path, metrics: dict[str, Any], arrays: dict[str, np.ndarray], meta: dict[str, Any]) -> None:
-    """Arrays first, JSON (the completion marker, with the arrays' sha256) last; both atomic."""
-    import io
-
-    buf = io.BytesIO()
-    np.savez_compressed(buf, **arrays)
-    data = buf.getvalue()
-    atomic_write_bytes(path_json.with_suffix(".npz"), data)
-    atomic_write_json(path_json, {**meta, "npz_sha256": sha256_bytes(data), "metrics": metrics})

@@ -6,12 +6,15 @@ every chunk: the parameters are checked for NaN/inf (a NaN stops the run with a 
 good checkpoint stays in place), a learning-curve point is measured (mean session return of
 ``curve_users`` held-out users, deterministic ranking, fixed seed) and a checkpoint is written.
 
-Checkpoint folder (``checkpoints/<label>__seed<s>/``, format ``recgym-checkpoint`` version 2):
+Checkpoint folder (``checkpoints/<label>__seed<s>/``, format ``recgym-checkpoint`` version 3):
 
-* ``step_<N>.pt`` - torch file of tensors and plain data only (policy and optimizer state, step count, RNG
-  states of the agent, the policy's sampler, the rollout/replay buffer, torch and the env core, the learning
-  curve so far, config hash). numpy RNG states are plain dicts of ``str``/``int``, which the weights-only
-  unpickler accepts; nothing in the file needs code to load.
+* ``step_<N>.pt`` - the agent file :meth:`~recgym.agents.base.Recommender.save` writes (one save format for
+  agents and checkpoints: a zip of a manifest with the payload's sha256 and a payload of tensors and plain
+  data), with a ``training`` section (:meth:`~recgym.agents.base.TrainableRecommender.training_state`: SB3
+  policy and optimizer state, RNG states of the agent, the policy's sampler, the rollout/replay buffer,
+  torch and the env core, plus the step count, the learning curve so far and the config hash). numpy RNG
+  states are plain dicts of ``str``/``int``, which the weights-only unpickler accepts; nothing in the file
+  needs code to load, and ``load_agent(step_<N>.pt)`` gives the agent as it was at that step.
 * ``step_<N>.json`` - its manifest (step, file name, size, sha256, config hash), written after the ``.pt``.
 * ``latest.json`` - a copy of the newest manifest, written last: the completion marker.
 
@@ -35,7 +38,8 @@ streams) and the learner state (``learner``: :func:`~recgym.experiments.resume.l
 position, episode statistics, counters, DQN's replay buffer), so a run killed mid-training and resumed
 trains the same trajectories and writes the same metrics as one that was never interrupted. Checkpoints
 without them (written before exact resume) still resume approximately: the env is reseeded from
-``(seed, step)`` and DQN starts with an empty replay buffer (a notice says so).
+``(seed, step)`` and DQN starts with an empty replay buffer (a notice says so). The state of a training-env
+wrapper (``wrap_env``, e.g. the fairness reward's exposure tracker) is not part of it.
 
 A full disk while writing a checkpoint raises :class:`~recgym.common.errors.DiskFullError` (the previous
 checkpoint stays the newest valid one).
@@ -48,15 +52,17 @@ import io
 import logging
 import math
 import re
+import zipfile
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 from stable_baselines3.common.callbacks import BaseCallback
-from stable_baselines3.common.vec_env import VecMonitor
+from stable_baselines3.common.vec_env import VecEnv, VecMonitor
 
+from recgym.agents.base import MANIFEST_MEMBER, read_agent_payload
 from recgym.common.errors import CorruptFileError, UnsafeFileError
 from recgym.common.io import (
     atomic_write_bytes,
@@ -68,16 +74,24 @@ from recgym.common.io import (
     read_json_file,
     sha256_bytes,
 )
+from recgym.envs.config import EnvConfig
 from recgym.envs.sb3 import RankingSB3VecEnv
+from recgym.envs.world import World
 from recgym.experiments.resume import check_learner_state, learner_state, load_learner_state
 
-__all__ = ["CheckpointMismatchError", "NaNLossError", "train_rl", "find_resume_checkpoint"]
+if TYPE_CHECKING:  # annotations only; this module never imports the run's cell glue (cells imports it)
+    from stable_baselines3.common.base_class import BaseAlgorithm
+
+    from recgym.agents._sb3 import SB3Recommender
+
+__all__ = ["CheckpointMismatchError", "NaNLossError", "train_rl", "train_agent", "find_resume_checkpoint",
+           "ProgressCallback"]
 
 log = logging.getLogger(__name__)
 
 CURVE_FIELDS = ("step", "eval_return", "train_ep_return", "train_ep_length")
 CKPT_FORMAT = "recgym-checkpoint"
-CKPT_VERSION = 2
+CKPT_VERSION = 3  # 3: the checkpoint file is an agent file (recgym-agent) with a "training" section
 LATEST = "latest.json"
 _STEP_FILE = re.compile(r"step_(\d{10})\.pt")
 _STEP_MANIFEST = re.compile(r"step_(\d{10})\.json")
@@ -92,8 +106,8 @@ class NaNLossError(RuntimeError):
     """Training produced NaN/inf parameters or losses; the last good checkpoint is kept."""
 
 
-class _Progress(BaseCallback):
-    """Advances a progress callback at each rollout end; stops training on a NaN loss."""
+class ProgressCallback(BaseCallback):
+    """SB3 callback: calls ``advance(num_timesteps)`` at each rollout end (absolute count of env steps)."""
 
     def __init__(self, advance: Callable[[int], None]) -> None:
         super().__init__()
@@ -111,62 +125,28 @@ def _finite(module: torch.nn.Module) -> bool:
     return all(bool(torch.isfinite(p).all()) for p in module.parameters())
 
 
-def _losses_finite(model: Any) -> tuple[bool, dict[str, float]]:
+def _losses_finite(model: BaseAlgorithm) -> tuple[bool, dict[str, float]]:
     vals = {k: float(v) for k, v in getattr(model.logger, "name_to_value", {}).items()
             if k.startswith("train/") and isinstance(v, (int, float))}
     return all(math.isfinite(v) for v in vals.values()), vals
 
 
-def _rng_state(agent: Any, venv: RankingSB3VecEnv) -> dict[str, Any]:
-    model = agent.model
-    st: dict[str, Any] = {"agent": agent.rng.bit_generator.state, "torch": torch.get_rng_state(),
-                          "env": venv.core.generator.get_state()}
-    gen = getattr(model.policy, "sample_generator", None)
-    if gen is not None:
-        st["sampler"] = gen.get_state()
-    for name in ("rollout_buffer", "replay_buffer"):
-        buf = getattr(model, name, None)
-        if buf is not None and hasattr(buf, "np_rng"):
-            st[name] = buf.np_rng.bit_generator.state
-    if hasattr(model, "explore_rng"):
-        st["explore"] = model.explore_rng.bit_generator.state
-    return st
-
-
-def _restore_rng(agent: Any, st: dict[str, Any]) -> None:
-    model = agent.model
-    agent.rng.bit_generator.state = st["agent"]
-    torch.set_rng_state(st["torch"])
-    if "sampler" in st:
-        model.policy.sample_generator.set_state(st["sampler"])
-    for name in ("rollout_buffer", "replay_buffer"):
-        buf = getattr(model, name, None)
-        if name in st and buf is not None and hasattr(buf, "np_rng"):
-            buf.np_rng.bit_generator.state = st[name]
-    if "explore" in st:
-        model.explore_rng.bit_generator.state = st["explore"]
-
-
-def _apply_checkpoint(agent: Any, ckpt: dict[str, Any], where: Path) -> None:
-    """Load a verified checkpoint into the freshly built SB3 model; a mismatch names the field."""
-    model = agent.model
-    for key, target in (("policy", model.policy), ("optimizer", model.policy.optimizer)):
-        try:
-            target.load_state_dict(ckpt[key])
-        except (RuntimeError, ValueError, KeyError, TypeError, IndexError) as exc:
-            raise CorruptFileError(f"{where}: field {key!r}: does not fit this agent's network "
-                                   f"({str(exc).splitlines()[0][:200]})") from None
+def _apply_checkpoint(agent: SB3Recommender, ckpt: dict[str, Any], where: Path) -> None:
+    """Load a verified checkpoint's training state into the freshly built agent; a mismatch names the field."""
     try:
-        _restore_rng(agent, ckpt["rng"])
-    except (RuntimeError, ValueError, KeyError, TypeError, AttributeError) as exc:
-        raise CorruptFileError(f"{where}: field 'rng': cannot be restored ({exc})") from None
-    if hasattr(model.policy, "q_net_target") and "learner" not in ckpt:  # exact checkpoints hold the target net
-        model.policy.q_net_target.load_state_dict(model.policy.q_net.state_dict())
-    _sync_agent(agent)
+        agent.load_training_state({k: ckpt[k] for k in ("policy", "optimizer", "rng")})
+    except (RuntimeError, ValueError, KeyError, TypeError, IndexError, AttributeError) as exc:
+        detail = str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__
+        raise CorruptFileError(f"{where}: field {_failing_part(agent, ckpt)!r}: does not fit this agent's network "
+                               f"({detail})") from None
+    if "learner" in ckpt and hasattr(agent.model.policy, "q_net_target"):
+        # load_training_state copies the online net over DQN's target (right for checkpoints without a
+        # learner state); an exact checkpoint's policy state already holds the target as it was.
+        agent.model.policy.load_state_dict(ckpt["policy"])
 
 
-def _restore_training_state(ckpt: dict[str, Any], model: Any, venv: RankingSB3VecEnv, menv: VecMonitor, where: Path,
-                            notify: Callable[[str], None] | None) -> None:
+def _restore_training_state(ckpt: dict[str, Any], model: BaseAlgorithm, venv: RankingSB3VecEnv, menv: VecMonitor,
+                            where: Path, notify: Callable[[str], None] | None) -> None:
     """The env and learner state of an exact checkpoint (the run continues bit-identically); an older
     checkpoint without them resumes on a reseeded env, with a notice."""
     if "learner" not in ckpt:
@@ -182,13 +162,15 @@ def _restore_training_state(ckpt: dict[str, Any], model: Any, venv: RankingSB3Ve
                                "training env or agent)") from None
 
 
-def _sync_agent(agent: Any) -> None:
-    """After a chunk, point the agent's ranking network at the model's (what ``learn`` does itself)."""
-    if hasattr(agent, "q_net"):
-        agent.q_net = agent.model.policy.q_net
-    else:
-        agent.policy = agent.model.policy
-    agent.num_timesteps = int(agent.model.num_timesteps)
+def _failing_part(agent: SB3Recommender, ckpt: dict[str, Any]) -> str:
+    """Which part of a checkpoint does not load into ``agent`` (to name it in the error)."""
+    model = agent.model
+    for key, target in (("policy", model.policy), ("optimizer", model.policy.optimizer)):
+        try:
+            target.load_state_dict(ckpt[key])
+        except (RuntimeError, ValueError, KeyError, TypeError, IndexError):
+            return key
+    return "rng"
 
 
 def _write_log(path: Path, rows: list[dict[str, float]]) -> None:
@@ -317,11 +299,29 @@ def _load_verified(ckpt_dir: Path, meta: dict[str, Any], cfg_hash: str) -> dict[
     data = path.read_bytes()
     if sha256_bytes(data) != meta["sha256"]:
         raise CorruptFileError(f"{path}: sha256 does not match its manifest (corrupt or altered checkpoint)")
-    payload = _check_payload(load_torch_weights_only(data, path=path, what="checkpoint"), path, meta["step"])
+    payload = _check_payload(_read_checkpoint(data, path), path, meta["step"])
     if payload["config_hash"] != cfg_hash:
         raise CheckpointMismatchError(f"{path}: field 'config_hash': written by a different config "
                                       f"({payload['config_hash'][:12]} != {cfg_hash[:12]})")
     return payload
+
+
+def _read_checkpoint(data: bytes, path: Path) -> Any:
+    """The training section of a checkpoint: version 3 is an agent file (checksummed manifest, weights-only
+    payload; see :func:`recgym.agents.base.read_agent_payload`) whose ``training`` field holds it; versions
+    1-2 were a bare torch file of the training state, still read weights-only."""
+    try:
+        with zipfile.ZipFile(io.BytesIO(data)) as zf:
+            is_agent_file = MANIFEST_MEMBER in zf.namelist()
+    except (zipfile.BadZipFile, OSError, EOFError):
+        is_agent_file = False
+    if not is_agent_file:
+        return load_torch_weights_only(data, path=path, what="checkpoint")
+    training = read_agent_payload(data, path).get("training")
+    if not isinstance(training, dict):
+        raise CorruptFileError(f"{path}: field 'training': expected the training state of a checkpoint, received "
+                               f"{type(training).__name__}")
+    return training
 
 
 def _quarantine(paths: list[Path]) -> list[str]:
@@ -410,19 +410,17 @@ def find_resume_checkpoint(ckpt_dir: Path, cfg_hash: str,
     return payload
 
 
-def _save(ckpt_dir: Path, agent: Any, menv: VecMonitor, step: int, cfg_hash: str,
+def _save(ckpt_dir: Path, agent: SB3Recommender, venv: RankingSB3VecEnv, menv: VecMonitor, step: int, cfg_hash: str,
           curve: list[dict[str, float]], keep: int) -> None:
-    """``step_<N>.pt``, then its manifest ``step_<N>.json``, then ``latest.json``; all atomic. Prunes to ``keep``."""
+    """``step_<N>.pt`` (the agent file with its training section), then its manifest ``step_<N>.json``, then
+    ``latest.json``; all atomic. Prunes to ``keep``."""
     from recgym import __version__
 
-    model, venv = agent.model, menv.venv
-    payload = {"format": CKPT_FORMAT, "version": CKPT_VERSION, "step": step, "config_hash": cfg_hash,
-               "policy": model.policy.state_dict(), "optimizer": model.policy.optimizer.state_dict(),
-               "rng": _rng_state(agent, venv), "curve": curve,
-               "sim": venv.state_dict(), "learner": learner_state(model, menv)}
-    buf = io.BytesIO()
-    torch.save(payload, buf)
-    data = buf.getvalue()
+    training = {"format": CKPT_FORMAT, "version": CKPT_VERSION, "step": step, "config_hash": cfg_hash,
+                "curve": curve, **agent.training_state()}
+    training["rng"] = {**training["rng"], "env": venv.core.generator.get_state()}  # recorded, not restored
+    training["sim"], training["learner"] = venv.state_dict(), learner_state(agent.model, menv)
+    data = agent.to_bytes(training=training)
     name = f"step_{step:010d}.pt"
     atomic_write_bytes(ckpt_dir / name, data)
     meta = {"format": CKPT_FORMAT, "version": CKPT_VERSION, "step": step, "file": name, "size": len(data),
@@ -436,18 +434,26 @@ def _save(ckpt_dir: Path, agent: Any, menv: VecMonitor, step: int, cfg_hash: str
         (ckpt_dir / f"step_{old:010d}.pt").unlink(missing_ok=True)
 
 
-def train_rl(agent: Any, *, world: Any, train_env_cfg: Any, budget: int, num_envs: int, seed: int,
-             checkpoint_every: int, ckpt_dir: Path, log_path: Path, tb_dir: Path | None, cfg_hash: str,
-             curve_fn: Callable[[Any], float], keep: int = 2, device: str = "cpu",
-             on_progress: Callable[[int], None] | None = None, resume: bool = True,
-             notify: Callable[[str], None] | None = None,
-             wrap_env: Callable[[Any], Any] | None = None) -> list[dict[str, float]]:
-    """Train ``agent`` (PPO/DQN recommender) for ``budget`` env steps; return its learning curve rows.
+def train_rl(agent: SB3Recommender, **kwargs: Any) -> list[dict[str, float]]:
+    """Train an already-built ``agent`` (PPO/DQN recommender); see :func:`train_agent` for the arguments.
+    Returns its learning curve rows."""
+    return train_agent(lambda _env: agent, **kwargs)[1]
+
+
+def train_agent(make: Callable[[RankingSB3VecEnv], SB3Recommender], *, world: World, train_env_cfg: EnvConfig, budget: int, num_envs: int,
+                seed: int, checkpoint_every: int, ckpt_dir: Path, log_path: Path, tb_dir: Path | None,
+                cfg_hash: str, curve_fn: Callable[[SB3Recommender], float], keep: int = 2, device: str = "cpu",
+                on_progress: Callable[[int], None] | None = None, resume: bool = True,
+                notify: Callable[[str], None] | None = None,
+                wrap_env: Callable[[VecEnv], VecEnv] | None = None) -> tuple[SB3Recommender, list[dict[str, float]]]:
+    """Build the agent on its training env (``make(env)``: no separate probe env) and train it for ``budget``
+    env steps; returns ``(agent, learning curve rows)``.
 
     Already complete (newest valid checkpoint at ``>= budget``) and ``resume``: loads the final weights,
-    trains nothing. ``notify`` receives one-line notices (resume fallback, cleaned temp files).
-    ``wrap_env``: optional VecEnv wrapper of the training env (e.g. the reward's fairness term,
-    :class:`~recgym.envs.fairness.FairExposureReward`); evaluation and the learning curve use the plain env.
+    trains nothing. ``notify`` receives one-line notices (resume fallback, cleaned temp files). The training
+    env's seed derives from ``(seed, step resumed from)``. ``wrap_env``: optional VecEnv wrapper of the training
+    env (e.g. the reward's fairness term, :class:`~recgym.envs.fairness.FairExposureReward`); evaluation and the
+    learning curve use the plain env.
 
     Raises:
         NaNLossError: NaN/inf parameters or losses (the last good checkpoint is kept).
@@ -465,6 +471,7 @@ def train_rl(agent: Any, *, world: Any, train_env_cfg: Any, budget: int, num_env
     env_seed = int(np.random.SeedSequence([seed, start]).generate_state(1)[0] % (2**31))
     venv = RankingSB3VecEnv(num_envs, seed=env_seed, world=world, config=train_env_cfg, device=device)
     menv = VecMonitor(venv if wrap_env is None else wrap_env(venv))
+    agent = make(venv)
     agent.num_timesteps = start
     agent.learn(menv, 0)  # builds the SB3 model on this env (no steps)
     model = agent.model
@@ -485,13 +492,13 @@ def train_rl(agent: Any, *, world: Any, train_env_cfg: Any, budget: int, num_env
     while step < budget:
         chunk = min(checkpoint_every, budget - step)
         try:
-            agent.learn(menv, chunk, callback=_Progress(progress))
+            agent.learn(menv, chunk, callback=ProgressCallback(progress))
         except (ValueError, RuntimeError) as exc:
             if "nan" in str(exc).lower():
                 raise NaNLossError(f"NaN during training at step ~{model.num_timesteps} ({exc}); last good "
                                    f"checkpoint kept in {ckpt_dir} (step {step})") from exc
             raise
-        _sync_agent(agent)
+        agent.sync_from_model()
         ok_loss, losses = _losses_finite(model)
         if not _finite(model.policy) or not ok_loss:
             raise NaNLossError(
@@ -507,9 +514,9 @@ def train_rl(agent: Any, *, world: Any, train_env_cfg: Any, budget: int, num_env
         if model.logger is not None:
             model.logger.record("eval/return", row["eval_return"])
             model.logger.dump(step)
-        _save(ckpt_dir, agent, menv, step, cfg_hash, curve, keep)
+        _save(ckpt_dir, agent, venv, menv, step, cfg_hash, curve, keep)
         progress(step)
     if ckpt and step >= budget and start == step:
         pass  # finished earlier: weights restored from the final checkpoint
     menv.close()
-    return curve
+    return agent, curve

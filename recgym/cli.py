@@ -11,6 +11,8 @@ from typing import Annotated, Optional
 
 import typer
 
+from recgym.common.progress import Progress
+
 app = typer.Typer(
     help="recgym: a reinforcement-learning recommendation simulator with language-model users and items.",
     no_args_is_help=True,
@@ -102,7 +104,7 @@ def bench_env(
 
     for b in num_envs:
         kw = dict(candidates=candidates, slate_size=slate_size, device=device, world=world, threads=threads,
-                  repeats=repeats, steps=steps)
+                  repeats=repeats, steps=steps, progress=Progress())
         if contention:
             r = run_env_contention(b, **kw)
             if not as_json:
@@ -153,7 +155,7 @@ def bench_train(
     from recgym.benchmarks.train import run_train_benchmark
 
     def once() -> dict:
-        return run_train_benchmark(agent, total_steps, num_envs, device, seed, world, threads)
+        return run_train_benchmark(agent, total_steps, num_envs, device, seed, world, threads, progress=Progress())
 
     try:
         r = contention_report(once, ["env_steps_per_s"]) if contention else once()
@@ -213,6 +215,9 @@ def run(
     resume: Annotated[bool, typer.Option("--resume", help="continue the run in the folder (same config)")] = False,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="delete the run in the folder and start again")] = False,
     set_: Annotated[list[str], typer.Option("--set", help="override a config key: a.b=value (YAML value; repeatable)")] = [],  # noqa: B006
+    backend: Annotated[str, typer.Option(help="sequential (this process) or ray (each cell a Ray task; needs the ray extra)")] = "sequential",
+    workers: Annotated[Optional[int], typer.Option(min=1, help="ray: CPUs of the local Ray cluster (default: all)")] = None,  # noqa: UP045
+    ray_address: Annotated[Optional[str], typer.Option("--ray-address", help="ray: join this cluster (HOST:PORT) instead of starting one")] = None,  # noqa: UP045
 ) -> None:
     """Run an experiment: train / fit the agents, evaluate them on the same held-out users and seeds, and
     write metrics, plots and report.md into the run folder."""
@@ -233,7 +238,8 @@ def run(
     resume_cmd = shlex.join(["recgym", "run", config, "--out", str(folder), "--resume",
                              *[x for item in set_ for x in ("--set", item)]])
     try:
-        run_experiment(cfg, folder, resume=resume, overwrite=overwrite)
+        run_experiment(cfg, folder, resume=resume, overwrite=overwrite, backend=backend, workers=workers,
+                       ray_address=ray_address)
     except (RunError, ConfigError, NaNLossError, FileNotFoundError, CorruptFileError, UnsafePathError,
             CheckpointMismatchError) as exc:
         _fail(exc)
@@ -244,6 +250,38 @@ def run(
             exc = DiskFullError(exc.filename or folder, code=exc.errno)
         exc.advice = f"free space, then resume with: {resume_cmd}"
         _fail(exc)
+
+
+@app.command()
+def tune(
+    config: Annotated[str, typer.Argument(help="experiment YAML with a 'tune:' section (the search space)")],
+    agent: Annotated[Optional[str], typer.Option(help="label of the agent to tune (default: tune.agent)")] = None,  # noqa: UP045
+    trials: Annotated[Optional[int], typer.Option(min=1, help="finished trials wanted (default: tune.trials)")] = None,  # noqa: UP045
+    out: Annotated[Optional[Path], typer.Option(help="tune folder (default: runs/<name>-tune-<agent>)")] = None,  # noqa: UP045
+    backend: Annotated[str, typer.Option(help="local (trials one after the other) or ray (trials in parallel)")] = "local",
+    workers: Annotated[Optional[int], typer.Option(min=1, help="ray: CPUs of the local Ray cluster")] = None,  # noqa: UP045
+    ray_address: Annotated[Optional[str], typer.Option("--ray-address", help="ray: join this cluster")] = None,  # noqa: UP045
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="start the tune in the folder again")] = False,
+    set_: Annotated[list[str], typer.Option("--set", help="override a config key: a.b=value (repeatable)")] = [],  # noqa: B006
+) -> None:
+    """Search hyper-parameters (and reward weights) with Optuna: TPE + median pruning, or NSGA-II for several
+    objectives; the study (SQLite) resumes after a kill. Writes best.json, best_config.yaml, plots, tune.md."""
+    from recgym.common.config import ConfigError
+    from recgym.experiments.config import load_config
+    from recgym.experiments.ray_backend import RayUnavailableError
+    from recgym.experiments.runner import RunError
+    from recgym.experiments.tune import TuneError, run_tune
+
+    try:
+        cfg = load_config(config, set_)
+        label = agent or (cfg.tune.agent if cfg.tune else None) or "agent"
+        folder = out or Path("runs") / f"{cfg.name}-tune-{label}"
+        summary = run_tune(cfg, folder, agent=agent, trials=trials, backend=backend, workers=workers,
+                           ray_address=ray_address, overwrite=overwrite, notify=lambda m: typer.echo(m, err=True))
+    except (ConfigError, TuneError, RunError, RayUnavailableError) as exc:
+        _fail(exc)
+    typer.echo(f"tune: {folder / 'tune.md'}; re-run the best with: recgym run {folder / 'best_config.yaml'}")
+    typer.echo(json.dumps(summary["best"], default=str))
 
 
 @app.command()

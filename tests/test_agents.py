@@ -12,6 +12,7 @@ from recgym.agents import (
     ColdItemError,
     IncompatibleEnvError,
     LoggedData,
+    WrongEnvError,
     check_compatible,
     collect_logs,
     load_agent,
@@ -91,17 +92,26 @@ def test_save_load_round_trip_identical_rankings(name: str, logged: LoggedData, 
 
 
 def test_online_updates_change_popularity_and_linucb() -> None:
+    """Through the public contract: updates with clicks must change the scores of a fixed observation
+    (LinUCB's state is non-zero before any update, so a state check alone would pass with no update)."""
     venv = RankingVectorEnv(8, world=WORLD, **ENV_KW)
     for name in ("popularity", "linucb"):
-        agent = make_agent(name, venv, seed=0)
+        agent = make_agent(name, venv, seed=0, **({"tie_noise": 0.0} if name == "popularity" else {}))
         obs, _ = venv.reset(seed=0)
+        probe = {k: v.copy() for k, v in obs.items()}
+        before = agent.score(probe)
+        clicks = 0.0
         for _ in range(5):
             s = agent.rank(obs, 3)
             nxt, _, _, _, info = venv.step(slate_to_action(s, "scores", 20))
             agent.update(obs, s, info)
+            clicks += float(info["clicks"].sum())
             obs = nxt
-        state = agent._get_state()
-        assert any(float(torch.as_tensor(v).abs().sum()) > 0 for v in state.values() if isinstance(v, torch.Tensor))
+        assert clicks > 0, "the test needs at least one click to be meaningful"
+        after = agent.score(probe)
+        assert not np.allclose(before, after), name
+        if name == "popularity":
+            assert agent.clicks.sum() == pytest.approx(clicks)  # every click counted once
 
 
 def test_oracle_beats_every_agent_one_step_ctr_on_analytic_world(logged: LoggedData) -> None:
@@ -197,3 +207,23 @@ def test_logged_data_round_trip_and_validation(logged: LoggedData, tmp_path) -> 
         LoggedData(**{**{k: getattr(logged, k) for k in ("user", "profile", "history", "context", "candidates", "mask",
                                                          "slate", "clicks", "propensity", "reward")},
                       "slate_items": logged.slate_items + 1})
+
+
+def test_oracle_refuses_an_observation_of_another_env() -> None:
+    """Built on one env, used on another of the same size: it used to rank by the wrong env's logits (as badly
+    as random, silently). It must fail, naming the fix; a stale observation of its own env fails too."""
+    own = RankingVectorEnv(4, world=WORLD, **ENV_KW)
+    other = RankingVectorEnv(4, world=WORLD, **ENV_KW)
+    own_obs, _ = own.reset(seed=0)
+    other_obs, _ = other.reset(seed=1)
+    oracle = make_agent("oracle", own)
+    _valid(oracle.rank(own_obs, 3), own_obs["mask"], 3)
+    with pytest.raises(WrongEnvError, match="make_agent\\('oracle', env\\)"):
+        oracle.rank(other_obs, 3)
+    own.step(slate_to_action(oracle.rank(own_obs, 3), "scores", 20))
+    with pytest.raises(WrongEnvError):
+        oracle.rank(own_obs, 3)  # the observation before the step: the env has moved on
+    single = RankingEnv(world=WORLD, action_type="slate", **ENV_KW)
+    single_obs, _ = single.reset(seed=0)
+    with pytest.raises(WrongEnvError):
+        make_agent("oracle", single).rank(own_obs, 3)

@@ -10,6 +10,8 @@ from pathlib import Path
 
 import pytest
 
+pytestmark = pytest.mark.smoke  # subprocess runs of the CLI (the smoke tier, run by CI)
+
 
 def run(*args: str, env_extra: dict | None = None, check: bool = True) -> subprocess.CompletedProcess:
     env = {**os.environ, "HF_HUB_OFFLINE": "1", **(env_extra or {})}
@@ -38,11 +40,12 @@ def test_encode_missing_file_fails_clearly(tmp_path):
 
 
 def test_bench_env_json_last_line(tmp_path):
-    out = run("bench", "env", "--num-envs", "16", "--candidates", "20", "--slate-size", "3",
-              "--threads", "1", "--repeats", "2", "--steps", "50", "--json").stdout
-    rec = json.loads(out.strip().splitlines()[-1])
+    res = run("bench", "env", "--num-envs", "16", "--candidates", "20", "--slate-size", "3",
+              "--threads", "1", "--repeats", "2", "--steps", "50", "--json")
+    rec = json.loads(res.stdout.strip().splitlines()[-1])
     assert rec["user_steps_per_s"] > 0 and rec["num_envs"] == 16
     assert rec["steps"] == 50 and len(rec["core_user_steps_per_s_runs"]) == 2
+    assert "bench env B=16: done, 6 timed windows in " in res.stderr  # progress lines on stderr, off a terminal
 
 
 def test_bench_env_contention_reports_slowdown_and_leaves_no_helper(tmp_path):

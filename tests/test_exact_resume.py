@@ -18,6 +18,7 @@ import pytest
 import torch
 
 from recgym.agents import make_agent
+from recgym.agents.base import agent_file_bytes, read_agent_payload
 from recgym.common.io import sha256_bytes
 from recgym.envs import make_world
 from recgym.envs.sb3 import RankingSB3VecEnv
@@ -89,11 +90,9 @@ def test_training_without_the_env_state_diverges(tmp_path, monkeypatch):
 def _resign(ck: Path, step: int, edit) -> None:
     """Edit a checkpoint's payload and re-sign it (valid manifest), as a careless tool or an old version would."""
     name = f"step_{step:010d}.pt"
-    payload = torch.load(io.BytesIO((ck / name).read_bytes()), weights_only=True)
-    edit(payload)
-    buf = io.BytesIO()
-    torch.save(payload, buf)
-    data = buf.getvalue()
+    payload = read_agent_payload((ck / name).read_bytes())  # a checkpoint is an agent file with a training section
+    edit(payload["training"])
+    data = agent_file_bytes(payload)
     (ck / name).write_bytes(data)
     for m in (ck / f"step_{step:010d}.json", ck / "latest.json"):
         meta = json.loads(m.read_text())
@@ -250,7 +249,7 @@ def test_run_sigkilled_mid_training_and_resumed_gives_identical_metrics(tmp_path
     assert res.returncode == 0, res.stderr[-3000:]
     for agent in ("ppo", "dqn"):
         assert (cut / "curves" / f"{agent}__seed0.csv").read_text() == (whole / "curves" / f"{agent}__seed0.csv").read_text()
-        final = [torch.load(run / "checkpoints" / f"{agent}__seed0" / "step_0000001024.pt", weights_only=True)
+        final = [read_agent_payload(run / "checkpoints" / f"{agent}__seed0" / "step_0000001024.pt")["training"]
                  for run in (whole, cut)]
         for state in final:
             del state["learner"]["ep_info"]["t"]  # wall-clock seconds since the monitor started

@@ -87,9 +87,12 @@ def test_replay_matches_a_hand_computation(rated):
     assert 0.0 <= rep["js_distance"] <= 1.0
 
 
-def test_report_has_policy_ranking_and_verdict(rated, tmp_path):
+def test_report_has_policy_ranking_and_verdict(rated, tmp_path, capsys):
     fw, _ = rated
-    rep = fidelity_report("log", None, tmp_path, fitted=fw, config=REPORT)
+    rep = fidelity_report("log", None, tmp_path, fitted=fw, config=REPORT, progress=True)
+    lines = capsys.readouterr().err.splitlines()  # progress off a terminal: a line per section, then the time
+    assert lines[0].startswith(f"fidelity report {fw.world.name}: 0/7 sections")
+    assert lines[-1].startswith(f"fidelity report {fw.world.name}: done, 7 sections in ")
     pr = rep["policy_ranking"]
     assert {"spearman", "spearman_ci", "kendall", "top1_agreement"} <= set(pr)
     assert len(pr["panel"]) >= 6 and {t["name"] for t in pr["panel"]} >= {"random", "popularity", "lm_similarity",

@@ -7,8 +7,8 @@ import math
 import numpy as np
 import pytest
 
+from recgym.experiments.exposure import ExposureTracker
 from recgym.experiments.metrics import (
-    ExposureTracker,
     coverage,
     ctr,
     ctr_by_popularity_decile,
@@ -181,7 +181,11 @@ def test_new_item_curves() -> None:
     np.testing.assert_allclose(out.time_to_first_exposure, [0, np.nan])  # 7 at 2-2; 8 never
     np.testing.assert_allclose(out.time_to_first_click, [2, np.nan])  # 7 clicked at 4-2
     np.testing.assert_array_equal(out.steps, [1, 2, 4, 5])
-    np.testing.assert_allclose(out.exposure_share, [0, 1 / 2, 1 / 3, 0])
+    np.testing.assert_allclose(out.exposure_share, [np.nan, 1 / 2, 1 / 3, 0])  # step 1: no new item yet
+    late = new_item_curves(s, i, c, [7, 9], [2, 6])  # item 9 released after the last step (5): not timed
+    np.testing.assert_allclose(late.time_to_first_exposure, [0])
+    np.testing.assert_allclose(new_item_curves(s, i, c, [7, 9], [2, 6], released_by=6).time_to_first_click,
+                               [2, np.nan])
     with pytest.raises(ValueError, match="release"):
         new_item_curves([1], [7], [False], [7], [2])
     with pytest.raises(ValueError, match="distinct"):
@@ -232,11 +236,17 @@ def test_tracker_hand_computed() -> None:
     # curves: cold user step0 0/2, step1 2/2; warm step0 1/2
     np.testing.assert_allclose(t.user_ctr_curve("cold_users"), [0, 1, np.nan])
     np.testing.assert_allclose(t.user_ctr_curve("warm_users"), [0.5, np.nan, np.nan])
-    nic = t.new_item_curves()  # item 4 first shown and clicked at release (1-1); item 5 never
-    np.testing.assert_allclose(nic.time_to_first_exposure, [0, np.nan])
-    np.testing.assert_allclose(nic.time_to_first_click, [0, np.nan])
+    # item 4 first shown and clicked at release (1-1); item 5 is released at step 5, after the last step seen
+    # (1): it did not exist during the evaluation, so it is left out by default, and "never" with released_by=5
+    nic = t.new_item_curves()
+    np.testing.assert_allclose(nic.time_to_first_exposure, [0])
+    np.testing.assert_allclose(nic.time_to_first_click, [0])
     np.testing.assert_array_equal(nic.steps, [0, 1])
-    np.testing.assert_allclose(nic.exposure_share, [0, 0.5])
+    np.testing.assert_allclose(nic.exposure_share, [np.nan, 0.5])  # no new item exists at step 0: no data
+    np.testing.assert_allclose(t.new_item_curves(released_by=5).time_to_first_click, [0, np.nan])
+    new = r["new_items"]
+    assert (new["n_released"], new["share_exposed"], new["share_clicked"]) == (1, 1.0, 1.0)
+    assert (new["time_to_first_exposure"], new["time_to_first_click"]) == (0.0, 0.0)
 
 
 def test_tracker_matches_pure_functions() -> None:
@@ -258,7 +268,9 @@ def test_tracker_matches_pure_functions() -> None:
     got = t.new_item_curves()
     for a_, b_ in zip(got, ref, strict=True):
         np.testing.assert_allclose(a_, b_, equal_nan=True)
-    np.testing.assert_array_equal(t.ctr_by_popularity_decile().clicks, ctr_by_popularity_decile(i_, c_, pop).clicks)
+    initial = ~np.isin(np.arange(m), new)  # deciles of the initial catalogue, new items left out
+    np.testing.assert_array_equal(t.ctr_by_popularity_decile().clicks,
+                                  ctr_by_popularity_decile(i_, c_, pop, eligible=initial).clicks)
     r = t.result()
     assert r["all"]["ctr"] == pytest.approx(ctr(c_, c_.size))
     assert r["all"]["novelty"] == pytest.approx(novelty(i_, pop))

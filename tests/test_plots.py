@@ -106,3 +106,69 @@ def test_allow_missing_and_other_errors(tmp_path: Path) -> None:
         plot_learning_curves({"a": (np.arange(3), np.ones((2, 4)))}, tmp_path / "l.png")
     with pytest.raises(ValueError, match="expected keys among"):
         plot_cold_start_curves({"a": {"new_user_crt": [0.1]}}, tmp_path / "c.png")
+
+
+@pytest.fixture
+def figures(monkeypatch):
+    """Keep every figure a plot saves, to inspect what was drawn."""
+    from recgym.experiments import plots
+
+    kept = []
+    real = plots._save
+
+    def keep(fig, path):
+        kept.append(fig)
+        return real(fig, path)
+
+    monkeypatch.setattr(plots, "_save", keep)
+    return kept
+
+
+def test_lorenz_legend_shows_the_tables_gini(tmp_path: Path, figures) -> None:
+    """The table's Gini is the mean over seeds of per-seed Gini; the legend must show that same number (it
+    used to show the Gini of exposure pooled over seeds, a different figure)."""
+    from recgym.experiments.metrics import gini, lorenz_curve
+    from recgym.experiments.stats import mean_ci
+
+    rng = np.random.default_rng(4)
+    counts = rng.zipf(1.6, (5, 300)).clip(0, 500)
+    plot_lorenz({"popularity": counts}, tmp_path / "lorenz.png")
+    label = [t.get_text() for t in figures[-1].axes[0].get_legend().get_texts()][1]
+    ci = mean_ci([gini(c) for c in counts])
+    assert label == f"popularity (Gini {ci.mean:.3f} ± {ci.half_width:.3f})"
+    pooled = gini(counts.sum(0))
+    assert f"{pooled:.3f}" != f"{ci.mean:.3f}"  # the two figures differ: the test can tell them apart
+    x, y = lorenz_curve(counts[0])[0], np.mean([lorenz_curve(c)[1] for c in counts], axis=0)
+    assert 1 - 2 * np.trapezoid(y, x) == pytest.approx(ci.mean, abs=1e-9)  # Gini of the drawn mean curve
+
+
+def test_bands_clipped_and_no_data_is_a_gap(tmp_path: Path, figures) -> None:
+    rng = np.random.default_rng(5)
+    ctr = np.clip(rng.normal(0.02, 0.05, (5, 12)), 0, 1)  # near 0 and noisy: an unclipped band dips below 0
+    share = rng.uniform(0, 0.1, (5, 30))
+    share[:, :10] = np.nan  # before the first release: no data
+    plot_cold_start_curves({"a": {"new_user_ctr": ctr, "new_item_share": (np.arange(30), share)},
+                            "b": {"new_user_ctr": ctr * 0.5}}, tmp_path / "cold.png", allow_missing=True)
+    fig = figures[-1]
+    assert len(fig.axes) == 2  # no first-times panel: no data for it
+    for ax in fig.axes:
+        for band in ax.collections:
+            ys = np.concatenate([p.vertices[:, 1] for p in band.get_paths()])
+            assert ys.min() >= 0.0 and ys.max() <= 1.0
+    line = fig.axes[1].get_lines()[0]
+    assert np.isnan(line.get_ydata()[:10]).all() and np.isfinite(line.get_ydata()[10:]).all()
+    # a kind with no finite value anywhere gets no (empty) panel; nothing at all is an error
+    plot_cold_start_curves({"a": {"new_user_ctr": np.full(5, np.nan), "new_item_share": (np.arange(3), [0.1] * 3)}},
+                           tmp_path / "cold2.png", allow_missing=True)
+    assert [ax.get_title() for ax in figures[-1].axes] == ["New items: share of impressions"]
+    with pytest.raises(ValueError, match="none with data"):
+        plot_cold_start_curves({"a": {"new_user_ctr": np.full(5, np.nan)}}, tmp_path / "c3.png", allow_missing=True)
+
+
+def test_axis_labels_are_words_with_units(tmp_path: Path, figures) -> None:
+    rows = summarise([{"agent": a, "seed": s, "ctr": 0.1 + 0.01 * s} for a in ("x", "y") for s in range(3)],
+                     by=["agent"], metric="ctr")
+    plot_agent_bars(rows, "ctr", tmp_path / "b.png")
+    assert figures[-1].axes[0].get_ylabel() == "click-through rate (clicks per impression)"
+    plot_ctr_by_decile({"x": np.full((2, 10), 0.1)}, tmp_path / "d.png")
+    assert "1 = least popular" in figures[-1].axes[0].get_xlabel()

@@ -12,7 +12,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from recgym.agents import make_agent
+from recgym.agents import load_agent, make_agent
+from recgym.agents.base import agent_file_bytes, read_agent_payload
 from recgym.common.errors import CorruptFileError, UnsafeFileError
 from recgym.common.io import sha256_bytes
 from recgym.envs import make_world
@@ -63,12 +64,10 @@ def _name(step: int) -> str:
 
 
 def _rewrite_payload(ck: Path, step: int, edit) -> None:
-    """Change a checkpoint's payload and re-sign it (valid manifest), as a careless tool would."""
-    payload = torch.load(io.BytesIO((ck / _name(step)).read_bytes()), weights_only=True)
-    edit(payload)
-    buf = io.BytesIO()
-    torch.save(payload, buf)
-    data = buf.getvalue()
+    """Change a checkpoint's training section and re-sign it (valid manifests), as a careless tool would."""
+    payload = read_agent_payload((ck / _name(step)).read_bytes())
+    edit(payload["training"])
+    data = agent_file_bytes(payload)
     (ck / _name(step)).write_bytes(data)
     for m in (ck / f"step_{step:010d}.json", ck / "latest.json"):
         meta = json.loads(m.read_text())
@@ -78,13 +77,17 @@ def _rewrite_payload(ck: Path, step: int, edit) -> None:
 
 def test_layout_and_weights_only(trained):
     latest = json.loads((trained / "latest.json").read_text())
-    assert latest["step"] == 192 and latest["version"] == 2 and latest["file"] == _name(192)
+    assert latest["step"] == 192 and latest["version"] == 3 and latest["file"] == _name(192)
     for step in STEPS:
         meta = json.loads((trained / f"step_{step:010d}.json").read_text())
         data = (trained / _name(step)).read_bytes()
         assert meta["sha256"] == sha256_bytes(data) and meta["size"] == len(data)
-        payload = torch.load(io.BytesIO(data), weights_only=True)  # the numpy RNG states are plain data
-        assert payload["rng"]["agent"]["bit_generator"] == "PCG64" and payload["step"] == step
+        payload = read_agent_payload(data)  # an agent file: checksummed, weights-only, plain-data RNG states
+        assert payload["agent"] == "ppo" and set(payload["state"]) == {"scorer", "num_timesteps"}
+        training = payload["training"]
+        assert training["rng"]["agent"]["bit_generator"] == "PCG64" and training["step"] == step
+    agent = load_agent(trained / _name(192))  # any checkpoint loads as the agent it was at that step
+    assert agent.num_timesteps == 192
 
 
 def test_intact_folder_resumes_from_latest_silently(ck):
@@ -242,5 +245,19 @@ def test_stale_latest_json_is_repaired_to_the_newest_complete_checkpoint(ck):
 def test_env_generator_state_of_a_cuda_core_is_accepted(ck):
     # A CUDA generator's state is 16 bytes, not the CPU generator's 5056: validation must not assume CPU.
     _rewrite_payload(ck, 192, lambda p: p["rng"].update(env=torch.zeros(16, dtype=torch.uint8)))
+    notes: list[str] = []
+    assert find_resume_checkpoint(ck, "h", notes.append)["step"] == 192 and notes == []
+
+
+def test_version_2_checkpoint_file_still_resumes(ck):
+    """Before checkpoints became agent files (version 3), the .pt was a bare torch file of the training state."""
+    training = read_agent_payload((ck / _name(192)).read_bytes())["training"]
+    buf = io.BytesIO()
+    torch.save({**training, "version": 2}, buf)
+    data = buf.getvalue()
+    (ck / _name(192)).write_bytes(data)
+    for m in (ck / "step_0000000192.json", ck / "latest.json"):
+        m.write_text(json.dumps({**json.loads(m.read_text()), "version": 2, "size": len(data),
+                                 "sha256": sha256_bytes(data)}))
     notes: list[str] = []
     assert find_resume_checkpoint(ck, "h", notes.append)["step"] == 192 and notes == []

@@ -112,7 +112,7 @@ def test_full_disk_in_tensorboard_writer_thread_is_one_line(tmp_path, monkeypatc
 
 @pytest.mark.parametrize("stage, module, fail_on, agent", [
     ("training checkpoint", "recgym.experiments.training", "step_", "ppo"),
-    ("evaluation cell", "recgym.experiments.runner", "__seed0.npz", "random"),
+    ("evaluation cell", "recgym.experiments.cells", "__seed0.npz", "random"),
     ("report", "recgym.experiments.report", "report.md", "random"),
     ("plot", "recgym.experiments.plots", ".png", "random"),
 ])

@@ -309,8 +309,8 @@ def _cfg():
 
 
 def test_cell_arrays_with_code_are_refused_by_the_report(tmp_path, marker):
+    from recgym.experiments.cells import save_cell
     from recgym.experiments.report import _load_cells
-    from recgym.experiments.runner import save_cell
 
     cells = tmp_path / "cells"
     save_cell(cells / "random__seed0.json", {"all": {"ctr": 0.1}}, {"x": np.arange(3)}, {"cell_hash": "c"})

@@ -9,7 +9,7 @@ hidden logit, sorted descending, and the optimal expected return is ``max_steps 
 
 from __future__ import annotations
 
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
@@ -62,20 +62,24 @@ def make_analytic_world(n_items: int = 20, n_users: int = 4, seed: int = 0) -> W
         history=np.full((n_users, 1), -1, np.int64), cold=np.ones(n_users, bool), test=np.zeros(n_users, bool),
     )
     pref = PreferenceParams(affinity_scale=3.0, popularity_weight=0.0, appeal_weight=1.0, bias=-2.0)
-    return World(name="analytic", catalog=catalog, population=population, preference=pref, source={"generator": "analytic"})
+    return World(name="analytic", catalog=catalog, population=population, preference=pref,
+                 source={"generator": "analytic"}, env_defaults=_analytic_env(n_items))
 
 
-def analytic_config(world: World, *, slate_size: int = 3, max_steps: int = 20, **overrides: object) -> EnvConfig:
-    """An :class:`EnvConfig` with the dynamics off and every item a candidate."""
-    m = world.catalog.num_items
-    base = dict(
-        num_candidates=m, slate_size=slate_size, max_steps=max_steps, cohort="all",
+def _analytic_env(m: int, slate_size: int = 3, max_steps: int = 20) -> dict[str, Any]:
+    """Nested env settings of the analytic world with ``m`` items: dynamics off, every item a candidate."""
+    return dict(
+        num_candidates=m, slate_size=min(slate_size, m), max_steps=max_steps, cohort="all",
         new_items={"per_step": 0.0, "slots": 0},
         candidates={"pool_size": m, "mask_window": 0, "mix": {"nearest": 0.0, "popular": 0.0, "random": 1.0}},
         dynamics={"interest_drift": 0.0, "item_fatigue_weight": 0.0, "genre_fatigue_weight": 0.0,
                   "exposure_fatigue": 0.0, "step_cost": 0.0, "budget_gain": 0.0},
     )
-    return EnvConfig.model_validate(base).merged(overrides)
+
+
+def analytic_config(world: World, *, slate_size: int = 3, max_steps: int = 20, **overrides: object) -> EnvConfig:
+    """An :class:`EnvConfig` with the dynamics off and every item a candidate (the world's ``env_defaults``)."""
+    return EnvConfig.model_validate(_analytic_env(world.catalog.num_items, slate_size, max_steps)).merged(overrides)
 
 
 def analytic_logits(world: World) -> np.ndarray:
