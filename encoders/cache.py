@@ -57,7 +57,7 @@ from recgym.common import (
     sha256_bytes,
     sha256_texts,
 )
-from recgym.common.errors import CorruptFileError, UnsafeFileError
+from recgym.common.errors import CorruptFileError, DiskFullError, UnsafeFileError, is_disk_full
 from recgym.common.io import load_npz_arrays
 from recgym.encoders.base import TextEncoder, validate_texts
 
@@ -460,9 +460,14 @@ def _build(encoder: TextEncoder, texts: list[str], key: str, name: str, path: Pa
         "encode_seconds": round(seconds, 3),
         "recgym_version": _recgym_version(),
     }
-    area.mkdir(parents=True, exist_ok=True)
-    clean_stale_temp_files(area, include_dirs=True)  # we hold the lock: whatever is here was left by a dead build
-    build = Path(tempfile.mkdtemp(prefix=".build.", suffix=".tmp", dir=area))
+    try:
+        area.mkdir(parents=True, exist_ok=True)
+        clean_stale_temp_files(area, include_dirs=True)  # we hold the lock: whatever is here was left by a dead build
+        build = Path(tempfile.mkdtemp(prefix=".build.", suffix=".tmp", dir=area))
+    except OSError as exc:
+        if is_disk_full(exc):
+            raise DiskFullError(area, needed=len(data), code=exc.errno) from exc
+        raise
     try:
         atomic_write_bytes(build / VECTORS, data)
         atomic_write_json(build / MANIFEST, manifest)  # last: its presence marks a complete folder

@@ -397,3 +397,19 @@ def test_bad_arguments(enc: HashingEncoder, tmp_path: Path) -> None:
         encode_with_cache(enc, ["ok", ""], tmp_path)
     with pytest.raises(TypeError, match=r"texts\[0\]: expected str, received bytes"):
         encode_with_cache(enc, [b"raw"], tmp_path)  # type: ignore[list-item]
+
+
+def test_full_disk_while_building_is_one_clear_error(enc: HashingEncoder, tmp_path: Path,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    import errno
+
+    from recgym.common import DiskFullError
+
+    def full(*args: Any, **kwargs: Any) -> str:
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(cache_mod.tempfile, "mkdtemp", full)
+    with pytest.raises(DiskFullError, match=r"disk full writing under .*\.staging"):
+        encode_with_cache(enc, TEXTS, tmp_path, name="items")
+    monkeypatch.undo()
+    assert not encode_with_cache(enc, TEXTS, tmp_path, name="items").hit

@@ -472,3 +472,22 @@ def test_hashing_similarity_and_settings() -> None:
 def test_hashing_bad_arguments(kwargs: dict, pattern: str) -> None:
     with pytest.raises(ValueError, match=pattern):
         HashingEncoder(**kwargs)
+
+
+def test_encode_benchmark_reports_every_precision_and_agreement() -> None:
+    from recgym.experiments.bench_encode import default_world_texts, run_encode_benchmark, summary_lines
+
+    texts, source = default_world_texts(24)
+    assert len(texts) == 24 and "synthetic" in source
+    res = run_encode_benchmark(texts, batch_sizes=[8], precisions=["fp32", "bf16"], repeats=2, threads=1,
+                               warm_cache=False)
+    for p in ("fp32", "bf16"):
+        fig = res["minilm"][p]["8"]
+        assert len(fig["texts_per_s_runs"]) == 2 and fig["threads_runs"] == [1, 1]
+        assert min(fig["texts_per_s_runs"]) <= fig["texts_per_s"] <= max(fig["texts_per_s_runs"])
+    q = res["agreement_vs_fp32"]["bf16"]
+    assert q["cos_min"] >= 0.999 and q["topk_overlap"] >= 0.99 and q["k"] == 10
+    assert set(res["load_avg_1min"]) == {"before", "after"} and res["n_texts"] == 24
+    lines = summary_lines({**res, "texts_source": source})
+    assert any(line.startswith("MiniLM bf16 batch 8 (threads [1])") for line in lines)
+    assert any("bf16 vs fp32: cosine min" in line for line in lines)
