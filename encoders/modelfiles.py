@@ -7,12 +7,16 @@ or a hub name that is already in the local Hugging Face cache.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
+import re
+import time
 from pathlib import Path
 
-from recgym.common.io import sha256_file
+from recgym.common.errors import DataError
+from recgym.common.io import atomic_write_json, read_json_file, sha256_file
 
 __all__ = ["ModelNotFoundError", "check_model_dir", "resolve_model", "weights_digest"]
 
@@ -31,24 +35,46 @@ _TOKENIZER_SETS = (
 # Weights transformers can load into torch without another framework: (single file, sharded index).
 _WEIGHT_SETS = (("model.safetensors", "model.safetensors.index.json"), ("pytorch_model.bin", "pytorch_model.bin.index.json"))
 _OTHER_FRAMEWORK_WEIGHTS = ("tf_model.h5", "flax_model.msgpack", "model.onnx")
+_HEX64 = re.compile(r"[0-9a-f]{64}")
 
 # sha256 of file contents, keyed by what changes when the file is rewritten or edited in place: the inode
-# change time moves on every write (unlike mtime, it cannot be set back by the user).
-_DIGESTS: dict[tuple[str, int, int, int, int, int], str] = {}
+# change time moves on every write (unlike mtime, it cannot be set back by the user). Kept in memory and in
+# $RECGYM_CACHE/model-file-digests.json, so each version of a weight file is read once, not once per process.
+_DIGESTS: dict[str, str] = {}
+_DIGEST_FILE = "model-file-digests.json"
+_MAX_PERSISTED = 1024
+# A file changed less than this long ago is hashed but not memoised: timestamps are coarse (a few ms), so an
+# edit right after hashing could keep every stat field equal (git's "racily clean" case).
+_RACY_S = 2.0
 
 
 class ModelNotFoundError(FileNotFoundError):
     """The model directory does not exist, misses files a model needs, or a hub name is not cached locally."""
 
 
-def _file_digest(path: Path) -> str:
-    """Full sha256 of ``path``, computed once per process per file version."""
-    st = path.stat()
-    key = (str(path.resolve()), st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
-    digest = _DIGESTS.get(key)
-    if digest is None:
-        digest = _DIGESTS[key] = sha256_file(path)
-    return digest
+def _digest_file() -> Path:
+    from recgym.encoders.cache import default_cache_dir
+
+    return default_cache_dir() / _DIGEST_FILE
+
+
+def _read_persisted() -> dict[str, str]:
+    """The on-disk memo; anything unreadable or malformed counts as empty (the files are then re-hashed)."""
+    try:
+        data = read_json_file(_digest_file(), what="model file digest memo", max_bytes=1 << 20)
+    except (OSError, DataError):
+        return {}
+    if not isinstance(data, dict):
+        return {}
+    return {k: v for k, v in data.items() if isinstance(k, str) and isinstance(v, str) and _HEX64.fullmatch(v)}
+
+
+def _write_persisted(new: dict[str, str]) -> None:
+    """Merge ``new`` into the on-disk memo (newest last, capped); a read-only or full cache is ignored."""
+    merged = {**_read_persisted(), **new}
+    merged = dict(list(merged.items())[-_MAX_PERSISTED:])
+    with contextlib.suppress(OSError):
+        atomic_write_json(_digest_file(), merged)
 
 
 def weights_digest(model_dir: Path) -> str:
@@ -56,13 +82,32 @@ def weights_digest(model_dir: Path) -> str:
 
     Config, tokenizer and weight files (``config.json``, ``tokenizer.json``, ``vocab.txt``, ``*.safetensors``,
     ``*.bin``, ...) are hashed in full, so any edit - even one byte in the middle of a weight file that keeps
-    its size and modification time - changes the digest. Each file is read once per process per version
-    (memoised by path, inode, size, mtime and ctime): MiniLM's 90 MB take ~0.1 s the first time.
+    its size and modification time - changes the digest. Each version of a file is read once: digests are
+    memoised (in memory and in ``$RECGYM_CACHE/model-file-digests.json``) by path, device, inode, size,
+    mtime and ctime - the inode change time moves on every write and cannot be set back with ``touch``.
+    MiniLM's 90 MB take 0.2-0.6 s to hash the first time.
     """
+    files = sorted(p for p in model_dir.iterdir() if p.is_file() and (p.name in _HASHED_FILES or p.suffix in _WEIGHT_SUFFIXES))
+    persisted: dict[str, str] | None = None
+    new: dict[str, str] = {}
     h = hashlib.sha256()
-    for f in sorted(p for p in model_dir.iterdir() if p.is_file()):
-        if f.name in _HASHED_FILES or f.suffix in _WEIGHT_SUFFIXES:
-            h.update(f"{f.name}\0{_file_digest(f)}\0".encode())
+    for f in files:
+        st = f.stat()
+        key = f"{f.resolve()}|{st.st_dev}|{st.st_ino}|{st.st_size}|{st.st_mtime_ns}|{st.st_ctime_ns}"
+        digest = _DIGESTS.get(key)
+        if digest is None:
+            if persisted is None:
+                persisted = _read_persisted()
+            digest = persisted.get(key)
+        if digest is None:
+            digest = sha256_file(f)
+            if time.time() - st.st_ctime > _RACY_S and f.stat().st_ctime_ns == st.st_ctime_ns:
+                new[key] = digest
+        if key in new or time.time() - st.st_ctime > _RACY_S:
+            _DIGESTS[key] = digest
+        h.update(f"{f.name}\0{digest}\0".encode())
+    if new:
+        _write_persisted(new)
     return h.hexdigest()
 
 

@@ -165,17 +165,41 @@ def test_weights_edited_in_place_change_the_fingerprint(tmp_path: Path) -> None:
     assert after.fingerprint != before.fingerprint
 
 
-def test_weight_files_hashed_once_per_process(tiny_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_weight_files_hashed_once_per_version(tiny_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from recgym.encoders import modelfiles
 
     calls: list[str] = []
     real = modelfiles.sha256_file
+    monkeypatch.setenv("RECGYM_CACHE", str(tmp_path))
     monkeypatch.setattr(modelfiles, "_DIGESTS", {})
+    monkeypatch.setattr(modelfiles, "_RACY_S", -1.0)  # the files were written moments ago
     monkeypatch.setattr(modelfiles, "sha256_file", lambda path: calls.append(Path(path).name) or real(path))
     first = weights_digest(tiny_dir)
     assert sorted(calls) == ["config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json",
                              "vocab.txt"]
-    assert weights_digest(tiny_dir) == first and len(calls) == 5  # memoised: nothing re-read
+    assert weights_digest(tiny_dir) == first and len(calls) == 5  # memoised in memory: nothing re-read
+    monkeypatch.setattr(modelfiles, "_DIGESTS", {})  # a new process: the memo on disk serves
+    assert weights_digest(tiny_dir) == first and len(calls) == 5
+    memo = tmp_path / "model-file-digests.json"
+    assert len(json.loads(memo.read_text())) == 5
+    memo.write_text('{"broken": ')  # a corrupt memo is ignored, the files re-hashed, the memo rewritten
+    monkeypatch.setattr(modelfiles, "_DIGESTS", {})
+    assert weights_digest(tiny_dir) == first and len(calls) == 10
+    assert len(json.loads(memo.read_text())) == 5
+
+
+def test_recently_changed_files_are_not_memoised(tiny_dir: Path, tmp_path: Path,
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    from recgym.encoders import modelfiles
+
+    calls: list[str] = []
+    real = modelfiles.sha256_file
+    monkeypatch.setenv("RECGYM_CACHE", str(tmp_path))
+    monkeypatch.setattr(modelfiles, "_DIGESTS", {})
+    monkeypatch.setattr(modelfiles, "_RACY_S", 3600.0)  # every file counts as just written
+    monkeypatch.setattr(modelfiles, "sha256_file", lambda path: calls.append(Path(path).name) or real(path))
+    assert weights_digest(tiny_dir) == weights_digest(tiny_dir)
+    assert len(calls) == 10 and not (tmp_path / "model-file-digests.json").exists()
 
 
 def test_precision_auto_follows_the_cpu(tiny_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
