@@ -7,15 +7,15 @@ other model must already be on disk (see :mod:`recgym.encoders.modelfiles`).
 Speed on CPU comes from three things, none of which changes which text gets which row:
 
 - **Precision.** ``precision="auto"`` runs the transformer under bfloat16 autocast where the CPU has native
-  bf16 dot-product instructions (AVX512-BF16 or AMX-BF16; about 2x the fp32 matmul rate there) and in fp32
+  bf16 dot-product instructions (AVX512-BF16 or AMX-BF16) and in fp32
   elsewhere; on CUDA it uses bf16 (or fp16). Pooling and the output are always float32. The cosine of a bf16
   vector to its fp32 twin is >= 0.999 on every text of the default world (tested), and the resolved precision
   is part of the fingerprint, so a bf16 cache is never served for an fp32 request.
 - **Tokenise once, length-sorted batches.** All texts are tokenised in one fast-tokenizer call; batches are
   cut from the texts sorted by token count (little padding) and written back in input order.
-- **Threads.** OpenMP workers spin after each parallel region: on a busy 2-core machine two threads ran 4x
-  slower than one. ``threads=None`` uses torch's current count, lowered to what the 1-minute load average
-  leaves free (vectors do not depend on the thread count; tested).
+- **Threads.** OpenMP workers spin after each parallel region, so on a busy 2-core machine two threads run
+  slower than one. ``threads=None`` uses torch's current count, lowered to the cores other processes leave
+  free (:func:`auto_threads`); vectors do not depend on the thread count (tested).
 """
 
 from __future__ import annotations
@@ -37,7 +37,8 @@ from recgym.common import resolve_device
 from recgym.encoders.base import validate_texts
 from recgym.encoders.modelfiles import ModelNotFoundError, resolve_model, weights_digest
 
-__all__ = ["TransformerEncoder", "ModelNotFoundError", "weights_digest", "cpu_has_native_bf16", "auto_threads"]
+__all__ = ["TransformerEncoder", "ModelNotFoundError", "weights_digest", "cpu_has_native_bf16", "auto_threads",
+           "runnable_elsewhere"]
 
 logger = logging.getLogger(__name__)
 
@@ -67,25 +68,52 @@ def cpu_has_native_bf16() -> bool:
         return False
 
 
+def runnable_elsewhere() -> int | None:
+    """Threads runnable right now on the whole machine, not counting this process's own; ``None`` if unknown.
+
+    From ``/proc/loadavg`` (runnable count) minus this process's threads in state ``R`` (its own OpenMP
+    workers may still be spinning from the last call). Linux only.
+    """
+    try:
+        with open("/proc/loadavg", encoding="ascii") as fh:
+            running = int(fh.read().split()[3].split("/")[0])
+        mine = 0
+        for tid in os.listdir("/proc/self/task"):
+            with contextlib.suppress(OSError), open(f"/proc/self/task/{tid}/stat", encoding="utf-8") as fh:
+                stat = fh.read()
+                mine += stat[stat.rindex(")") + 2] == "R"
+    except (OSError, ValueError, IndexError):
+        return None
+    return max(0, running - mine)
+
+
 def auto_threads() -> int:
     """Intra-op threads for one encode call: torch's current count, lowered to the CPUs left free.
 
-    ``free = round(allowed_cpus * (1 - min(1, loadavg_1min / all_cpus)))``, at least 1. On an idle 2-core
-    machine that is 2; with one other busy process (load 1) or more, 1. Where the load average is unknown
-    (Windows) torch's count is used as is.
+    ``busy`` = the smaller of the 1-minute load average and the threads runnable elsewhere right now
+    (:func:`runnable_elsewhere`): the load average alone counts this process's own previous encode calls
+    as contention, the instant count alone jumps with every short burst. ``free = round(allowed_cpus *
+    (1 - min(1, busy / all_cpus)))``, at least 1. On an idle 2-core machine that is 2; with one other
+    CPU-bound process, 1. Where neither figure is available (Windows) torch's count is used as is.
     """
     current = torch.get_num_threads()
-    try:
-        load = os.getloadavg()[0]
-    except (AttributeError, OSError):
+    figures = [x for x in (_loadavg_1min(), runnable_elsewhere()) if x is not None]
+    if not figures:
         return current
     total = os.cpu_count() or 1
     try:
         allowed = len(os.sched_getaffinity(0))
     except AttributeError:
         allowed = total
-    free = int(allowed * (1.0 - min(1.0, load / total)) + 0.5)
+    free = int(allowed * (1.0 - min(1.0, min(figures) / total)) + 0.5)
     return max(1, min(current, free))
+
+
+def _loadavg_1min() -> float | None:
+    try:
+        return os.getloadavg()[0]
+    except (AttributeError, OSError):
+        return None
 
 
 @contextlib.contextmanager

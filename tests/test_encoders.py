@@ -247,18 +247,35 @@ def test_auto_threads_backs_off_on_a_busy_machine(monkeypatch: pytest.MonkeyPatc
     from recgym.encoders import transformer
 
     allowed = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    busy = float(os.cpu_count() or 1) * 4
+
+    def unknown() -> tuple[float, float, float]:
+        raise OSError("no load average here")
+
     with transformer._torch_threads(2):
-        monkeypatch.setattr(os, "getloadavg", lambda: (0.0, 0.0, 0.0))
-        assert auto_threads() == min(2, allowed)
-        monkeypatch.setattr(os, "getloadavg", lambda: (float(os.cpu_count() or 1) * 4, 0.0, 0.0))
-        assert auto_threads() == 1
-
-        def unknown() -> tuple[float, float, float]:
-            raise OSError("no load average here")
-
-        monkeypatch.setattr(os, "getloadavg", unknown)
-        assert auto_threads() == 2
+        for load, elsewhere, expected in [
+            (0.0, 0, min(2, allowed)),  # idle
+            (busy, None, 1),  # busy, instant count unknown
+            (busy, 8, 1),  # busy now and over the last minute
+            (busy, 0, min(2, allowed)),  # the load average is this process's own earlier calls
+            (None, 8, 1),  # no load average, busy now
+            (None, None, 2),  # nothing known: torch's count
+        ]:
+            monkeypatch.setattr(os, "getloadavg", unknown if load is None else lambda v=load: (v, 0.0, 0.0))
+            monkeypatch.setattr(transformer, "runnable_elsewhere", lambda v=elsewhere: v)
+            assert auto_threads() == expected, (load, elsewhere)
     assert torch.get_num_threads() == 1  # conftest's count restored
+
+
+def test_runnable_elsewhere_excludes_this_process() -> None:
+    from recgym.encoders.transformer import runnable_elsewhere
+
+    if not Path("/proc/loadavg").is_file():
+        assert runnable_elsewhere() is None
+        return
+    n = runnable_elsewhere()
+    total = int(Path("/proc/loadavg").read_text().split()[3].split("/")[1])
+    assert isinstance(n, int) and 0 <= n < total
 
 
 def test_vector_agreement_known_cases() -> None:
