@@ -532,3 +532,20 @@ def test_encode_benchmark_reports_every_precision_and_agreement() -> None:
     lines = summary_lines({**res, "texts_source": source})
     assert any(line.startswith("MiniLM bf16 batch 8 (threads [1])") for line in lines)
     assert any("bf16 vs fp32: cosine min" in line for line in lines)
+
+
+def test_bench_encode_command(monkeypatch: pytest.MonkeyPatch) -> None:
+    from typer.testing import CliRunner
+
+    from recgym.cli import app
+    from recgym.experiments import bench_encode
+
+    monkeypatch.setattr(bench_encode, "time_warm_cache_load", lambda: None)  # timed in its own test
+    bad = CliRunner().invoke(app, ["bench", "encode", "--precision", "fp8"])
+    assert bad.exit_code == 2 and "--precision: expected 'fp32' or 'bf16', received 'fp8'" in bad.output
+    ok = CliRunner().invoke(app, ["bench", "encode", "--n-items", "12", "--repeats", "1", "--precision", "fp32",
+                                  "--batch-size", "4", "--threads", "1"])
+    assert ok.exit_code == 0, ok.output
+    assert "MiniLM fp32 batch 4 (threads [1])" in ok.output
+    res = json.loads(ok.output.strip().splitlines()[-1])
+    assert res["n_texts"] == 12 and res["minilm"]["fp32"]["4"]["threads_runs"] == [1]
