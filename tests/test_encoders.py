@@ -347,6 +347,9 @@ def test_vectors_do_not_depend_on_the_thread_count(which: str, request: pytest.F
     np.testing.assert_array_equal(runs[0], runs[1])
     np.testing.assert_array_equal(runs[0], runs[2])
     assert torch.get_num_threads() == 1
+    # a world built again (a fresh encoder, e.g. in a new process) gets the very same vectors
+    fresh = TransformerEncoder(device="cpu", precision=enc.precision, threads=2)
+    np.testing.assert_array_equal(fresh.encode(texts, batch_size=8), runs[0])
 
 
 # --- bad input --------------------------------------------------------------------------------------------
