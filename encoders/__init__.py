@@ -11,6 +11,7 @@ from recgym.encoders.base import TextEncoder, validate_texts, vector_agreement
 from recgym.encoders.cache import (
     CachedEmbeddings,
     CacheError,
+    UnsafeCacheError,
     cache_key,
     default_cache_dir,
     encode_with_cache,
@@ -33,6 +34,7 @@ __all__ = [
     "auto_threads",
     "HashingEncoder",
     "CacheError",
+    "UnsafeCacheError",
     "CachedEmbeddings",
     "cache_key",
     "default_cache_dir",
