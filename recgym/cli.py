@@ -121,19 +121,24 @@ def bench_env(
 @bench_app.command("encode")
 def bench_encode(
     n_items: Annotated[int, typer.Option(min=1, help="item texts of the default world")] = 2000,
-    batch_sizes: Annotated[list[int], typer.Option("--batch-size", help="MiniLM batch sizes (repeatable)")] = [64, 256],  # noqa: B006
+    batch_sizes: Annotated[list[int], typer.Option("--batch-size", min=1, help="MiniLM batch sizes (repeatable)")] = [64],  # noqa: B006
+    precisions: Annotated[Optional[list[str]], typer.Option("--precision", help="fp32 / bf16 (repeatable); default: fp32, and bf16 where the CPU has native bf16")] = None,  # noqa: UP045
+    repeats: Annotated[int, typer.Option(min=1, help="timed windows (full passes) per figure; the median is reported")] = 5,
+    threads: Annotated[Optional[int], typer.Option(min=1, help="torch intra-op threads (default: the encoder's load-aware choice)")] = None,  # noqa: UP045
     as_json: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
-    """Encoding throughput (MiniLM, hashing) and warm-cache load time."""
-    from recgym.benchmarks.encode import default_world_texts, run_encode_benchmark
+    """Encoding throughput per precision (MiniLM), bf16-vs-fp32 agreement, hashing, warm-cache load time."""
+    from recgym.benchmarks.encode import default_world_texts, run_encode_benchmark, summary_lines
 
+    for p in precisions or []:
+        if p not in ("fp32", "bf16"):
+            _fail(ValueError(f"--precision: expected 'fp32' or 'bf16', received {p!r}"))
     texts, source = default_world_texts(n_items)
-    res = {"texts_source": source, **run_encode_benchmark(texts, batch_sizes=batch_sizes)}
+    res = {"texts_source": source, "date": time.strftime("%Y-%m-%d"),
+           **run_encode_benchmark(texts, batch_sizes, precisions, repeats, threads)}
     if not as_json:
-        for bs, tps in res["minilm_texts_per_s"].items():
-            typer.echo(f"MiniLM batch {bs}: {tps:,.0f} texts/s")
-        typer.echo(f"HashingEncoder: {res['hashing_texts_per_s']:,.0f} texts/s")
-        typer.echo(f"warm cache 10k x 384 load: {res['warm_cache']['load_cache_s'] * 1000:.0f} ms")
+        for line in summary_lines(res):
+            typer.echo(line)
     typer.echo(json.dumps(res, sort_keys=True))
 
 

@@ -35,7 +35,7 @@ def test_every_s_bounds_the_silence_and_disabled_is_silent():
 
 
 def test_bench_env_reports_each_timed_window_off_a_terminal():
-    from recgym.experiments.bench_env import run_env_benchmark
+    from recgym.benchmarks.env import run_env_benchmark
 
     out = io.StringIO()
     res = run_env_benchmark(8, candidates=12, slate_size=2, steps=3, warmup=2, repeats=2,
@@ -48,7 +48,7 @@ def test_bench_env_reports_each_timed_window_off_a_terminal():
 
 
 def test_bench_train_reports_env_steps_off_a_terminal():
-    from recgym.experiments.bench_train import run_train_benchmark
+    from recgym.benchmarks.train import run_train_benchmark
 
     out = io.StringIO()
     res = run_train_benchmark("ppo", total_steps=64, num_envs=4, device="cpu", world="analytic",
