@@ -8,6 +8,8 @@ key                 shape, dtype        meaning
 ``obs/<key>``       obs key's shape     observation ``s`` (``profile``, ``history``, ``context``,
                                         ``candidates``, ``mask``; dtypes kept)
 ``next_obs/<key>``  obs key's shape     observation ``s'`` (the final one when the episode ended)
+``obs/_cos``,       ``(N, 2)`` float32  cosine features of ``s`` / ``s'`` (:data:`~recgym.agents.scorer.COS_KEY`;
+``next_obs/_cos``                       optional: computed once while acting, reused by every update)
 ``slate``           ``(K,)`` int64      candidate positions shown, best first
 ``click``           ``()`` int64        clicked slot, or ``K`` for no click (the null item)
 ``reward``          ``()`` float32      step reward

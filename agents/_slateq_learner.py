@@ -40,6 +40,7 @@ from stable_baselines3.common.vec_env import VecEnv
 from recgym.agents._sb3 import obs_to_torch
 from recgym.agents._slateq_buffer import SlateReplayBuffer
 from recgym.agents._slateq_math import click_index
+from recgym.agents.scorer import COS_KEY, cosine_features
 
 if TYPE_CHECKING:
     from recgym.agents.slateq import SlateQRecommender
@@ -172,39 +173,44 @@ class SlateQLearner:
         self._obs = {k: np.asarray(obs[k]) for k in OBS_KEYS}
         self._obs_t = obs_to_torch(self._obs, self.device)
 
+    def _cosines(self, obs: Mapping[str, torch.Tensor]) -> torch.Tensor:
+        """``(B, N, 2)`` parameter-free cosine features of ``obs`` (stored with the transitions, so updates
+        never recompute them: they are the largest single cost of a forward on a big catalogue)."""
+        return cosine_features(self.policy.q.item_unit, obs["profile"], obs["history"], obs["candidates"])
+
     def _env_step(self, cb: BaseCallback | None) -> bool:
         assert self._obs_t is not None
-        obs_t = self._obs_t
+        obs_t = {**self._obs_t, COS_KEY: self._cosines(self._obs_t)}
         slate = self.agent._act(obs_t, self.slate_size, self.exploration_rate())
-        self._store_pending(slate)
+        self._store_pending(slate, obs_t[COS_KEY])
         new_obs, reward, terminated, truncated, info = self.venv.step(slate.cpu().numpy())
         b, k = slate.shape
         self.num_timesteps += b
+        dev = self.device
         done = np.asarray(terminated, dtype=bool) | np.asarray(truncated, dtype=bool)
         valid = ~self._skip
         clicks = _step_clicks(info, b, k)
         clicks[~valid] = False  # reset steps (next_step autoreset) are not transitions
         self._set_obs(new_obs)
-        next_obs_t = self._obs_t
-        if self.same_step and done.any():  # the ended slots' s' is their final observation
-            final = info["final_obs"]
-            rows = np.flatnonzero(done)
-            next_obs_t = {key: v.clone() for key, v in self._obs_t.items()}
-            for key in OBS_KEYS:
-                vals = np.stack([np.asarray(final[i][key]) for i in rows])
-                next_obs_t[key][torch.as_tensor(rows, device=self.device)] = torch.as_tensor(vals, device=self.device)
-        dev = self.device
-        keep = torch.as_tensor(valid, device=dev)
-        self._pending = {
+        pending = {
             **{f"obs/{key}": v for key, v in obs_t.items()},
-            **{f"next_obs/{key}": v for key, v in next_obs_t.items()},
+            **{f"next_obs/{key}": v for key, v in self._obs_t.items()},
             "slate": slate,
             "click": click_index(torch.as_tensor(clicks, device=dev)),
             "reward": torch.as_tensor(np.asarray(reward, dtype=np.float32), device=dev),
             "bootstrap": torch.as_tensor(~np.asarray(terminated, dtype=bool), device=dev),
             "continues": torch.as_tensor(~done, device=dev),
-            "valid": keep,
+            "valid": torch.as_tensor(valid, device=dev),
         }
+        if self.same_step and done.any():  # the ended slots' s' is their final observation, not the new user's
+            rows = np.flatnonzero(done)
+            final = {key: torch.as_tensor(np.stack([np.asarray(info["final_obs"][i][key]) for i in rows]), device=dev)
+                     for key in OBS_KEYS}
+            rows_t = torch.as_tensor(rows, device=dev)
+            for key in OBS_KEYS:
+                pending[f"next_obs/{key}"] = pending[f"next_obs/{key}"].index_copy(0, rows_t, final[key])
+            pending["_final_rows"], pending["_final_cos"] = rows_t, self._cosines(final)
+        self._pending = pending
         self._track_episodes(np.asarray(reward, dtype=np.float64), valid, done)
         self._skip = done if not self.same_step else np.zeros_like(done)
         if cb is None:
@@ -212,14 +218,18 @@ class SlateQLearner:
         cb.update_locals(locals())
         return bool(cb.on_step())
 
-    def _store_pending(self, next_slate: torch.Tensor) -> None:
-        """Add the previous step's valid transitions, with the slate now chosen at their ``s'``."""
+    def _store_pending(self, next_slate: torch.Tensor, next_cos: torch.Tensor) -> None:
+        """Add the previous step's valid transitions, with the slate (and cosine features) now computed at
+        their ``s'`` - the observation acted on now, except the final observations of same-step resets."""
         p = self._pending
         if p is None:
             return
         self._pending = None
         cont = p.pop("continues")
         rows = p.pop("valid").nonzero().squeeze(1)
+        if "_final_rows" in p:
+            next_cos = next_cos.index_copy(0, p.pop("_final_rows"), p.pop("_final_cos"))
+        p[f"next_obs/{COS_KEY}"] = next_cos
         p["next_slate"] = torch.where(cont.unsqueeze(1), next_slate, torch.zeros_like(next_slate))
         p["has_next_slate"] = cont
         self.replay_buffer.add({key: v.index_select(0, rows) for key, v in p.items()})
