@@ -9,12 +9,23 @@ from logs implement :meth:`Recommender.fit` (``learns_offline``); online learner
 :meth:`Recommender.update` (``learns_online``); RL agents train on an environment with ``learn``.
 :meth:`Recommender.save` / :func:`load_agent` round-trip an agent in one file (atomic write, with the agent
 name, its typed config, the package version and a hash of the item table it was built on).
+
+Agent file format ``recgym-agent`` version 2: an uncompressed zip holding ``manifest.json`` (format, version,
+agent name, recgym version, size and sha256 of the payload) and ``agent.pt`` (torch file of tensors and plain
+data only). :func:`load_agent` reads the manifest, checks the payload's size and sha256 *before* unpickling
+it with ``torch.load(weights_only=True)`` (a pickle that would build any other object - and so could run
+code - is refused with :class:`~recgym.common.errors.UnsafeFileError`), then checks every field it uses;
+truncated files, flipped bytes and missing or malformed fields raise
+:class:`~recgym.common.errors.CorruptFileError` naming the file and the field. Version-1 files (a bare torch
+file, no checksum) still load, weights-only and with the same field checks.
 """
 
 from __future__ import annotations
 
 import hashlib
 import io
+import json
+import zipfile
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -27,7 +38,8 @@ from pydantic import Field
 
 from recgym.common.config import ConfigError, StrictModel, suggest
 from recgym.common.device import resolve_device
-from recgym.common.io import atomic_write_bytes
+from recgym.common.errors import CorruptFileError
+from recgym.common.io import atomic_write_bytes, load_torch_weights_only, sha256_bytes
 
 __all__ = [
     "AgentConfig",
@@ -45,7 +57,9 @@ __all__ = [
 ]
 
 FORMAT = "recgym-agent"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+MANIFEST_MEMBER = "manifest.json"
+PAYLOAD_MEMBER = "agent.pt"
 OBS_KEYS = ("profile", "history", "context", "candidates", "mask")
 
 
@@ -237,8 +251,8 @@ class Recommender(ABC):
         return None
 
     def save(self, path: str | Path) -> Path:
-        """Write the agent to one file atomically (torch format, tensors only, loadable with
-        ``weights_only=True``). Returns the path."""
+        """Write the agent to one file atomically (format version 2, see the module docstring: a manifest with
+        the payload's sha256 + a torch payload of tensors and plain data only). Returns the path."""
         from recgym import __version__
 
         payload = {
@@ -252,8 +266,16 @@ class Recommender(ABC):
         }
         buf = io.BytesIO()
         torch.save(payload, buf)
+        data = buf.getvalue()
+        manifest = {"format": FORMAT, "format_version": FORMAT_VERSION, "recgym_version": __version__,
+                    "agent": self.name, "payload": PAYLOAD_MEMBER, "payload_size": len(data),
+                    "payload_sha256": sha256_bytes(data)}
+        out = io.BytesIO()
+        with zipfile.ZipFile(out, "w", compression=zipfile.ZIP_STORED) as zf:
+            zf.writestr(MANIFEST_MEMBER, json.dumps(manifest, sort_keys=True))
+            zf.writestr(PAYLOAD_MEMBER, data)
         path = Path(path)
-        atomic_write_bytes(path, buf.getvalue())
+        atomic_write_bytes(path, out.getvalue())
         return path
 
     def __repr__(self) -> str:
@@ -312,20 +334,23 @@ def load_agent(path: str | Path, env: Any | None = None) -> Recommender:
 
     ``env`` is needed by the oracle (and to rank on a live env whose item table must match the saved one);
     without it the saved item table is used.
+
+    Raises:
+        FileNotFoundError: no such file.
+        UnsafeFileError: the payload would need code execution to load (it is never unpickled).
+        CorruptFileError: not an agent file, truncated, checksum mismatch, newer format, or a missing or
+            malformed field (named).
+        ValueError: ``env`` differs from the env the agent was saved with.
     """
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"load_agent: expected a saved agent file, {path} does not exist")
-    payload = torch.load(io.BytesIO(path.read_bytes()), map_location="cpu", weights_only=True)
-    if not isinstance(payload, dict) or payload.get("format") != FORMAT:
-        raise ValueError(f"load_agent({path}): expected a {FORMAT!r} file, received something else")
-    if payload["format_version"] > FORMAT_VERSION:
-        raise ValueError(
-            f"load_agent({path}): format_version {payload['format_version']} is newer than this recgym "
-            f"supports ({FORMAT_VERSION})"
-        )
+    payload = _validate_payload(load_torch_weights_only(_read_payload(path), path=path, what="agent file"), path)
     cls = _agent_class(payload["agent"])
-    config = cls.Config(**payload["config"])
+    try:
+        config = cls.Config(**payload["config"])
+    except (ConfigError, TypeError) as exc:
+        raise CorruptFileError(f"{path}: field 'config': not a valid {cls.__name__} config ({exc})") from None
     meta = payload["env"]
     if env is not None:
         spec = EnvSpec.from_env(env)
@@ -341,6 +366,109 @@ def load_agent(path: str | Path, env: Any | None = None) -> Recommender:
             payload["item_embeddings"].numpy(), meta["num_candidates"], meta["slate_size"], meta["action_type"],
             item_features=None if feats is None else feats.numpy(),
         )
-    agent = cls(spec, config)
-    agent._set_state(payload["state"])
+    try:
+        agent = cls(spec, config)
+        agent._set_state(payload["state"])
+    except (KeyError, TypeError, ValueError, RuntimeError, AttributeError, IndexError) as exc:
+        detail = str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__
+        raise CorruptFileError(f"{path}: field 'state': does not fit agent {payload['agent']!r} "
+                               f"({type(exc).__name__}: {detail})") from None
     return agent
+
+
+def _read_payload(path: Path) -> bytes:
+    """The torch payload of an agent file, its size and sha256 checked against the manifest (version 2), or
+    the whole file (version 1, a bare torch zip without checksum)."""
+    try:
+        zf = zipfile.ZipFile(path)
+    except (zipfile.BadZipFile, OSError, EOFError) as exc:
+        raise CorruptFileError(f"{path}: expected a {FORMAT!r} file (zip), received truncated or other content "
+                               f"({exc})") from None
+    with zf:
+        names = zf.namelist()
+        if MANIFEST_MEMBER not in names:
+            return path.read_bytes()  # version 1: a bare torch file, validated field by field after loading
+        try:
+            info = zf.getinfo(MANIFEST_MEMBER)
+            if info.file_size > 1 << 16:
+                raise CorruptFileError(f"{path}: {MANIFEST_MEMBER}: expected at most 64 KiB, received {info.file_size} bytes")
+            manifest = json.loads(zf.read(MANIFEST_MEMBER).decode("utf-8"))
+        except CorruptFileError:
+            raise
+        except (ValueError, zipfile.BadZipFile, OSError, EOFError, RecursionError) as exc:
+            raise CorruptFileError(f"{path}: {MANIFEST_MEMBER}: unreadable ({type(exc).__name__}: {exc})") from None
+        if not isinstance(manifest, dict):
+            raise CorruptFileError(f"{path}: {MANIFEST_MEMBER}: expected a JSON object, received {type(manifest).__name__}")
+        _check_format(manifest, path)
+        for key, kind in (("payload_size", int), ("payload_sha256", str)):
+            if not isinstance(manifest.get(key), kind) or isinstance(manifest.get(key), bool):
+                raise CorruptFileError(f"{path}: {MANIFEST_MEMBER}: field {key!r}: expected {kind.__name__}, received "
+                                       f"{manifest.get(key)!r:.60}")
+        if PAYLOAD_MEMBER not in names:
+            raise CorruptFileError(f"{path}: expected a member {PAYLOAD_MEMBER!r}, received none (truncated file?)")
+        pinfo = zf.getinfo(PAYLOAD_MEMBER)
+        if pinfo.compress_type != zipfile.ZIP_STORED or pinfo.file_size != manifest["payload_size"]:
+            raise CorruptFileError(f"{path}: {PAYLOAD_MEMBER}: expected {manifest['payload_size']} stored bytes, "
+                                   f"received {pinfo.file_size} (compression {pinfo.compress_type})")
+        try:
+            data = zf.read(PAYLOAD_MEMBER)
+        except (zipfile.BadZipFile, OSError, EOFError) as exc:
+            raise CorruptFileError(f"{path}: {PAYLOAD_MEMBER}: truncated or corrupt ({exc})") from None
+    if sha256_bytes(data) != manifest["payload_sha256"]:
+        raise CorruptFileError(f"{path}: {PAYLOAD_MEMBER}: sha256 does not match the manifest (corrupt or altered)")
+    return data
+
+
+def _check_format(d: Mapping[str, Any], path: Path) -> None:
+    if d.get("format") != FORMAT:
+        raise CorruptFileError(f"{path}: field 'format': expected {FORMAT!r}, received {d.get('format')!r:.60}")
+    version = d.get("format_version")
+    if not isinstance(version, int) or isinstance(version, bool) or version < 1:
+        raise CorruptFileError(f"{path}: field 'format_version': expected a positive int, received {version!r:.60}")
+    if version > FORMAT_VERSION:
+        raise CorruptFileError(f"{path}: field 'format_version': {version} is newer than this recgym supports "
+                               f"({FORMAT_VERSION}); upgrade recgym")
+
+
+def _validate_payload(payload: Any, path: Path) -> dict[str, Any]:
+    """Check every field :func:`load_agent` uses; the first problem is raised naming the field."""
+    if not isinstance(payload, dict):
+        raise CorruptFileError(f"{path}: expected a {FORMAT!r} payload (dict), received {type(payload).__name__}")
+    _check_format(payload, path)
+
+    def need(key: str, ok: Callable[[Any], bool], expected: str, where: Mapping[str, Any] = payload,
+             prefix: str = "") -> Any:
+        if key not in where:
+            raise CorruptFileError(f"{path}: field '{prefix}{key}': expected {expected}, received nothing (missing)")
+        if not ok(where[key]):
+            raise CorruptFileError(f"{path}: field '{prefix}{key}': expected {expected}, received "
+                                   f"{type(where[key]).__name__}")
+        return where[key]
+
+    def is_int(v: Any) -> bool:
+        return isinstance(v, int) and not isinstance(v, bool) and v >= 1
+
+    need("agent", lambda v: isinstance(v, str), "a registered agent name")
+    try:
+        _agent_class(payload["agent"])
+    except ConfigError as exc:
+        raise CorruptFileError(f"{path}: field 'agent': {exc}") from None
+    need("config", lambda v: isinstance(v, dict), "the agent's config (dict)")
+    need("state", lambda v: isinstance(v, dict), "the agent's state (dict)")
+    meta = need("env", lambda v: isinstance(v, dict), "the env summary (dict)")
+    need("table_hash", lambda v: isinstance(v, str), "a hash string", meta, "env.")
+    for key in ("num_candidates", "slate_size"):
+        need(key, is_int, "a positive int", meta, "env.")
+    need("action_type", lambda v: v in ("scores", "slate", "item"), "'scores', 'slate' or 'item'", meta, "env.")
+    emb = need("item_embeddings", lambda v: isinstance(v, torch.Tensor) and v.ndim == 2 and v.is_floating_point(),
+               "an (M, d) float tensor")
+    if not bool(torch.isfinite(emb).all()):
+        raise CorruptFileError(f"{path}: field 'item_embeddings': expected finite values, received NaN/inf")
+    feats = payload.get("item_features")
+    if feats is not None and not (isinstance(feats, torch.Tensor) and feats.ndim == 2 and feats.shape[0] == emb.shape[0]):
+        raise CorruptFileError(f"{path}: field 'item_features': expected None or an ({emb.shape[0]}, F) tensor, "
+                               f"received {getattr(feats, 'shape', type(feats).__name__)}")
+    if meta["num_candidates"] > emb.shape[0] or meta["slate_size"] > meta["num_candidates"]:
+        raise CorruptFileError(f"{path}: field 'env': expected slate_size <= num_candidates <= {emb.shape[0]} items, "
+                               f"received slate_size={meta['slate_size']}, num_candidates={meta['num_candidates']}")
+    return payload

@@ -21,7 +21,14 @@ meta           ()           str       JSON: format, version, logging agent, epsi
 ============== ============ ========= ====================================================================
 
 Real logs without candidates/propensities: set ``candidates = slate_items`` padded as needed, ``mask`` ones,
-``propensity`` nan. The logging policy used here is epsilon-mixed: with probability ``epsilon`` a row's
+``propensity`` nan.
+
+Values are checked on construction and on :meth:`LoggedData.load`: profiles, histories, contexts, rewards
+and item embeddings finite; propensities in (0, 1] (or NaN = unknown); clicks and mask 0/1; ids
+non-negative. :meth:`LoggedData.load` reads with ``allow_pickle=False`` (an object array is refused with
+:class:`~recgym.common.errors.UnsafeFileError`, nothing is unpickled) and raises
+:class:`~recgym.common.errors.CorruptFileError` naming the file and the field for a missing array, a wrong
+dtype or shape, a bad value, a bad ``meta`` or a truncated archive. The logging policy used here is epsilon-mixed: with probability ``epsilon`` a row's
 slate is a uniformly random ordered slate of unmasked candidates, otherwise the agent's slate, so
 ``propensity = (1 - eps) 1[item = agent's item at that slot] + eps / n_unmasked`` (exact when the wrapped
 agent is deterministic given the observation; for a stochastic agent the first term is its own rank).
@@ -39,7 +46,8 @@ from typing import Any
 import numpy as np
 
 from recgym.agents.base import Recommender, slate_to_action
-from recgym.common.io import atomic_write_bytes
+from recgym.common.errors import CorruptFileError
+from recgym.common.io import atomic_write_bytes, load_npz_arrays
 
 __all__ = ["LoggedData", "collect_logs", "LOG_FORMAT", "LOG_VERSION"]
 
@@ -93,9 +101,43 @@ class LoggedData:
         if t and not np.array_equal(np.take_along_axis(self.candidates, self.slate, 1), self.slate_items):
             raise ValueError("LoggedData.slate_items: expected candidates[slate], received different items")
         if self.item_embeddings is not None:
-            m = len(self.item_embeddings)
+            self.item_embeddings = np.asarray(self.item_embeddings)
+            emb = self.item_embeddings
+            if emb.ndim != 2 or (t and emb.shape[1] != self.profile.shape[1]):
+                raise ValueError(f"LoggedData.item_embeddings: expected shape (M, {self.profile.shape[1]}) like the "
+                                 f"profiles, received {emb.shape}")
+            m = len(emb)
             if t and (self.candidates.min() < 0 or self.candidates.max() >= m):
                 raise ValueError(f"LoggedData.candidates: expected item indices in [0, {m}), received out-of-range ids")
+        self._check_values()
+
+    def _check_values(self) -> None:
+        """Values a learner would silently mis-train on: non-finite vectors/rewards, impossible propensities."""
+        def first_row(bad: np.ndarray) -> int:
+            return int(np.flatnonzero(bad.reshape(len(bad), -1).any(1))[0])
+
+        finite = ["profile", "history", "context", "reward"]
+        if self.item_embeddings is not None:
+            finite.append("item_embeddings")
+        for key in finite:
+            arr = np.asarray(getattr(self, key))
+            if arr.size and not np.isfinite(arr).all():
+                raise ValueError(f"LoggedData.{key}: expected finite values, received NaN/inf "
+                                 f"(first at row {first_row(~np.isfinite(arr))})")
+        p = self.propensity
+        bad = ~np.isnan(p) & ((p <= 0) | (p > 1))
+        if bad.any():
+            r = first_row(bad)
+            raise ValueError(f"LoggedData.propensity: expected values in (0, 1] or NaN (unknown), received "
+                             f"{float(p[r][bad[r]][0])} at row {r}")
+        for key in ("clicks", "mask"):
+            arr = getattr(self, key)
+            if arr.size and ((arr < 0) | (arr > 1)).any():
+                raise ValueError(f"LoggedData.{key}: expected 0/1 values, received {sorted(set(np.unique(arr).tolist()))[:5]}")
+        for key in ("user", "candidates"):
+            arr = getattr(self, key)
+            if arr.size and arr.min() < 0:
+                raise ValueError(f"LoggedData.{key}: expected non-negative ids, received {int(arr.min())}")
 
     def __len__(self) -> int:
         return len(self.user)
@@ -114,24 +156,47 @@ class LoggedData:
 
     @classmethod
     def load(cls, path: str | Path) -> LoggedData:
+        """Read a ``recgym-log`` ``.npz`` without unpickling anything; every field is checked (see the module
+        docstring). Raises ``FileNotFoundError``, :class:`UnsafeFileError` or :class:`CorruptFileError`."""
         path = Path(path)
         if not path.is_file():
             raise FileNotFoundError(f"LoggedData.load: expected a {LOG_FORMAT} .npz file, {path} does not exist")
-        with np.load(path, allow_pickle=False) as z:
-            if "meta" not in z.files:
-                raise ValueError(f"LoggedData.load({path}): missing 'meta'; not a {LOG_FORMAT} file")
-            meta = json.loads(str(z["meta"]))
-            if meta.get("format") != LOG_FORMAT or int(meta.get("version", 0)) > LOG_VERSION:
-                raise ValueError(
-                    f"LoggedData.load({path}): expected format {LOG_FORMAT!r} version <= {LOG_VERSION}, "
-                    f"received {meta.get('format')!r} version {meta.get('version')}"
-                )
-            missing = [k for k in _ARRAYS if k not in z.files]
-            if missing:
-                raise ValueError(f"LoggedData.load({path}): missing arrays {missing}")
-            arrays = {k: z[k] for k in _ARRAYS}
-            emb = z["item_embeddings"] if "item_embeddings" in z.files else None
-        return cls(**arrays, item_embeddings=emb, meta=meta)
+        z = load_npz_arrays(path, what=f"{LOG_FORMAT} file")
+        where = f"LoggedData.load({path})"
+        if "meta" not in z:
+            raise CorruptFileError(f"{where}: field 'meta': expected a JSON string, received nothing (missing); "
+                                   f"not a {LOG_FORMAT} file")
+        raw_meta = z["meta"]
+        if raw_meta.ndim != 0 or raw_meta.dtype.kind != "U":
+            raise CorruptFileError(f"{where}: field 'meta': expected a 0-d string array, received dtype "
+                                   f"{raw_meta.dtype} shape {raw_meta.shape}")
+        try:
+            meta = json.loads(str(raw_meta))
+        except (ValueError, RecursionError) as exc:
+            raise CorruptFileError(f"{where}: field 'meta': expected JSON, received unreadable text ({exc})") from None
+        if not isinstance(meta, dict):
+            raise CorruptFileError(f"{where}: field 'meta': expected a JSON object, received {type(meta).__name__}")
+        version = meta.get("version", 0)
+        if meta.get("format") != LOG_FORMAT or not isinstance(version, int) or not 1 <= version <= LOG_VERSION:
+            raise CorruptFileError(
+                f"{where}: field 'meta': expected format {LOG_FORMAT!r} version 1..{LOG_VERSION}, "
+                f"received {meta.get('format')!r:.60} version {version!r:.20}"
+            )
+        missing = [k for k in _ARRAYS if k not in z]
+        if missing:
+            raise CorruptFileError(f"{where}: fields {missing}: expected arrays, received nothing (missing)")
+        for key, dtype in {**_ARRAYS, "item_embeddings": np.float32}.items():
+            if key not in z:
+                continue
+            kind = z[key].dtype.kind
+            allowed = "f" if np.dtype(dtype).kind == "f" else ("iub" if key in ("clicks", "mask") else "iu")
+            if kind not in allowed:
+                raise CorruptFileError(f"{where}: field {key!r}: expected a {np.dtype(dtype).name}-compatible array, "
+                                       f"received dtype {z[key].dtype}")
+        try:
+            return cls(**{k: z[k] for k in _ARRAYS}, item_embeddings=z.get("item_embeddings"), meta=meta)
+        except ValueError as exc:
+            raise CorruptFileError(f"{where}: {exc}") from None
 
 
 def collect_logs(

@@ -26,7 +26,23 @@ def build_core(
     device: str | torch.device,
     components: Mapping[str, Any],
 ) -> RankingCore:
-    """Validate the config first (fail fast), then build or fetch the world, then the core."""
+    """Validate the config first (fail fast), then build or fetch the world, then the core.
+
+    ``choice_model`` is both an :class:`EnvConfig` field (a name: ``"mnl"``, ``"cascade"``, ``"pbm"``) and a
+    component argument: a string is the config name, anything else a component object.
+    """
+    components = dict(components)
+    if isinstance(components.get("choice_model"), str):
+        overrides = {**overrides, "choice_model": components.pop("choice_model")}
+    for key, field in (("response_model", None), ("reward_fn", "reward")):
+        if isinstance(components.get(key), str):
+            hint = f"; for a named reward use reward={components[key]!r}" if field else ""
+            raise TypeError(f"{key}: expected a component object (or None), received the string "
+                            f"{components[key]!r}{hint}")
+    choice = components.get("choice_model")
+    if choice is not None and not callable(getattr(choice, "click_probs", None)):
+        raise TypeError(f"choice_model: expected a name ('mnl', 'cascade', 'pbm') or a ChoiceModel with "
+                        f"click_probs(logits), received {type(choice).__name__}")
     cfg = make_env_config(config, overrides)
     w = make_world(world, world_config=world_config, data_dir=data_dir, encoder=encoder)
     return RankingCore(w, cfg, device=device, **components)

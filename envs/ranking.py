@@ -56,8 +56,9 @@ class RankingEnv(CoreShell, gym.Env):
     ## Arguments
     ``world`` (``"synthetic"`` default, ``"analytic"``, ``"movielens-100k"``, ``"ml-latest-small"``, ``"log"``
     or a :class:`~recgym.envs.world.World`), ``config`` (:class:`~recgym.envs.config.EnvConfig` or mapping),
-    ``world_config``, ``data_dir``, ``encoder``, ``device``, ``choice_model``/``response_model``/``reward_fn``
-    (components), ``render_mode`` (``"ansi"``), and any :class:`EnvConfig` field as a keyword (unknown keywords
+    ``world_config``, ``data_dir``, ``encoder``, ``device``, ``choice_model`` (a name - ``"mnl"``, ``"cascade"``,
+    ``"pbm"``, as the config field - or a ``ChoiceModel`` object), ``response_model``/``reward_fn``
+    (component objects), ``render_mode`` (``"ansi"``), and any :class:`EnvConfig` field as a keyword (unknown keywords
     raise with a suggestion).
 
     ## Version History

@@ -2,23 +2,28 @@
 
 A cell = build the agent (seeded with the cell's seed), train it (RL), fit it on the seed's logged data
 (offline learners) and evaluate it with :func:`~recgym.experiments.evaluation.evaluate_cell`. A finished
-cell leaves ``cells/<agent>__seed<s>.json`` (written last) holding its config hash; a resumed run skips
-cells whose hash matches, so a killed evaluation re-runs only unfinished cells.
+cell leaves ``cells/<agent>__seed<s>.json`` (written last) holding its config hash and the sha256 of its
+``.npz``; a resumed run skips cells whose hash matches and whose arrays are intact, so a killed (or
+corrupted) evaluation re-runs only the cells it must. A corrupt ``logs/seed<s>.npz`` is collected again.
+
+Every file name here comes from an agent label (validated by the config) and a seed, and is built with
+:func:`~recgym.common.io.path_inside`, so it cannot leave its folder of the run.
 """
 
 from __future__ import annotations
 
 import hashlib
-import json
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from recgym.common.errors import CorruptFileError
+from recgym.common.io import path_inside, read_json_file, sha256_file
 from recgym.experiments.config import ExperimentConfig
 from recgym.experiments.evaluation import cohort_users, evaluate_cell, quick_return
 
-__all__ = ["run_cells", "cell_name", "cell_hash"]
+__all__ = ["run_cells", "cell_name", "cell_hash", "cell_path", "cell_finished"]
 
 
 def cell_name(label: str, seed: int) -> str:
@@ -29,14 +34,37 @@ def cell_hash(run_hash: str, label: str, seed: int) -> str:
     return hashlib.sha256(f"{run_hash}|{label}|{seed}".encode()).hexdigest()
 
 
-def _logs(cfg: ExperimentConfig, world: Any, out: Path, seed: int) -> Any:
+def cell_path(out: Path, label: str, seed: int, folder: str = "cells", suffix: str = ".json") -> Path:
+    """``out/<folder>/<label>__seed<s><suffix>``, checked to stay inside ``out/<folder>``."""
+    return path_inside(out / folder, f"{cell_name(label, seed)}{suffix}")
+
+
+def cell_finished(path: Path, expected_hash: str) -> bool:
+    """A cell counts as finished when its JSON reads, its hash matches and its ``.npz`` has the recorded sha256."""
+    try:
+        meta = read_json_file(path, what="evaluation cell")
+    except (CorruptFileError, FileNotFoundError):
+        return False
+    if not isinstance(meta, dict) or meta.get("cell_hash") != expected_hash or not isinstance(meta.get("metrics"), dict):
+        return False
+    npz = path.with_suffix(".npz")
+    try:
+        return npz.is_file() and sha256_file(npz) == meta.get("npz_sha256")
+    except OSError:
+        return False
+
+
+def _logs(cfg: ExperimentConfig, world: Any, out: Path, seed: int, notify: Any) -> Any:
     """Logged data of the logging policy for ``seed`` (train cohort), cached in ``logs/seed<s>.npz``."""
     from recgym.agents import LoggedData, collect_logs, make_agent
     from recgym.envs import RankingVectorEnv
 
-    path = out / "logs" / f"seed{seed}.npz"
+    path = path_inside(out / "logs", f"seed{seed}.npz")
     if path.is_file():
-        return LoggedData.load(path)
+        try:
+            return LoggedData.load(path)
+        except CorruptFileError as exc:
+            notify(f"{exc}; collecting the logs of seed {seed} again")
     path.parent.mkdir(parents=True, exist_ok=True)
     lg = cfg.training.logging
     env_cfg = cfg.env.model_copy(update={"cohort": "train", "action_type": "slate"})
@@ -53,10 +81,14 @@ def run_cells(cfg: ExperimentConfig, world: Any, out: Path, run_hash: str, progr
     cells_dir = out / "cells"
     cells_dir.mkdir(exist_ok=True)
     todo = []
+
+    def notify(msg: str) -> None:
+        console.print(msg, markup=False, style="yellow")
+
     for i, spec in enumerate(cfg.agents):
         for s in seeds:
-            path = cells_dir / f"{cell_name(spec.key, s)}.json"
-            if path.is_file() and json.loads(path.read_text()).get("cell_hash") == cell_hash(run_hash, spec.key, s):
+            path = cell_path(out, spec.key, s)
+            if path.is_file() and cell_finished(path, cell_hash(run_hash, spec.key, s)):
                 continue
             todo.append((i, spec, s, path))
     done = len(cfg.agents) * len(seeds) - len(todo)
@@ -74,10 +106,10 @@ def run_cells(cfg: ExperimentConfig, world: Any, out: Path, run_hash: str, progr
         trained = None
         curve: list[dict[str, float]] = []
         if cls.train_action_types is not None:
-            trained, curve = _train(cfg, world, out, run_hash, i, spec, seed, hp, progress)
+            trained, curve = _train(cfg, world, out, run_hash, i, spec, seed, hp, progress, notify)
         fit = cls.learns_offline and spec.fit_on_logs is not False and needs_logs
         if fit and seed not in log_cache:
-            log_cache[seed] = _logs(cfg, world, out, seed)
+            log_cache[seed] = _logs(cfg, world, out, seed, notify)
 
         def build(env: Any, cls=cls, trained=trained, fit=fit, seed=seed, hp=hp, name=spec.name) -> Any:
             if trained is not None:
@@ -101,7 +133,7 @@ def run_cells(cfg: ExperimentConfig, world: Any, out: Path, run_hash: str, progr
 
 
 def _train(cfg: ExperimentConfig, world: Any, out: Path, run_hash: str, i: int, spec: Any, seed: int,
-           hp: dict[str, Any], progress: Any) -> tuple[Any, list[dict[str, float]]]:
+           hp: dict[str, Any], progress: Any, notify: Any) -> tuple[Any, list[dict[str, float]]]:
     from recgym.agents import make_agent
     from recgym.envs.sb3 import RankingSB3VecEnv
     from recgym.experiments.training import train_rl
@@ -120,11 +152,11 @@ def _train(cfg: ExperimentConfig, world: Any, out: Path, run_hash: str, i: int, 
     task = progress.add_task(f"train {name}", total=max(budget, 1))
     curve = train_rl(
         agent, world=world, train_env_cfg=tenv_cfg, budget=budget, num_envs=cfg.training.num_envs, seed=seed,
-        checkpoint_every=cfg.training.checkpoint_every, ckpt_dir=out / "checkpoints" / name,
-        log_path=out / "curves" / f"{name}.csv",
-        tb_dir=(out / "tensorboard" / name) if cfg.output.tensorboard else None, cfg_hash=run_hash,
+        checkpoint_every=cfg.training.checkpoint_every, ckpt_dir=path_inside(out / "checkpoints", name),
+        log_path=cell_path(out, spec.key, seed, "curves", ".csv"),
+        tb_dir=path_inside(out / "tensorboard", name) if cfg.output.tensorboard else None, cfg_hash=run_hash,
         curve_fn=curve_fn, keep=cfg.training.keep_checkpoints, device=cfg.device,
-        on_progress=lambda n: progress.update(task, completed=min(n, budget)),
+        on_progress=lambda n: progress.update(task, completed=min(n, budget)), notify=notify,
     )
     progress.update(task, completed=budget)
     return agent, curve

@@ -114,6 +114,18 @@ class AgentSpec(StrictModel):
     env: dict[str, Any] = Field(default_factory=dict)
     fit_on_logs: bool | None = None
 
+    @field_validator("label")
+    @classmethod
+    def _safe_label(cls, v: str | None) -> str | None:
+        # The label names files and folders of the run (cells/<label>__seed<s>.json, checkpoints/, curves/,
+        # tensorboard/): it must be one plain file name, checked here before any folder exists.
+        from recgym.common.io import unsafe_name_reason
+
+        reason = None if v is None else unsafe_name_reason(v)
+        if reason:
+            raise ConfigError(f"expected a file-name-safe label ({reason}), received {v!r}")
+        return v
+
     @property
     def key(self) -> str:
         return self.label or self.name

@@ -10,15 +10,15 @@ from __future__ import annotations
 
 import csv
 import io
-import json
 import math
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from recgym.common.io import atomic_write_json, atomic_write_text
-from recgym.experiments.cells import cell_name
+from recgym.common.errors import CorruptFileError
+from recgym.common.io import atomic_write_json, atomic_write_text, load_npz_arrays, read_json_file
+from recgym.experiments.cells import cell_path
 from recgym.experiments.config import ExperimentConfig
 from recgym.experiments.stats import ci_separated, summarise
 
@@ -47,14 +47,25 @@ def _load_cells(cfg: ExperimentConfig, out: Path) -> tuple[list[dict[str, Any]],
     for spec in cfg.agents:
         arrays[spec.key] = []
         for s in cfg.evaluation.seeds:
-            path = out / "cells" / f"{cell_name(spec.key, s)}.json"
-            cell = json.loads(path.read_text())
+            path = cell_path(out, spec.key, s)
+            cell = _read_cell(path)
             for seg, metrics in cell["metrics"].items():
                 records.append({"agent": spec.key, "seed": s, "segment": seg,
                                 **{k: (float("nan") if v is None else float(v)) for k, v in metrics.items()}})
-            with np.load(path.with_suffix(".npz")) as z:
-                arrays[spec.key].append({k: z[k] for k in z.files})
+            arrays[spec.key].append(load_npz_arrays(path.with_suffix(".npz"), what="evaluation cell arrays"))
     return records, arrays
+
+
+def _read_cell(path: Path) -> dict[str, Any]:
+    """A cell's JSON with its ``metrics`` checked (segment -> metric -> number or null), else a clear error."""
+    cell = read_json_file(path, what="evaluation cell")
+    metrics = cell.get("metrics") if isinstance(cell, dict) else None
+    if not isinstance(metrics, dict) or not all(
+            isinstance(m, dict) and all(v is None or (isinstance(v, (int, float)) and not isinstance(v, bool))
+                                        for v in m.values()) for m in metrics.values()):
+        raise CorruptFileError(f"{path}: field 'metrics': expected segment -> metric -> number, received "
+                               f"{type(metrics).__name__}; delete the cell and run again with --resume")
+    return cell
 
 
 def _metric_names(records: list[dict[str, Any]]) -> list[str]:
@@ -270,8 +281,7 @@ def write_outputs(cfg: ExperimentConfig, out: Path, chash: str, world: Any, cons
     conf = cfg.evaluation.confidence
     summary = summarise(records, by=["agent", "segment"], metric=metrics, confidence=conf, nan_policy="omit",
                         skip_missing=True, replicate_key="seed")
-    n_users = json.loads((out / "cells" / f"{cell_name(cfg.agents[0].key, cfg.evaluation.seeds[0])}.json")
-                         .read_text()).get("n_users", 0)
+    n_users = _read_cell(cell_path(out, cfg.agents[0].key, cfg.evaluation.seeds[0])).get("n_users", 0)
     atomic_write_json(out / "metrics.json", _clean({
         "config_sha256": chash, "confidence": conf, "seeds": cfg.evaluation.seeds,
         "agents": [s.key for s in cfg.agents], "records": records, "summary": summary}))

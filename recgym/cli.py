@@ -36,7 +36,9 @@ def _encoder(spec: str | None):  # noqa: ANN202 - returns a TextEncoder
 
 
 def _fail(exc: BaseException) -> None:
-    typer.secho(f"error: {exc}", err=True, fg=typer.colors.RED)
+    """Print ``error: <message>`` as one line on stderr and exit with status 2 (no traceback)."""
+    text = " ".join(str(exc).split()) or type(exc).__name__
+    typer.secho(f"error: {text}", err=True, fg=typer.colors.RED)
     raise typer.Exit(2)
 
 
@@ -49,6 +51,7 @@ def encode(
     batch_size: Annotated[int, typer.Option(min=1, help="encoder batch size")] = 64,
 ) -> None:
     """Encode texts (a file, or a world's item and profile texts) into the verified embedding cache."""
+    from recgym.common.errors import DiskFullError
     from recgym.encoders import encode_with_cache
 
     try:
@@ -76,7 +79,7 @@ def encode(
                 f"{name}: {len(job)} texts, dim {res.vectors.shape[1]}, {dt:.1f} s ({state}), "
                 f"truncated {res.truncated}, cache {res.path}"
             )
-    except (ValueError, FileNotFoundError, TypeError) as exc:
+    except (ValueError, FileNotFoundError, TypeError, DiskFullError) as exc:
         _fail(exc)
 
 
@@ -172,11 +175,12 @@ def fidelity(
     encoder: EncoderOpt = None,
 ) -> None:
     """Fidelity report card of a real-data world: held-out ranking, calibration, distributions."""
+    from recgym.common.errors import DiskFullError
     from recgym.experiments.fidelity import fidelity_report
 
     try:
         report = fidelity_report(world, data_dir, out, encoder=_encoder(encoder) if encoder else None)
-    except (ValueError, FileNotFoundError) as exc:
+    except (ValueError, FileNotFoundError, DiskFullError) as exc:
         _fail(exc)
     typer.echo(f"fidelity report for {world}: {Path(out) / 'fidelity.md'}")
     typer.echo(json.dumps(report.get("bars", {}), default=str))
@@ -192,7 +196,10 @@ def run(
 ) -> None:
     """Run an experiment: train / fit the agents, evaluate them on the same held-out users and seeds, and
     write metrics, plots and report.md into the run folder."""
+    import shlex
+
     from recgym.common.config import ConfigError
+    from recgym.common.errors import CorruptFileError, DiskFullError, UnsafePathError, is_disk_full
     from recgym.experiments.config import load_config
 
     try:
@@ -200,12 +207,22 @@ def run(
     except ConfigError as exc:
         _fail(exc)
     from recgym.experiments.runner import RunError, run_experiment
-    from recgym.experiments.training import NaNLossError
+    from recgym.experiments.training import CheckpointMismatchError, NaNLossError
 
-    folder = out or Path(cfg.output.dir or Path("runs") / cfg.name)
+    folder = out or (Path(cfg.output.dir).expanduser() if cfg.output.dir else Path("runs") / cfg.name)
+    resume_cmd = shlex.join(["recgym", "run", config, "--out", str(folder), "--resume",
+                             *[x for item in set_ for x in ("--set", item)]])
     try:
         run_experiment(cfg, folder, resume=resume, overwrite=overwrite)
-    except (RunError, ConfigError, NaNLossError, FileNotFoundError) as exc:
+    except (RunError, ConfigError, NaNLossError, FileNotFoundError, CorruptFileError, UnsafePathError,
+            CheckpointMismatchError) as exc:
+        _fail(exc)
+    except OSError as exc:
+        if not is_disk_full(exc):
+            raise
+        if not isinstance(exc, DiskFullError):
+            exc = DiskFullError(exc.filename or folder, code=exc.errno)
+        exc.advice = f"free space, then resume with: {resume_cmd}"
         _fail(exc)
 
 

@@ -3,6 +3,10 @@
 ``load_dataset(name, data_dir)`` reads from ``data_dir``, else the ``RECGYM_DATA`` environment variable.
 ``download_dataset(name, dest)`` fetches the GroupLens archive and verifies every extracted file against the
 pinned sha256 of the official release before moving it into place (nothing is left half-written).
+
+Size caps: the archive is read in chunks and refused past ``MAX_ARCHIVE_BYTES`` (or a smaller declared
+``Content-Length``), and each member is refused when its declared or actual uncompressed size passes
+``MAX_MEMBER_BYTES`` (a zip bomb never reaches memory). Member names must be plain file names.
 """
 
 from __future__ import annotations
@@ -14,10 +18,13 @@ import tempfile
 import urllib.error
 import urllib.request
 import zipfile
+import zlib
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
-from recgym.common import sha256_bytes, suggest
+from recgym.common import clean_stale_temp_files, sha256_bytes, suggest
+from recgym.common.io import TEMP_SUFFIX
 from recgym.envs.datasets.logs import InteractionData, load_log
 from recgym.envs.datasets.movielens import load_ml_latest_small, load_movielens_100k
 
@@ -60,6 +67,11 @@ DOWNLOADS: dict[str, dict[str, object]] = {
         },
     },
 }
+
+
+MAX_ARCHIVE_BYTES = 64 * 2**20  # the pinned archives are ~5 MB (ml-100k) and ~1 MB (ml-latest-small)
+MAX_MEMBER_BYTES = 64 * 2**20  # their largest member is ~2.5 MB uncompressed
+_CHUNK = 1 << 20
 
 
 class DatasetNotFoundError(ValueError):
@@ -120,12 +132,30 @@ def load_dataset(name: str, data_dir: str | os.PathLike[str] | None = None) -> I
     return _LOADERS[canon](resolve_data_dir(data_dir))
 
 
+def _read_capped(resp: Any, cap: int, canon: str, url: str) -> bytes:
+    """The response body, read in chunks and refused as soon as it passes ``cap`` bytes."""
+    declared = getattr(resp, "headers", None)
+    length = declared.get("Content-Length") if declared is not None else None
+    if length is not None and str(length).isdigit() and int(length) > cap:
+        raise DownloadError(f"download {canon}: {url} declares {int(length)} bytes, expected at most {cap}")
+    chunks, total = [], 0
+    while chunk := resp.read(_CHUNK):
+        total += len(chunk)
+        if total > cap:
+            raise DownloadError(f"download {canon}: {url} sent more than {cap} bytes, the cap for this archive; "
+                                "refusing it (not the pinned release)")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
 def download_dataset(
     name: str,
     dest: str | os.PathLike[str],
     *,
     timeout: float = 60.0,
     opener: Callable[..., object] = urllib.request.urlopen,
+    max_archive_bytes: int = MAX_ARCHIVE_BYTES,
+    max_member_bytes: int = MAX_MEMBER_BYTES,
 ) -> Path:
     """Download a MovieLens archive from GroupLens into ``dest/<folder>`` and verify every file's sha256.
 
@@ -134,7 +164,8 @@ def download_dataset(
 
     Raises:
         DatasetNotFoundError: unknown name, or a name with nothing to download (``"log"``).
-        DownloadError: no network (message says so), an HTTP error, a corrupt archive or a checksum mismatch.
+        DownloadError: no network (message says so), an HTTP error, a corrupt archive, a checksum mismatch,
+            or an archive / member past its size cap (``max_archive_bytes``, ``max_member_bytes``).
     """
     canon = canonical_name(name)
     if canon not in DOWNLOADS:
@@ -146,7 +177,7 @@ def download_dataset(
     target = dest / folder
     try:
         with opener(url, timeout=timeout) as resp:  # type: ignore[operator]
-            payload = resp.read()
+            payload = _read_capped(resp, max_archive_bytes, canon, url)
     except (urllib.error.URLError, OSError, TimeoutError) as exc:
         raise DownloadError(
             f"download {canon}: expected to fetch {url}, received a network error ({exc}); this machine looks "
@@ -157,14 +188,31 @@ def download_dataset(
     except zipfile.BadZipFile as exc:
         raise DownloadError(f"download {canon}: expected a zip archive from {url}, received {len(payload)} bytes "
                             "that are not one") from exc
+    for info in archive.infolist():
+        if info.file_size > max_member_bytes:
+            raise DownloadError(f"download {canon}: archive member {info.filename!r} declares {info.file_size} bytes "
+                                f"uncompressed, expected at most {max_member_bytes} (zip bomb or not the pinned release)")
+
+    def read_member(member: str) -> bytes:
+        try:
+            with archive.open(member) as fh:
+                data = fh.read(max_member_bytes + 1)
+        except (zipfile.BadZipFile, zlib.error, EOFError, NotImplementedError) as exc:
+            raise DownloadError(f"download {canon}: archive member {member!r} is corrupt ({exc})") from exc
+        if len(data) > max_member_bytes:
+            raise DownloadError(f"download {canon}: archive member {member!r} expands past {max_member_bytes} bytes "
+                                "(zip bomb or not the pinned release)")
+        return data
+
     dest.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{folder}.", dir=dest))
+    clean_stale_temp_files(dest, min_age_s=3600, include_dirs=True)  # extraction folders of killed downloads
+    tmp = Path(tempfile.mkdtemp(prefix=f".{folder}.", suffix=TEMP_SUFFIX, dir=dest))
     try:
         for fname, want in files.items():
             member = f"{folder}/{fname}"
             if member not in archive.namelist():
                 raise DownloadError(f"download {canon}: expected {member} in the archive, received no such member")
-            data = archive.read(member)
+            data = read_member(member)
             got = sha256_bytes(data)
             if got != want:
                 raise DownloadError(f"download {canon}: checksum mismatch for {member}: expected sha256 {want}, "
@@ -172,8 +220,9 @@ def download_dataset(
             (tmp / fname).write_bytes(data)
         for member in archive.namelist():  # the remaining (split) files, unverified but from the same archive
             rel = member[len(folder) + 1:]
-            if member.startswith(folder + "/") and rel and "/" not in rel and not (tmp / rel).exists():
-                (tmp / rel).write_bytes(archive.read(member))
+            if (member.startswith(folder + "/") and rel and "/" not in rel and "\\" not in rel
+                    and rel not in (".", "..") and not (tmp / rel).exists()):
+                (tmp / rel).write_bytes(read_member(member))
         if target.exists():
             shutil.rmtree(target)
         os.replace(tmp, target)

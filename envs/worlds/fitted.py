@@ -44,10 +44,13 @@ from recgym.common import (
     StrictModel,
     atomic_write_bytes,
     atomic_write_json,
+    clean_stale_temp_files,
+    read_json_file,
     resolve_device,
     sha256_bytes,
     sha256_texts,
 )
+from recgym.common.io import load_npz_arrays
 from recgym.encoders.base import TextEncoder
 from recgym.envs.datasets import (
     InteractionData,
@@ -237,18 +240,26 @@ def _encode(encoder: TextEncoder, texts: list[str], cache_dir: Path | None, name
     return encode_with_cache(encoder, texts, cache_dir, name=name).vectors
 
 
+_CACHE_ARRAYS = ("user_latent", "user_bias", "item_latent", "item_appeal", "scalars")
+
+
 def _load_cached(folder: Path, key: str) -> tuple[dict[str, np.ndarray], dict[str, Any]] | None:
     mpath, apath = folder / "manifest.json", folder / "arrays.npz"
     if not mpath.exists():
         return None
     try:
-        manifest = json.loads(mpath.read_text())
+        manifest = read_json_file(mpath, what="fitted-world cache manifest")
+        if not isinstance(manifest, dict):
+            raise ValueError(f"expected a JSON object, received {type(manifest).__name__}")
         raw = apath.read_bytes()
         if manifest.get("key") != key or manifest.get("arrays_sha256") != sha256_bytes(raw):
-            raise ValueError(f"expected key {key[:16]} and arrays sha256 {manifest.get('arrays_sha256', '')[:16]}")
-        with np.load(io.BytesIO(raw)) as z:
-            return {k: z[k] for k in z.files}, manifest
-    except (OSError, ValueError, KeyError) as exc:
+            raise ValueError(f"expected key {key[:16]} and arrays sha256 {str(manifest.get('arrays_sha256', ''))[:16]}")
+        arrays = load_npz_arrays(raw, path=apath, what="fitted-world cache")  # allow_pickle=False
+        missing = [k for k in _CACHE_ARRAYS if k not in arrays]
+        if missing:
+            raise ValueError(f"missing arrays {missing}")
+        return arrays, manifest
+    except (OSError, ValueError, KeyError) as exc:  # CorruptFileError/UnsafeFileError are ValueErrors
         log.warning("fitted-world cache %s is stale or corrupt (%s); refitting", folder, exc)
         return None
 
@@ -300,6 +311,7 @@ def build_fitted_world(
             "encode_seconds": round(encode_seconds, 3), **info,
         }
         if use_cache:
+            clean_stale_temp_files(folder, min_age_s=600)  # leftovers of a killed write (not a live writer's)
             (folder / "manifest.json").unlink(missing_ok=True)
             atomic_write_bytes(folder / "arrays.npz", raw)
             atomic_write_json(folder / "manifest.json", manifest)
