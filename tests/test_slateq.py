@@ -4,6 +4,7 @@ choice model learned from logged clicks, the training loop's transitions, and th
 from __future__ import annotations
 
 import itertools
+import json
 import math
 
 import gymnasium as gym
@@ -365,3 +366,68 @@ def test_save_load_round_trip_and_determinism(world, tmp_path) -> None:
         a.policy.q_target(o)  # fills the target's projection cache
         a.policy.sync_target(1.0)
         assert torch.allclose(a.policy.q_target(o)[0], a.policy.q(o)[0])
+
+
+# ------------------------------------------------------------------ the experiments runner
+RUNNER_SETS = ["world=analytic", "world_config={n_items: 60, n_users: 16}", "env.num_candidates=20",
+               "env.slate_size=3", "env.new_item_slots=0", "env.pool_size=40", "env.max_steps=5",
+               "env.action_type=slate", "evaluation.cohort=all", "training.num_envs=16",
+               "training.checkpoint_every=128", "training.curve_users=8", "evaluation.seeds=[0]",
+               "evaluation.users_per_seed=8", "evaluation.episodes_per_user=1"]
+
+
+def test_runner_trains_checkpoints_and_resumes_slateq(tmp_path, monkeypatch) -> None:
+    """``train_rl`` (the runner's trainer) drives SlateQ through its SB3-style surface: chunks, checkpoints,
+    finite-loss checks; a resumed run restores the checkpointed networks and trains only the rest."""
+    from recgym.envs import make_world
+    from recgym.experiments.config import load_config
+    from recgym.experiments.training import train_rl
+
+    cfg = load_config(raw={"name": "t", "agents": [{"name": "slateq", "hyperparams": {"learning_starts": 32,
+                                                                                         "batch_size": 32}}]},
+                      overrides=RUNNER_SETS)
+    world = make_world("analytic", world_config=cfg.world_config)
+
+    def agent():
+        return make_agent("slateq", RankingSB3VecEnv(1, seed=0, world=world, config=cfg.train_env(0)), seed=0,
+                          learning_starts=32, batch_size=32, hidden=8)
+
+    kw = dict(world=world, train_env_cfg=cfg.train_env(0), num_envs=16, seed=0, checkpoint_every=128,
+              ckpt_dir=tmp_path / "ck", log_path=tmp_path / "curve.csv", tb_dir=tmp_path / "tb", cfg_hash="h",
+              curve_fn=lambda a: float(a.num_timesteps))
+    first = agent()
+    curve = train_rl(first, budget=256, **kw)
+    assert [r["step"] for r in curve] == [0.0, 128.0, 256.0] and first.num_timesteps == 256
+    assert np.isfinite(curve[-1]["train_ep_return"])  # episodes counted by the learner
+    saved = {k: v.clone() for k, v in first.policy.state_dict().items()}
+    second = agent()
+    restored = {}
+    real = type(second).learn
+
+    def spy(self, env, total, callback=None, progress_bar=False):
+        if total > 0 and not restored:  # the first training chunk after the checkpoint was applied
+            restored.update({k: v.clone() for k, v in self.policy.state_dict().items()})
+        return real(self, env, total, callback=callback, progress_bar=progress_bar)
+
+    monkeypatch.setattr(type(second), "learn", spy)
+    curve = train_rl(second, budget=384, **kw)
+    assert [r["step"] for r in curve] == [0.0, 128.0, 256.0, 384.0] and second.num_timesteps == 384
+    assert all(torch.equal(saved[k], restored[k]) for k in saved)  # networks, target network included
+
+
+def test_runner_runs_a_slateq_experiment(tmp_path) -> None:
+    """Config validation, training, evaluation and the report of a run with SlateQ beside the oracle."""
+    from recgym.experiments.config import load_config
+    from recgym.experiments.runner import run_experiment
+
+    cfg = load_config(raw={"name": "t", "agents": [{"name": "slateq", "hyperparams": {"learning_starts": 32}},
+                                                   {"name": "oracle"}]},
+                      overrides=[*RUNNER_SETS, "training.total_timesteps=256"])
+    run_experiment(cfg, tmp_path / "run")
+    cells = sorted((tmp_path / "run" / "cells").glob("*.json"))
+    assert len(cells) == 2
+    rec = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    assert {r["agent"] for r in rec["records"]} == {"slateq", "oracle"}
+    with pytest.raises(Exception, match="action_type='slate'"):
+        load_config(raw={"name": "t", "agents": [{"name": "slateq"}]},
+                    overrides=[*RUNNER_SETS, "env.action_type=scores"])
