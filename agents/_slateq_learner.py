@@ -37,18 +37,15 @@ from stable_baselines3.common.callbacks import (
 from stable_baselines3.common.logger import Logger
 from stable_baselines3.common.vec_env import VecEnv
 
-from recgym.agents._sb3 import obs_to_torch
 from recgym.agents._slateq_buffer import SlateReplayBuffer
 from recgym.agents._slateq_math import click_index
+from recgym.agents.base import OBS_KEYS
 from recgym.agents.scorer import COS_KEY, cosine_features
 
 if TYPE_CHECKING:
     from recgym.agents.slateq import SlateQRecommender
 
 __all__ = ["SlateQLearner", "steppable_env"]
-
-OBS_KEYS = ("profile", "history", "context", "candidates", "mask")
-
 
 def steppable_env(env: Any) -> tuple[Any, bool]:
     """``(env to step, reset_through_sb3)``: a Gymnasium vector env (a :class:`RankingVectorEnv` or a vector
@@ -109,7 +106,6 @@ class SlateQLearner:
         self.num_timesteps = int(agent.num_timesteps)
         self.n_updates = 0
         self._target_syncs = self.num_timesteps // self.config.target_update_interval
-        self._obs: dict[str, np.ndarray] | None = None
         self._obs_t: dict[str, torch.Tensor] | None = None
         self._pending: dict[str, torch.Tensor] | None = None
         self._skip = np.zeros(self.num_envs, dtype=bool)  # next_step autoreset: slots resetting this step
@@ -135,7 +131,7 @@ class SlateQLearner:
         """Step the env until ``total_timesteps`` more env steps are done (whole vector steps)."""
         if total_timesteps < 0:
             raise ValueError(f"total_timesteps: expected >= 0, received {total_timesteps}")
-        if self._obs is None:
+        if self._obs_t is None:
             self._reset()
         cb = _as_callback(callback, progress_bar)
         total_timesteps = self.num_timesteps + int(total_timesteps)  # absolute target, as SB3's locals
@@ -170,8 +166,8 @@ class SlateQLearner:
         self._set_obs(obs)
 
     def _set_obs(self, obs: Mapping[str, np.ndarray]) -> None:
-        self._obs = {k: np.asarray(obs[k]) for k in OBS_KEYS}
-        self._obs_t = obs_to_torch(self._obs, self.device)
+        # copies: the transition keeps this observation for a step, and a wrapper may reuse its arrays
+        self._obs_t = {k: torch.tensor(np.asarray(obs[k]), device=self.device) for k in OBS_KEYS}
 
     def _cosines(self, obs: Mapping[str, torch.Tensor]) -> torch.Tensor:
         """``(B, N, 2)`` parameter-free cosine features of ``obs`` (stored with the transitions, so updates
