@@ -5,8 +5,8 @@ A flat ring of ``capacity`` transitions held as torch tensors on the agent's dev
 ==================  ==================  ==================================================================
 key                 shape, dtype        meaning
 ==================  ==================  ==================================================================
-``obs/<key>``       obs key's shape     observation ``s`` (``profile``, ``history``, ``context``,
-                                        ``candidates``, ``mask``; dtypes kept)
+``obs/<key>``       obs key's shape     observation ``s``: every key the env returns (``profile``,
+                                        ``history``, ``context``, ``candidates``, ``mask``, ...; dtypes kept)
 ``next_obs/<key>``  obs key's shape     observation ``s'`` (the final one when the episode ended)
 ``obs/_cos``,       ``(N, 2)`` float32  cosine features of ``s`` / ``s'`` (:data:`~recgym.agents.scorer.COS_KEY`;
 ``next_obs/_cos``                       optional: computed once while acting, reused by every update)

@@ -166,8 +166,13 @@ class SlateQLearner:
         self._set_obs(obs)
 
     def _set_obs(self, obs: Mapping[str, np.ndarray]) -> None:
-        # copies: the transition keeps this observation for a step, and a wrapper may reuse its arrays
-        self._obs_t = {k: torch.tensor(np.asarray(obs[k]), device=self.device) for k in OBS_KEYS}
+        """Every key of the observation is kept (and stored with the transitions), so public features an env
+        adds beside the five standard keys reach the scorers. Copies: the transition keeps this observation
+        for a step, and a wrapper may reuse its arrays."""
+        missing = [k for k in OBS_KEYS if k not in obs]
+        if missing:
+            raise KeyError(f"env observation: expected keys {OBS_KEYS}, missing {missing}")
+        self._obs_t = {k: torch.tensor(np.asarray(v), device=self.device) for k, v in obs.items()}
 
     def _cosines(self, obs: Mapping[str, torch.Tensor]) -> torch.Tensor:
         """``(B, N, 2)`` parameter-free cosine features of ``obs`` (stored with the transitions, so updates
@@ -201,9 +206,9 @@ class SlateQLearner:
         if self.same_step and done.any():  # the ended slots' s' is their final observation, not the new user's
             rows = np.flatnonzero(done)
             final = {key: torch.as_tensor(np.stack([np.asarray(info["final_obs"][i][key]) for i in rows]), device=dev)
-                     for key in OBS_KEYS}
+                     for key in self._obs_t}
             rows_t = torch.as_tensor(rows, device=dev)
-            for key in OBS_KEYS:
+            for key in final:
                 pending[f"next_obs/{key}"] = pending[f"next_obs/{key}"].index_copy(0, rows_t, final[key])
             pending["_final_rows"], pending["_final_cos"] = rows_t, self._cosines(final)
         self._pending = pending
