@@ -22,14 +22,17 @@ pytestmark = pytest.mark.slow
 
 
 def mean_return(agent, env: RankingVectorEnv, k: int, seed: int) -> float:
-    """Mean undiscounted return of the first episode of every slot (``next_step`` autoreset)."""
+    """Mean undiscounted return of the first episode of every slot (``next_step`` autoreset); online
+    learners (popularity) update from the feedback as they go."""
     obs, _ = env.reset(seed=seed)
     total, done = np.zeros(env.num_envs), np.zeros(env.num_envs, bool)
     while not done.all():
         slate = agent.rank(obs, k)
-        obs, r, term, trunc, _ = env.step(slate_to_action(slate, env.config.action_type, env.config.num_candidates))
+        nxt, r, term, trunc, info = env.step(slate_to_action(slate, env.config.action_type, env.config.num_candidates))
+        agent.update(obs, slate, info)
         total += np.where(done, 0.0, r)
         done |= term | trunc
+        obs = nxt
     return float(total.mean())
 
 
