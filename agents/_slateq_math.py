@@ -156,7 +156,7 @@ def click_index(clicks: torch.Tensor) -> torch.Tensor:
         row = int(torch.nonzero(n > 1)[0, 0])
         raise ValueError(
             f"clicks[{row}]: SlateQ assumes at most one click per slate (the paper's single-choice assumption), "
-            f"received {int(n[row])}; use a single-click choice model (choice_model='mnl' or 'cascade')"
+            f"received {int(n[row])}; use a single-click choice model (env.choice.model 'mnl' or 'cascade')"
         )
     k = clicks.shape[1]
     return torch.where(n > 0, clicks.to(torch.int8).argmax(dim=1), torch.full_like(n, k)).long()

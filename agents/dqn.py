@@ -145,7 +145,8 @@ class DQNRecommender(Recommender):
         from recgym.envs.spaces import observation_space
 
         n = self.spec.num_candidates
-        cfg = EnvConfig(num_candidates=n, slate_size=1, action_type="item", new_item_slots=0, pool_size=max(n, 2))
+        cfg = EnvConfig(num_candidates=n, slate_size=1, action_type="item", new_items={"slots": 0},
+                        candidates={"pool_size": max(n, 2)})
         return observation_space(cfg, self.spec.dim, self.spec.num_items)
 
     def learn(self, env: Any, total_timesteps: int, callback: Any = None, progress_bar: bool = False) -> DQNRecommender:

@@ -229,7 +229,8 @@ class PPORecommender(Recommender):
 
         k = 1 if action_type == "item" else self.spec.slate_size
         n = self.spec.num_candidates
-        cfg = EnvConfig(num_candidates=n, slate_size=k, action_type=action_type, new_item_slots=0, pool_size=max(n, 2))
+        cfg = EnvConfig(num_candidates=n, slate_size=k, action_type=action_type, new_items={"slots": 0},
+                        candidates={"pool_size": max(n, 2)})
         return observation_space(cfg, self.spec.dim, self.spec.num_items), action_space(cfg)
 
     def _policy_kwargs(self) -> dict[str, Any]:

@@ -32,7 +32,7 @@ method on the linear-fractional problem, the optimum the paper computes by LP); 
 slate of unmasked candidates), epsilon decaying linearly over ``exploration_steps`` env steps.
 
 Assumptions (the paper's): at most one click per slate (single choice) - a multi-click env (the
-position-based model, ``choice_model="pbm"``) is refused; reward and transition depend on the clicked item
+position-based model, ``choice: {model: pbm}``) is refused; reward and transition depend on the clicked item
 only. The learned choice model ignores positions (as the paper's), so on a cascade env it is misspecified.
 
 Training env: ``action_type="slate"`` (any K >= 1), a :class:`~recgym.envs.vector.RankingVectorEnv` (fastest)
@@ -236,7 +236,7 @@ class SlateQRecommender(Recommender):
         if getattr(choice, "multi_click", False):
             raise IncompatibleEnvError(
                 f"agent 'slateq' assumes at most one click per slate (single choice), but the env's choice model "
-                f"{type(choice).__name__} allows several; use choice_model='mnl' or 'cascade'"
+                f"{type(choice).__name__} allows several; set env.choice.model to 'mnl' or 'cascade'"
             )
         if self.model is None or self.model.env is not env:
             self.model = SlateQLearner(self, env)

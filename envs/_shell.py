@@ -8,10 +8,11 @@ from typing import Any
 import numpy as np
 import torch
 
-from recgym.common.config import ConfigError, suggest
+from recgym.common.config import SEED_MAX, ComponentError, ConfigError, suggest
 from recgym.envs.config import EnvConfig
 from recgym.envs.core import RankingCore
 from recgym.envs.factory import make_env_config, make_world
+from recgym.envs.state import SimState
 from recgym.envs.world import World
 
 
@@ -26,22 +27,23 @@ def build_core(
     device: str | torch.device,
     components: Mapping[str, Any],
 ) -> RankingCore:
-    """Validate the config first (fail fast), then build or fetch the world, then the core.
+    """Validate the config first (fail fast), then build or fetch the world, then the core. ``components``:
+    ``preference``, ``dynamics``, ``choice_model``, ``response_model``, ``reward_fn`` (``None``: default).
 
-    ``choice_model`` is both an :class:`EnvConfig` field (a name: ``"mnl"``, ``"cascade"``, ``"pbm"``) and a
-    component argument: a string is the config name, anything else a component object.
+    ``choice_model`` takes a name (``"mnl"``, ``"cascade"``, ``"pbm"``: the config's ``choice.model``) or a
+    component object.
     """
     components = dict(components)
     if isinstance(components.get("choice_model"), str):
-        overrides = {**overrides, "choice_model": components.pop("choice_model")}
+        overrides = {**overrides, "choice": components.pop("choice_model")}
     for key, field in (("response_model", None), ("reward_fn", "reward")):
         if isinstance(components.get(key), str):
             hint = f"; for a named reward use reward={components[key]!r}" if field else ""
-            raise TypeError(f"{key}: expected a component object (or None), received the string "
+            raise ComponentError(f"{key}: expected a component object (or None), received the string "
                             f"{components[key]!r}{hint}")
     choice = components.get("choice_model")
     if choice is not None and not callable(getattr(choice, "click_probs", None)):
-        raise TypeError(f"choice_model: expected a name ('mnl', 'cascade', 'pbm') or a ChoiceModel with "
+        raise ComponentError(f"choice_model: expected a name ('mnl', 'cascade', 'pbm') or a ChoiceModel with "
                         f"click_probs(logits), received {type(choice).__name__}")
     cfg = make_env_config(config, overrides)
     w = make_world(world, world_config=world_config, data_dir=data_dir, encoder=encoder)
@@ -49,9 +51,20 @@ def build_core(
 
 
 class CoreShell:
-    """Accessors shared by the shells that own a :class:`RankingCore` as ``self.core``."""
+    """Construction and accessors shared by the shells that own a :class:`RankingCore` as ``self.core`` and
+    its :class:`SimState` as ``self._state``."""
 
     core: RankingCore
+    _state: SimState | None
+    _item_features: np.ndarray
+
+    def _build_core(self, world: str | World, config: EnvConfig | Mapping[str, Any] | None,
+                    overrides: Mapping[str, Any], **kwargs: Any) -> None:
+        """Set ``core``, ``config`` and the item feature table; ``kwargs``: :func:`build_core`'s."""
+        self.core = build_core(world, config, overrides, **kwargs)
+        self.config = self.core.config
+        self._item_features = self.core.world.catalog.public_item_features()
+        self._state = None
 
     @property
     def item_embeddings(self) -> np.ndarray:
@@ -62,15 +75,27 @@ class CoreShell:
 
     @property
     def item_features(self) -> np.ndarray:
-        """``(M, 2)`` float32 read-only public item features: popularity percentile in [0, 1] (of the prior,
-        among initial items; what view counts would tell), and the new-item flag (1 = injected during a run)."""
-        arr = self.core.public_item_features.view()
+        """``(M, 2)`` float32 read-only public item features (:meth:`Catalog.public_item_features`): popularity
+        percentile in [0, 1] (of the prior, among initial items; what view counts would tell), and the
+        new-item flag (1 = injected during a run)."""
+        arr = self._item_features.view()
         arr.flags.writeable = False
         return arr
 
     @property
     def world(self) -> World:
         return self.core.world
+
+    @property
+    def state(self) -> SimState | None:
+        """The live simulation state (``None`` before the first reset). Stepping the env updates it in place;
+        ``env.state.clone()`` is a complete snapshot (see :class:`~recgym.envs.state.SimState`)."""
+        return self._state
+
+    @property
+    def t_global(self) -> int:
+        """The env clock: env steps since the last seeding (drives item releases)."""
+        return 0 if self._state is None else self._state.t
 
     def _oracle_batch(self) -> np.ndarray:
         """``(B, N)`` hidden click logits of the current candidates (copy)."""
@@ -88,21 +113,95 @@ def to_numpy(tensors: Mapping[str, torch.Tensor], squeeze: bool = False) -> dict
     return out
 
 
-def check_options(options: Mapping[str, Any] | None, known: tuple[str, ...]) -> dict[str, Any]:
-    """Reject unknown ``reset(options=...)`` keys with a suggestion."""
-    options = dict(options or {})
+def check_options(
+    options: Mapping[str, Any] | None, known: tuple[str, ...], *, num_users: int | None = None,
+    num_envs: int | None = None,
+) -> dict[str, Any]:
+    """Validate ``reset(options=...)``: unknown keys (with a suggestion), and the user index options.
+
+    ``user_index``: an int in ``[0, num_users)``; ``user_indices``: a 1-D sequence of ``num_envs`` such ints.
+    Raises :class:`ConfigError` naming the option, what was expected and what was received.
+    """
+    if options is None:
+        return {}
+    if not isinstance(options, Mapping):
+        raise ConfigError(f"reset(options): expected a dict or None, received {type(options).__name__}")
+    options = dict(options)
     for key in options:
         if key not in known:
             raise ConfigError(
                 f"reset(options): unknown key {key!r}{suggest(str(key), known)}; expected one of: {', '.join(known) or 'none'}"
             )
+    span = f"0 <= index < {num_users}" if num_users is not None else "index >= 0"
+    if "user_index" in options:
+        options["user_index"] = _user_index(options["user_index"], "reset(options['user_index'])", num_users, span)
+    if "user_indices" in options:
+        where = "reset(options['user_indices'])"
+        raw = options["user_indices"]
+        if isinstance(raw, torch.Tensor):
+            raw = raw.detach().cpu().numpy()
+        if isinstance(raw, (str, bytes, Mapping)) or not isinstance(raw, (list, tuple, np.ndarray, range)):
+            raise ConfigError(f"{where}: expected a 1-D sequence of user indices, received {type(raw).__name__}")
+        if isinstance(raw, np.ndarray) and raw.ndim != 1:
+            raise ConfigError(f"{where}: expected a 1-D sequence of user indices, received shape {raw.shape}")
+        if num_envs is not None and len(raw) != num_envs:
+            raise ConfigError(f"{where}: expected {num_envs} users (one per env), received {len(raw)}")
+        users = [_user_index(u, f"{where}[{j}]", num_users, span) for j, u in enumerate(raw)]
+        options["user_indices"] = np.asarray(users, dtype=np.int64).reshape(len(users))
     return options
 
 
+def _user_index(value: Any, where: str, num_users: int | None, span: str) -> int:
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)):
+        raise ConfigError(f"{where}: expected an integer user index, {span}, received {value!r} "
+                          f"({type(value).__name__})")
+    if value < 0 or (num_users is not None and value >= num_users):
+        raise ConfigError(f"{where}: expected {span}, received {int(value)}")
+    return int(value)
+
+
 def check_seed(seed: Any) -> int | None:
-    """A seed must be ``None`` or a non-negative int."""
+    """A seed must be ``None`` or an int in ``[0, 2**63 - 1]`` (what numpy and torch generators both accept)."""
     if seed is None:
         return None
-    if isinstance(seed, (bool, np.bool_)) or not isinstance(seed, (int, np.integer)) or seed < 0:
-        raise ValueError(f"seed: expected None or a non-negative int, received {seed!r}")
+    if isinstance(seed, (bool, np.bool_)) or not isinstance(seed, (int, np.integer)):
+        raise ConfigError(f"seed: expected None or a non-negative int, received {seed!r} ({type(seed).__name__})")
+    if not 0 <= seed <= SEED_MAX:
+        raise ConfigError(f"seed: expected None or a non-negative int, received {seed} (a seed is at most 2**63 - 1)")
     return int(seed)
+
+
+class step_threads:  # noqa: N801 - used like a function: ``with step_threads(1): ...``
+    """Run a block with ``n`` torch intra-op threads and restore the previous count after (``None``: leave
+    the count alone).
+
+    Why: a small batch gains nothing from a second thread, but OpenMP's worker threads spin after every
+    parallel region, and on a busy machine a spinning worker fights the main thread for a core — a 10x
+    cliff for one simulated user stepped from a user's own Python. The shells therefore step small batches
+    at one thread (the count is process-wide: it is changed for the step only, and only when it differs).
+    """
+
+    __slots__ = ("n", "old")
+
+    def __init__(self, n: int | None) -> None:
+        self.n = n
+        self.old = 0
+
+    def __enter__(self) -> None:
+        if self.n is not None:
+            self.old = torch.get_num_threads()
+            if self.old != self.n:
+                torch.set_num_threads(self.n)
+
+    def __exit__(self, *exc: object) -> None:
+        if self.n is not None and self.old != self.n:
+            torch.set_num_threads(self.old)
+
+
+SMALL_STEP = 16_384  # B * N below which a step runs at one thread (measured: benchmarks/RESULTS.md)
+
+
+def step_thread_count(batch: int, num_candidates: int, device: torch.device) -> int | None:
+    """Threads for a step of ``batch`` users over ``num_candidates`` candidates: 1 for small CPU batches
+    (see :class:`step_threads`), else ``None`` (leave torch's setting)."""
+    return 1 if device.type == "cpu" and batch * num_candidates < SMALL_STEP else None

@@ -21,7 +21,16 @@ import math
 
 import torch
 
-__all__ = ["RetrievalIndex", "retrieval_probs", "sample_pools", "window_positions", "take_window"]
+from recgym.common.config import ConfigError
+from recgym.envs import rng
+from recgym.envs.config import EnvConfig
+from recgym.envs.params import SlateView, WorldTensors, take_rows
+from recgym.envs.state import NEVER, SimState
+
+__all__ = ["CandidateGenerator", "RetrievalIndex", "retrieval_probs", "sample_pools", "take_window",
+           "RETRIEVAL_CACHE_MAX"]
+
+RETRIEVAL_CACHE_MAX = 64_000_000  # users x items above which per-user retrieval tables are not kept
 
 
 def retrieval_probs(
@@ -88,9 +97,9 @@ class RetrievalIndex:
         return self._cache[1].index_select(0, users)
 
 
-def sample_pools(probs: torch.Tensor, pool_size: int, generator: torch.Generator) -> torch.Tensor:
-    """Sample ``(R, P)`` distinct items per row from ``probs`` ``(R, M)`` (zero-probability items never),
-    in a random order.
+def sample_pools(probs: torch.Tensor, pool_size: int, uniforms: torch.Tensor) -> torch.Tensor:
+    """Sample ``(R, P)`` distinct columns per row from ``probs`` ``(R, M)`` (zero-probability ones never), in
+    no particular order, with ``uniforms`` ``(R, M)`` float32 in (0, 1) (consumed: overwritten).
 
     Raises:
         ValueError: fewer than ``pool_size`` items have positive probability.
@@ -98,21 +107,12 @@ def sample_pools(probs: torch.Tensor, pool_size: int, generator: torch.Generator
     n_support = int((probs[0] > 0).sum()) if len(probs) else pool_size
     if n_support < pool_size:
         raise ValueError(f"pool_size: expected <= the {n_support} poolable items, received {pool_size}")
-    # Exponential race: the top-P of p_i / E_i (E_i ~ Exp(1)) is a sample without replacement from p,
-    # the same as Gumbel top-k on log p but with one log instead of three.
-    # u = 0 gives E = inf and key 0, as likely as E > -log(2^-24) is; zero-probability items get key 0 and,
-    # with at least P positive keys (checked above), are never among the top P.
-    keys = torch.rand(probs.shape, generator=generator, device=probs.device).log_()
-    keys = torch.div(probs, keys, out=keys).neg_()
+    # Exponential race: the top-P of p_i / E_i (E_i = -log u_i ~ Exp(1)) is a sample without replacement
+    # from p, the same as Gumbel top-k on log p but with one log instead of three. Zero-probability items
+    # get key 0 and, with at least P positive keys (checked above), are never among the top P.
+    keys = torch.div(probs, uniforms.log_(), out=uniforms).neg_()
     # Keys are >= +0.0, whose int32 bit patterns sort like the floats: topk on those is ~1.5x faster on CPU.
-    pool = torch.topk(keys.view(torch.int32), pool_size, dim=1, sorted=False).indices
-    # Random order: position j -> (a * j + b) mod P with a coprime to P (an affine permutation per row).
-    r = pool.shape[0]
-    coprime = torch.tensor(_coprimes(pool_size), device=pool.device)
-    a = coprime[torch.randint(0, len(coprime), (r, 1), generator=generator, device=pool.device)]
-    b = torch.randint(0, pool_size, (r, 1), generator=generator, device=pool.device)
-    order = (a * torch.arange(pool_size, device=pool.device) + b) % pool_size
-    return pool.gather(1, order)
+    return torch.topk(keys.view(torch.int32), pool_size, dim=1, sorted=False).indices
 
 
 @functools.lru_cache(maxsize=8)
@@ -121,15 +121,175 @@ def _coprimes(n: int) -> tuple[int, ...]:
     return tuple(a for a in range(1, n + 1) if math.gcd(a, n) == 1)
 
 
-def window_positions(pool_size: int, num: int, step: int, device: torch.device) -> torch.Tensor:
-    """``(num,)`` int64 pool positions ``(step * num + j) mod P`` of this step's window."""
-    start = (step * num) % pool_size
-    return (start + torch.arange(num, device=device)) % pool_size
+
+class CandidateGenerator:
+    """The candidate stage of the simulated platform: retrieval pools, the step window, new-item slots and
+    the mask of recently shown candidates (see the module docstring).
+
+    State fields (:meth:`fields`): ``pool`` ``(B, P)`` int64, ``candidates`` ``(B, N)`` int64, ``mask``
+    ``(B, N)`` bool, ``slot_shown`` ``(B, S)`` int32 (episode step a slot was last shown; ``NEVER`` if not).
+
+    Slots: within one episode every item a user can see has one *slot*: its position in the user's pool
+    (``0 .. P-1``), or ``P + r`` for the r-th injected item (pools never hold items inside their new
+    window, so the two sets are disjoint); the last column ``S - 1`` absorbs masked-out writes. Per-slot
+    tables (``slot_shown``, the dynamics' ``slot_consumed``) replace ``(B, M)`` per-item tables.
+
+    Args:
+        params: world tensors; config: the env config; cohort_users: ``(C,)`` int64 users sampled at reset.
+    """
+
+    def __init__(self, params: WorldTensors, config: EnvConfig, cohort_users: torch.Tensor) -> None:
+        self.params, self.config = params, config
+        cc, nc = config.candidates, config.new_items
+        self.pool_size, self.num = cc.pool_size, config.num_candidates
+        self.cohort_users = cohort_users
+        self.n_initial = int((~params.item_new).sum())
+        if self.pool_size > self.n_initial:
+            raise ConfigError(f"env.candidates.pool_size: expected <= the {self.n_initial} initial items of the world, "
+                             f"received {self.pool_size}")
+        self.num_slots = self.pool_size + len(params.new_order) + 1
+        self.sink = self.num_slots - 1
+        # Retrieval columns: initial items, then injected ones in release order, so the poolable set is a prefix.
+        mix = cc.mix
+        query = torch.nn.functional.normalize(params.user_emb + params.history0, dim=1)
+        order = torch.cat([(~params.item_new).nonzero().squeeze(1), params.new_order])
+        self.retrieval = RetrievalIndex(query, params.item_emb, params.item_popularity, order,
+                                        mix=(mix.nearest, mix.popular, mix.random),
+                                        temperature=cc.similarity_temperature, max_cache=RETRIEVAL_CACHE_MAX)
+        dev = params.items.device
+        self.coprimes = torch.tensor(_coprimes(self.pool_size), device=dev)
+        self.affine_j = torch.arange(self.pool_size, device=dev)
+        self.slots = nc.slots if nc.per_step > 0 and len(params.new_order) else 0
+        # At most mask_window * K candidates were shown lately, plus s - 1 duplicate new-item slots: when that
+        # always leaves K choices, the per-step "too few left" check is skipped.
+        self.mask_can_run_short = (
+            self.num - cc.mask_window * config.slate_size - max(self.slots - 1, 0) < config.slate_size
+        )
+        self._all_positions = torch.arange(self.num, device=dev)
+
+    # ----------------------------------------------------------------- clock
+    def released_new_count(self, t: int) -> int:
+        """How many injected items are out by env step ``t`` (item j is out once floor(t * rate) > j)."""
+        n, rate = len(self.params.new_order), self.config.new_items.per_step
+        if rate <= 0:
+            return 0
+        return max(0, min(n, int(math.floor(t * rate + 1e-9))))
+
+    def poolable_count(self, t: int) -> int:
+        """How many retrieval columns (initial items, then injected ones past their new window) are poolable."""
+        return self.n_initial + self.released_new_count(t - self.config.new_items.window)
+
+    def new_range(self, t: int) -> tuple[int, int] | None:
+        """[lo, hi) positions in ``new_order`` of items released within the last ``new_items.window`` steps."""
+        if not self.slots:
+            return None
+        hi = self.released_new_count(t)
+        lo = self.released_new_count(t - self.config.new_items.window)
+        return (lo, hi) if hi > lo else None
+
+    def window_start(self, t: int) -> int:
+        """Pool position of the first candidate column at env step ``t``: ``(t * N) mod P``."""
+        return (t * self.num) % self.pool_size
+
+    def pool_columns(self, t: int) -> int:
+        """Candidate columns that come from the pool at env step ``t`` (the rest are new-item slots)."""
+        return self.num - (self.slots if self.new_range(t) is not None else 0)
+
+    # ----------------------------------------------------------------- state
+    def fields(self, batch: int) -> dict[str, torch.Tensor]:
+        dev = self.params.items.device
+        n = self.num
+        return {
+            "pool": torch.zeros(batch, self.pool_size, dtype=torch.int64, device=dev),
+            "candidates": torch.zeros(batch, n, dtype=torch.int64, device=dev),
+            "mask": torch.ones(batch, n, dtype=torch.bool, device=dev),
+            "slot_shown": torch.full((batch, self.num_slots), NEVER, dtype=torch.int32, device=dev),
+        }
+
+    def draws_at_reset(self, t: int) -> int:
+        """Random words a new episode's candidates consume at env step ``t``: pool order (2), new-item slots,
+        the pool race (one per poolable item)."""
+        return 2 + self.slots + self.poolable_count(t)
+
+    def reset(self, state: SimState, rows: torch.Tensor, users: torch.Tensor, words: torch.Tensor) -> None:
+        """New episodes of ``users`` ``(R,)`` in ``rows`` ``(R,)``: sample their pools, forget what was shown
+        and refresh their candidates, in place. ``words``: ``(R, draws_at_reset(t))`` int32 random words."""
+        u = rng.uniform(words[:, : 2 + self.slots])
+        probs = self.retrieval.probs(users, self.poolable_count(state.t))
+        pool = sample_pools(probs, self.pool_size, rng.uniform(words[:, 2 + self.slots :]))
+        # A random order: position j -> (a * j + b) mod P with a coprime to P (an affine permutation per row).
+        a = self.coprimes[(u[:, 0] * len(self.coprimes)).long().clamp_(max=len(self.coprimes) - 1)]
+        b = (u[:, 1] * self.pool_size).long()
+        order = torch.addcmul(b.unsqueeze(1), a.unsqueeze(1), self.affine_j).remainder_(self.pool_size)
+        pool = self.retrieval.order.index_select(0, pool.gather(1, order).view(-1)).view(len(rows), -1)
+        state.pool.index_copy_(0, rows, pool)
+        state.slot_shown.index_fill_(0, rows, NEVER)
+        self.refresh(state, u[:, 2:], rows)
+
+    def refresh(self, state: SimState, uniforms: torch.Tensor, rows: torch.Tensor | None = None) -> None:
+        """This env step's candidates and mask for ``rows`` (all when None), in place. ``uniforms``:
+        ``(R, >= new_items.slots)`` float32 in (0, 1) for the new-item slots."""
+        cfg, t = self.config, state.t
+        pool = state.pool if rows is None else state.pool.index_select(0, rows)
+        start = self.window_start(t)
+        cand = take_window(pool, start, self.num)
+        mask = torch.ones_like(cand, dtype=torch.bool)
+        rng_new = self.new_range(t)
+        s = self.slots if rng_new is not None else 0
+        if s:
+            lo, hi = rng_new
+            j = (uniforms[:, :s] * (hi - lo)).long().clamp_(max=hi - lo - 1).add_(lo)
+            new_items = self.params.new_order[j]
+            cand[:, -s:] = new_items
+            # Pools never hold items inside their new window (see poolable_count), so the only possible
+            # duplicates are two slots drawing the same new item: mask the later copy.
+            same = new_items.unsqueeze(2) == new_items.unsqueeze(1)
+            mask[:, -s:] = ~torch.tril(same, diagonal=-1).any(2)
+        window = cfg.candidates.mask_window
+        if window > 0:
+            shown = state.slot_shown if rows is None else state.slot_shown.index_select(0, rows)
+            last = take_window(shown, start, self.num, width=self.pool_size)
+            if s:  # new-item columns: slot P + rank
+                last[:, -s:] = shown.gather(1, j + self.pool_size)
+            step = state.step if rows is None else state.step.index_select(0, rows)
+            # shown at step s is masked while now - s <= window, i.e. allowed when s < now - window
+            recent = last >= (step - window).unsqueeze(1)
+            if self.mask_can_run_short:
+                # Never leave fewer than K choices: if nearly every candidate was shown lately, they come back.
+                recent &= ((mask & ~recent).sum(1) >= cfg.slate_size).unsqueeze(1)
+            mask &= ~recent
+        if rows is None:
+            state.candidates, state.mask = cand, mask
+        else:
+            state.candidates.index_copy_(0, rows, cand)
+            state.mask.index_copy_(0, rows, mask)
+
+    def view(self, state: SimState, positions: torch.Tensor | None = None,
+             items: torch.Tensor | None = None) -> SlateView:
+        """The :class:`SlateView` of candidate ``positions`` ``(B, X)`` int64 (every candidate when None)."""
+        p, t = self.params, state.t
+        if positions is None:
+            positions = self._all_positions.expand(state.batch_size, self.num)
+            items = state.candidates
+        elif items is None:
+            items = state.candidates.gather(1, positions)
+        pos = positions + self.window_start(t)
+        keys = torch.where(pos >= self.pool_size, pos - self.pool_size, pos)
+        n_pool = self.pool_columns(t)
+        if n_pool < self.num:
+            keys = torch.where(positions < n_pool, keys, self.pool_size + take_rows(p.new_rank, items))
+        return SlateView(positions, items, keys, take_rows(p.items, items), p.latent_dim)
+
+    def record_shown(self, state: SimState, view: SlateView) -> None:
+        """Remember the step at which the slate's slots were shown (for the mask)."""
+        if self.config.candidates.mask_window > 0:
+            state.slot_shown.scatter_(1, view.keys, state.step.unsqueeze(1).expand_as(view.keys))
 
 
-def take_window(x: torch.Tensor, pos: torch.Tensor) -> torch.Tensor:
-    """``x[:, pos]`` for a window ``pos`` of consecutive positions (mod P): a slice, or two when it wraps."""
-    start, num, p = int(pos[0]), len(pos), x.shape[1]
-    if start + num <= p:  # contiguous slices copy far faster than a strided index_select
+def take_window(x: torch.Tensor, start: int, num: int, width: int | None = None) -> torch.Tensor:
+    """Columns ``(start + j) mod width`` for ``j < num`` of ``x`` ``(R, >= width)`` (default width: all
+    columns): a slice copy, or two when the window wraps."""
+    width = x.shape[1] if width is None else width
+    if start + num <= width:  # contiguous slices copy far faster than a strided index_select
         return x[:, start : start + num].clone()
-    return torch.cat([x[:, start:], x[:, : start + num - p]], dim=1)
+    return torch.cat([x[:, start:width], x[:, : start + num - width]], dim=1)

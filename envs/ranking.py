@@ -9,7 +9,8 @@ import gymnasium as gym
 import numpy as np
 import torch
 
-from recgym.envs._shell import CoreShell, build_core, check_options, check_seed, to_numpy
+from recgym.common.config import ConfigError
+from recgym.envs._shell import CoreShell, check_options, check_seed, step_threads, to_numpy
 from recgym.envs.config import EnvConfig
 from recgym.envs.spaces import action_space, actions_to_slate, observation_space
 from recgym.envs.world import World
@@ -37,29 +38,35 @@ class RankingEnv(CoreShell, gym.Env):
 
     ## Observation Space
     ``Dict``: ``profile`` ``(d,)`` LM profile embedding; ``history`` ``(d,)`` EMA of consumed items' LM
-    embeddings (zeros for a new user); ``context`` ``(4,)`` = budget fraction, step fraction, last slate's
-    click rate, cold-user flag; ``candidates`` ``(N,)`` int64 item indices into :attr:`item_embeddings`;
-    ``mask`` ``(N,)`` int8, 0 for items shown in the last ``mask_window`` slates (and for a new-item slot
-    repeating another).
+    embeddings (zeros for a new user); ``context`` ``(4,)`` = remaining session (budget fraction under the
+    default dynamics), step fraction, last slate's click rate, cold-user flag; ``candidates`` ``(N,)`` int64
+    item indices into :attr:`item_embeddings`; ``mask`` ``(N,)`` int8, 0 for items shown in the last
+    ``candidates.mask_window`` slates (and for a new-item slot repeating another).
 
     ## Rewards
     ``reward="clicks"`` (default): number of clicks; ``"engagement"``: total dwell; ``"satisfaction"``: sum
-    of ``quality - quality_threshold`` over clicks; ``"mix"``: weighted sum (``reward_weights``).
+    of ``quality - quality_threshold`` over clicks; ``"mix"``: weighted sum (``reward={"name": "mix",
+    "weights": {...}}``).
 
     ## Starting State
     A user drawn uniformly from the ``cohort`` (``train``/``test``/``all``) or ``options={"user_index": u}``;
-    interest = the user's hidden latent; history summary from their prior history; budget = ``initial_budget``.
+    interest = the user's hidden latent; history summary from their prior history; budget =
+    ``dynamics.initial_budget``.
 
     ## Episode End
-    ``terminated`` when the budget reaches 0 (the user leaves); ``truncated`` after ``max_steps`` slates.
+    ``terminated`` when the user leaves (default dynamics: the budget reaches 0); ``truncated`` after
+    ``max_steps`` slates.
 
     ## Arguments
     ``world`` (``"synthetic"`` default, ``"analytic"``, ``"movielens-100k"``, ``"ml-latest-small"``, ``"log"``
     or a :class:`~recgym.envs.world.World`), ``config`` (:class:`~recgym.envs.config.EnvConfig` or mapping),
-    ``world_config``, ``data_dir``, ``encoder``, ``device``, ``choice_model`` (a name - ``"mnl"``, ``"cascade"``,
-    ``"pbm"``, as the config field - or a ``ChoiceModel`` object), ``response_model``/``reward_fn``
-    (component objects), ``render_mode`` (``"ansi"``), and any :class:`EnvConfig` field as a keyword (unknown keywords
-    raise with a suggestion).
+    ``world_config``, ``data_dir``, ``encoder``, ``device``, the components ``preference_model``,
+    ``user_dynamics``, ``choice_model`` (a name - ``"mnl"``, ``"cascade"``, ``"pbm"`` - or a ``ChoiceModel``), ``response_model``, ``reward_fn`` (:mod:`recgym.envs.core`), ``render_mode``
+    (``"ansi"``), and any :class:`EnvConfig` field as a keyword, sections as mappings that merge
+    (``slate_size=5, dynamics={"step_cost": 0.5}``; unknown keys raise with their path and a suggestion).
+
+    ``env.state`` is the live :class:`~recgym.envs.state.SimState`: ``env.state.clone()`` snapshots the
+    simulation (the random stream included), e.g. to explore futures with the core.
 
     ## Version History
     * v0: initial version.
@@ -76,6 +83,8 @@ class RankingEnv(CoreShell, gym.Env):
         data_dir: str | None = None,
         encoder: str | None = None,
         device: str | torch.device = "cpu",
+        preference_model: Any = None,
+        user_dynamics: Any = None,
         choice_model: Any = None,
         response_model: Any = None,
         reward_fn: Any = None,
@@ -83,21 +92,18 @@ class RankingEnv(CoreShell, gym.Env):
         **config_overrides: Any,
     ) -> None:
         if render_mode is not None and render_mode not in self.metadata["render_modes"]:
-            raise ValueError(f"render_mode: expected None or 'ansi', received {render_mode!r}")
-        components = {"choice_model": choice_model, "response_model": response_model, "reward_fn": reward_fn}
-        self.core = build_core(
-            world, config, config_overrides, world_config=world_config, data_dir=data_dir, encoder=encoder,
-            device=device, components=components,
-        )
-        self.config = self.core.config
+            raise ConfigError(f"render_mode: expected None or 'ansi', received {render_mode!r}")
+        components = {"preference_model": preference_model, "user_dynamics": user_dynamics, "choice_model": choice_model,
+                      "response_model": response_model, "reward_fn": reward_fn}
+        self._build_core(world, config, config_overrides, world_config=world_config, data_dir=data_dir,
+                         encoder=encoder, device=device, components=components)
         self.render_mode = render_mode
         cat = self.core.world.catalog
         self.observation_space = observation_space(self.config, cat.dim, cat.num_items)
         self.action_space = action_space(self.config)
-        self._state = None
+        self._row = torch.zeros(1, dtype=torch.int64, device=self.core.device)
         self._done = False
         self._last: dict[str, np.ndarray] | None = None
-        self._needs_seed = True
 
     # --------------------------------------------------------------------- public helpers
     def oracle_scores(self) -> np.ndarray:
@@ -108,34 +114,35 @@ class RankingEnv(CoreShell, gym.Env):
     # --------------------------------------------------------------------- gym API
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
         seed = check_seed(seed)
-        opts = check_options(options, ("user_index",))
+        opts = check_options(options, ("user_index",), num_users=self.core.world.population.num_users)
         super().reset(seed=seed)
-        if seed is not None or self._needs_seed:
-            # The torch generator is the env's one random source; it is seeded from Gymnasium's np_random.
-            self.core.seed(int(self.np_random.integers(0, 2**63 - 1)))
-            self._needs_seed = False
-        if "user_index" in opts:
-            users = self.core.validate_users([opts["user_index"]])
-        else:
-            users = self.core.sample_users(1)
-        self._state = self.core.init_state(users)
-        self._done = False
-        self._last = None
-        obs = to_numpy(self.core.observe(self._state, copy=False), squeeze=True)
-        info = {"user": int(users[0]), "user_cold": bool(self.core.w.user_cold[users[0]])}
-        return obs, info
+        users = self.core.validate_users([opts["user_index"]]) if "user_index" in opts else None
+        with step_threads(1):
+            if seed is not None or self._state is None:
+                # The state's random stream is seeded from Gymnasium's np_random; later resets continue it.
+                stream_seed = int(self.np_random.integers(0, 2**63 - 1))
+                self._state = self.core.init_state(users, batch_size=1, seed=stream_seed)
+            else:
+                self.core.reset_rows(self._state, self._row, users)
+            state = self._state
+            self._done = False
+            self._last = None
+            obs = to_numpy(self.core.observe(state, copy=False), squeeze=True)
+        return obs, {"user": int(state.user[0]), "user_cold": bool(state.cold[0])}
 
     def step(self, action: Any):
         self._require_running("step")
-        slate = actions_to_slate(action, self._state.mask, self.config, batched=False, strict=self.config.strict)
-        reward, terminated, truncated, info_t = self.core.step(self._state, slate)
-        self._done = bool(terminated[0] or truncated[0])
-        obs = to_numpy(self.core.observe(self._state, copy=False), squeeze=True)
-        info = to_numpy(info_t, squeeze=True)
+        with step_threads(1):
+            slate = actions_to_slate(action, self._state.mask, self.config, batched=False, strict=self.config.strict)
+            reward, terminated, truncated, info_t = self.core.step(self._state, slate)
+            obs = to_numpy(self.core.observe(self._state, copy=False), squeeze=True)
+            info = to_numpy(info_t, squeeze=True)
+        term, trunc = bool(terminated[0]), bool(truncated[0])
+        self._done = term or trunc
         info["user"] = int(info["user"])
         info["user_cold"] = bool(info["user_cold"])
         self._last = info
-        return obs, float(reward[0]), bool(terminated[0]), bool(truncated[0]), info
+        return obs, float(reward[0]), term, trunc, info
 
     def render(self) -> str | None:
         if self.render_mode != "ansi":

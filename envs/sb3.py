@@ -14,11 +14,39 @@ from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
+import torch
 from stable_baselines3.common.vec_env.base_vec_env import VecEnv, VecEnvIndices
 
+from recgym.common.config import ConfigError
 from recgym.envs.vector import RankingVectorEnv
 
 __all__ = ["RankingSB3VecEnv"]
+
+
+class _CoreView:
+    """The adapter's core, plus ``generator.get_state()`` — the random streams of the live state as one
+    uint8 tensor — for checkpoint code written when the core owned a ``torch.Generator``
+    (``experiments/training.py``). Exact resume will read :meth:`SimState.state_dict` instead; remove then."""
+
+    def __init__(self, venv: RankingVectorEnv) -> None:
+        self._venv = venv
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._venv.core, name)
+
+    @property
+    def generator(self) -> _StreamState:
+        return _StreamState(self._venv)
+
+
+class _StreamState:
+    def __init__(self, venv: RankingVectorEnv) -> None:
+        self._venv = venv
+
+    def get_state(self) -> torch.Tensor:
+        state = self._venv.state
+        words = torch.zeros(0, dtype=torch.int64) if state is None else state.rng.detach().cpu().clone()
+        return words.view(torch.uint8)
 
 
 class RankingSB3VecEnv(VecEnv):
@@ -32,7 +60,8 @@ class RankingSB3VecEnv(VecEnv):
 
     def __init__(self, num_envs: int = 1, *, seed: int | None = None, **kwargs: Any) -> None:
         if "autoreset_mode" in kwargs:
-            raise ValueError("autoreset_mode: the SB3 adapter always uses 'same_step'; do not pass it")
+            raise ConfigError("autoreset_mode: expected it absent (the SB3 adapter always uses 'same_step'), received "
+                              f"{kwargs['autoreset_mode']!r}")
         self.venv = RankingVectorEnv(num_envs, autoreset_mode="same_step", **kwargs)
         self.render_mode = None
         super().__init__(num_envs, self.venv.single_observation_space, self.venv.single_action_space)
@@ -40,8 +69,14 @@ class RankingSB3VecEnv(VecEnv):
         self._actions: np.ndarray | None = None
 
     @property
-    def core(self):  # noqa: ANN201 - RankingCore
-        return self.venv.core
+    def core(self) -> _CoreView:
+        """The :class:`~recgym.envs.core.RankingCore` (attribute access is forwarded to it)."""
+        return _CoreView(self.venv)
+
+    @property
+    def state(self):  # noqa: ANN201 - SimState | None
+        """The live :class:`~recgym.envs.state.SimState` of the users (``None`` before the first reset)."""
+        return self.venv.state
 
     @property
     def item_embeddings(self) -> np.ndarray:

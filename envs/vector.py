@@ -30,7 +30,8 @@ from gymnasium.utils import seeding
 from gymnasium.vector import AutoresetMode, VectorEnv
 from gymnasium.vector.utils import batch_space
 
-from recgym.envs._shell import CoreShell, build_core, check_options, check_seed, to_numpy
+from recgym.common.config import ConfigError
+from recgym.envs._shell import CoreShell, check_options, check_seed, step_thread_count, step_threads, to_numpy
 from recgym.envs.config import EnvConfig
 from recgym.envs.spaces import action_space, actions_to_slate, observation_space
 from recgym.envs.world import World
@@ -66,6 +67,8 @@ class RankingVectorEnv(CoreShell, VectorEnv):
         data_dir: str | None = None,
         encoder: str | None = None,
         device: str | torch.device = "cpu",
+        preference_model: Any = None,
+        user_dynamics: Any = None,
         choice_model: Any = None,
         response_model: Any = None,
         reward_fn: Any = None,
@@ -73,17 +76,15 @@ class RankingVectorEnv(CoreShell, VectorEnv):
         **config_overrides: Any,
     ) -> None:
         if not isinstance(num_envs, (int, np.integer)) or isinstance(num_envs, bool) or num_envs < 1:
-            raise ValueError(f"num_envs: expected a positive int, received {num_envs!r}")
+            raise ConfigError(f"num_envs: expected a positive int, received {num_envs!r}")
         if autoreset_mode not in _MODES:
-            raise ValueError(f"autoreset_mode: expected 'next_step' or 'same_step', received {autoreset_mode!r}")
+            raise ConfigError(f"autoreset_mode: expected 'next_step' or 'same_step', received {autoreset_mode!r}")
         if render_mode is not None:
-            raise ValueError(f"render_mode: the vector env does not render, received {render_mode!r}")
-        components = {"choice_model": choice_model, "response_model": response_model, "reward_fn": reward_fn}
-        self.core = build_core(
-            world, config, config_overrides, world_config=world_config, data_dir=data_dir, encoder=encoder,
-            device=device, components=components,
-        )
-        self.config = self.core.config
+            raise ConfigError(f"render_mode: the vector env does not render, received {render_mode!r}")
+        components = {"preference_model": preference_model, "user_dynamics": user_dynamics, "choice_model": choice_model,
+                      "response_model": response_model, "reward_fn": reward_fn}
+        self._build_core(world, config, config_overrides, world_config=world_config, data_dir=data_dir,
+                         encoder=encoder, device=device, components=components)
         self.num_envs = int(num_envs)
         self.metadata = {"autoreset_mode": _MODES[autoreset_mode]}
         self.render_mode = None
@@ -92,9 +93,9 @@ class RankingVectorEnv(CoreShell, VectorEnv):
         self.single_action_space = action_space(self.config)
         self.observation_space = batch_space(self.single_observation_space, self.num_envs)
         self.action_space = batch_space(self.single_action_space, self.num_envs)
-        self._state = None
         self._pending_reset = torch.zeros(self.num_envs, dtype=torch.bool, device=self.core.device)
-        self._needs_seed = True
+        self._all_rows = torch.arange(self.num_envs, device=self.core.device)
+        self._threads = step_thread_count(self.num_envs, self.config.num_candidates, self.core.device)
 
     def oracle_scores(self) -> np.ndarray:
         """``(B, N)`` hidden click logits of the current candidates (myopic oracle and metrics only)."""
@@ -103,26 +104,35 @@ class RankingVectorEnv(CoreShell, VectorEnv):
 
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
         if isinstance(seed, (list, tuple)):
-            raise ValueError("seed: the native vector env takes one int seed for all users, received a list")
+            raise ConfigError("seed: expected one int seed for all users (the native vector env seeds them from one "
+                              f"stream), received a {type(seed).__name__}")
         seed = check_seed(seed)
-        opts = check_options(options, ("user_indices",))
+        opts = check_options(options, ("user_indices",), num_users=self.core.world.population.num_users,
+                             num_envs=self.num_envs)
         if seed is not None:
             self._np_random, self._np_random_seed = seeding.np_random(seed)
-        if seed is not None or self._needs_seed:
-            self.core.seed(int(self.np_random.integers(0, 2**63 - 1)))
-            self._needs_seed = False
+        users = None
         if "user_indices" in opts:
             users = self.core.validate_users(opts["user_indices"])
             if len(users) != self.num_envs:
-                raise ValueError(f"reset(options['user_indices']): expected {self.num_envs} users, received {len(users)}")
-        else:
-            users = self.core.sample_users(self.num_envs)
-        self._state = self.core.init_state(users)
-        self._pending_reset.zero_()
-        return to_numpy(self.core.observe(self._state, copy=False)), self._vector_info(to_numpy({"user": users}))
+                raise ConfigError(f"reset(options['user_indices']): expected {self.num_envs} users, received {len(users)}")
+        with step_threads(self._threads):
+            if seed is not None or self._state is None:
+                # Row i's stream depends on (this seed, i) only; later resets continue the streams.
+                stream_seed = int(self.np_random.integers(0, 2**63 - 1))
+                self._state = self.core.init_state(users, batch_size=self.num_envs, seed=stream_seed)
+            else:
+                self.core.reset_rows(self._state, self._all_rows, users)
+            self._pending_reset.zero_()
+            obs = to_numpy(self.core.observe(self._state, copy=False))
+        return obs, self._vector_info({"user": self._state.user.cpu().numpy()})
 
     def step(self, actions: Any):
         self._require_reset("step")
+        with step_threads(self._threads):
+            return self._step(actions)
+
+    def _step(self, actions: Any):
         state, core = self._state, self.core
         pending = self._pending_reset
         any_pending = bool(pending.any())
@@ -132,7 +142,7 @@ class RankingVectorEnv(CoreShell, VectorEnv):
         slate = actions_to_slate(actions, state.mask, self.config, batched=True, strict=self.config.strict)
         reward, terminated, truncated, info_t = core.step(state, slate)
         done = terminated | truncated
-        info_t["episode_step"] = state.step.clone()
+        info_t["episode_step"] = state.step.to(torch.int64)
         if self.metadata["autoreset_mode"] is AutoresetMode.SAME_STEP:
             step_info = to_numpy(info_t)
             if not bool(done.any()):
@@ -172,7 +182,7 @@ class RankingVectorEnv(CoreShell, VectorEnv):
     def _reset_slots(self, slots: torch.Tensor) -> None:
         rows = slots.nonzero().flatten()
         if len(rows):
-            self.core.reset_rows(self._state, rows, self.core.sample_users(len(rows)))
+            self.core.reset_rows(self._state, rows)
 
     def _neutralise(self, actions: Any, pending: torch.Tensor) -> Any:
         kind = self.config.action_type

@@ -105,6 +105,16 @@ class Catalog:
         mask[order[:n_head]] = True
         return mask
 
+    def public_item_features(self) -> np.ndarray:
+        """``(M, 2)`` float32 what a platform knows of each item without simulated feedback: the popularity
+        percentile of the prior among initial items in (0, 1] (new items 0; what view counts would tell),
+        and the new-item flag (1 = injected during a run)."""
+        pct = np.zeros(self.num_items, dtype=np.float32)
+        initial = np.flatnonzero(~self.is_new)
+        order = initial[np.argsort(self.popularity[initial], kind="stable")]
+        pct[order] = (np.arange(len(order)) + 1) / len(order)
+        return np.stack([pct, self.is_new.astype(np.float32)], axis=1)
+
 
 @dataclass(frozen=True, eq=False)
 class Population:

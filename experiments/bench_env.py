@@ -89,14 +89,14 @@ def run_env_benchmark(
 
     if level in ("both", "core"):
         core = env.core
-        state = core.init_state(core.sample_users(num_envs))
+        state = core.init_state(batch_size=num_envs, seed=seed)
 
         def core_step(i: int) -> None:
             slate = actions_to_slate(scores_t[i % n_actions], state.mask, core.config, batched=True, strict=False)
             _, term, trunc, _ = core.step(state, slate)
             rows = (term | trunc).nonzero().flatten()
             if len(rows):
-                core.reset_rows(state, rows, core.sample_users(len(rows)))
+                core.reset_rows(state, rows)
             core.observe(state, copy=False)
 
         record("core_user_steps_per_s", timed(core_step, steps))

@@ -78,7 +78,7 @@ def _run_episodes(agent: Any, env: RankingVectorEnv, users: np.ndarray, seed: in
         active = np.ones(b, dtype=bool)
         sums = {key: np.zeros(b) for key in SESSION_METRICS}
         while active.any():
-            t = int(env.core.t_global)
+            t = env.t_global
             slate = agent.rank(obs, k)
             next_obs, reward, term, trunc, info = env.step(slate)
             if online:
@@ -114,7 +114,7 @@ def evaluate_cell(make_agent: Callable[[RankingVectorEnv], Any], world: World, e
     agent = make_agent(env)
     cat = world.catalog
     new_ids = np.flatnonzero(cat.is_new).astype(np.int64)
-    release = env.core.w.item_release.cpu().numpy()
+    release = env.core.params.item_release.cpu().numpy()
     released_ever = release[new_ids] < np.iinfo(np.int64).max // 8
     new_ids = new_ids[released_ever]
     tracker = ExposureTracker(

@@ -222,7 +222,7 @@ def _report_md(cfg: ExperimentConfig, chash: str, summary: list[dict[str, Any]],
         f"training and logging), with the same {len(ev.seeds)} seeds {ev.seeds}, {ev.episodes_per_user} "
         f"session(s) per user, and the same new-item release schedule. Numbers are means over seeds ± the "
         f"half-width of the {conf:.0%} Student-t confidence interval. Slates of {cfg.env.slate_size} from "
-        f"{cfg.env.num_candidates} candidates; reward `{cfg.env.reward}`; sessions of at most "
+        f"{cfg.env.num_candidates} candidates; reward `{cfg.env.reward.name}`; sessions of at most "
         f"{cfg.env.max_steps} steps. NDCG@{cfg.env.slate_size} uses the hidden true relevance of every "
         "unmasked candidate. Online learners keep updating during evaluation; RL agents are trained on "
         "the train cohort; offline learners fit on the logging policy's data.", "",

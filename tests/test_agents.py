@@ -25,7 +25,8 @@ from recgym.envs.vector import RankingVectorEnv
 from recgym.envs.worlds.analytic import analytic_config, make_analytic_world
 
 WORLD = random_world(n_items=120, n_users=20, dim=16, n_new=10)
-ENV_KW = {"num_candidates": 20, "slate_size": 3, "pool_size": 40, "max_steps": 8, "new_item_slots": 2}
+ENV_KW = {"num_candidates": 20, "slate_size": 3, "candidates": {"pool_size": 40}, "max_steps": 8,
+          "new_items": {"slots": 2}}
 OFFLINE = ("ctr", "mf")
 
 

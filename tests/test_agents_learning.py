@@ -95,8 +95,8 @@ def test_projection_cache_follows_weight_updates() -> None:
 
 def test_ppo_spec_carries_item_features_and_rollout_stores_cosines() -> None:
     world = random_world()
-    env = RankingSB3VecEnv(8, seed=0, world=world, num_candidates=20, slate_size=3, pool_size=60,
-                           action_type="slate", new_item_slots=2)
+    env = RankingSB3VecEnv(8, seed=0, world=world, num_candidates=20, slate_size=3, candidates={"pool_size": 60},
+                           action_type="slate", new_items={"slots": 2})
     spec = EnvSpec.from_env(env)
     assert spec.item_features is not None and spec.item_features.shape == (spec.num_items, 2)
     agent = make_agent("ppo", env, seed=0, device="cpu", n_steps=4, batch_size=16, hidden=8)

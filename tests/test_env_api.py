@@ -27,7 +27,8 @@ ACTION_TYPES = [("scores", 5), ("slate", 5), ("item", 1)]
 
 
 def make(world, action_type="scores", k=5, **kw):
-    settings = dict(num_candidates=40, pool_size=120, new_item_slots=3, new_items_per_step=0.5, max_steps=30)
+    settings = dict(num_candidates=40, candidates={"pool_size": 120}, new_items={"slots": 3, "per_step": 0.5},
+                    max_steps=30)
     settings.update(kw)
     return gym.make("recgym/Ranking-v0", world=world, action_type=action_type, slate_size=k, **settings)
 
@@ -38,8 +39,8 @@ def test_checkers_pass_with_warnings_as_errors(small_world, action_type, k):
         warnings.simplefilter("error")
         env = make(small_world, action_type, k, strict=False, render_mode="ansi")
         gym_check_env(env.unwrapped, skip_render_check=False)
-        sb3_check_env(RankingEnv(small_world, action_type=action_type, slate_size=k, num_candidates=40, pool_size=120,
-                                 strict=False))
+        sb3_check_env(RankingEnv(small_world, action_type=action_type, slate_size=k, num_candidates=40,
+                                 candidates={"pool_size": 120}, strict=False))
 
 
 def test_registered_id_default_world_passes_checkers():
@@ -67,8 +68,8 @@ def test_different_seeds_give_different_users(small_world):
 
 def test_parity_make_vs_make_vec_vs_sb3(small_world):
     """Same seed, same actions: one user through the three shells gives identical trajectories."""
-    kw = dict(world=small_world, num_candidates=40, pool_size=120, new_item_slots=3, new_items_per_step=0.5,
-              max_steps=15, slate_size=5)
+    kw = dict(world=small_world, num_candidates=40, candidates={"pool_size": 120},
+              new_items={"slots": 3, "per_step": 0.5}, max_steps=15, slate_size=5)
     single = gym.make("recgym/Ranking-v0", **kw).unwrapped
     vec = gym.make_vec("recgym/Ranking-v0", num_envs=1, vectorization_mode="vector_entry_point",
                        autoreset_mode="same_step", **kw)
@@ -108,7 +109,7 @@ def test_parity_make_vs_make_vec_vs_sb3(small_world):
 
 
 def test_next_step_autoreset_semantics(small_world):
-    env = RankingVectorEnv(4, small_world, num_candidates=40, pool_size=120, max_steps=3, slate_size=5)
+    env = RankingVectorEnv(4, small_world, num_candidates=40, candidates={"pool_size": 120}, max_steps=3, slate_size=5)
     env.reset(seed=0)
     a = np.zeros((4, 40), np.float32)
     for _ in range(3):
@@ -122,8 +123,8 @@ def test_next_step_autoreset_semantics(small_world):
 
 
 def test_same_step_autoreset_follows_gymnasiums_final_obs_convention(small_world):
-    env = RankingVectorEnv(16, small_world, num_candidates=40, pool_size=120, slate_size=5, max_steps=12,
-                           initial_budget=4.0, autoreset_mode="same_step")
+    env = RankingVectorEnv(16, small_world, num_candidates=40, candidates={"pool_size": 120}, slate_size=5, max_steps=12,
+                           dynamics={"initial_budget": 4.0}, autoreset_mode="same_step")
     obs, _ = env.reset(seed=0)
     rng = np.random.default_rng(0)
     mixed = 0
@@ -156,7 +157,7 @@ def test_gymnasium_record_episode_statistics_sees_every_episode(small_world, mod
     """Gymnasium's own vector wrapper reads our autoreset mode and reports the returns we accumulate."""
     from gymnasium.wrappers.vector import RecordEpisodeStatistics
 
-    env = RecordEpisodeStatistics(RankingVectorEnv(8, small_world, num_candidates=40, pool_size=120,
+    env = RecordEpisodeStatistics(RankingVectorEnv(8, small_world, num_candidates=40, candidates={"pool_size": 120},
                                                    slate_size=5, max_steps=6, autoreset_mode=mode))
     env.reset(seed=0)
     rng = np.random.default_rng(0)
@@ -176,7 +177,7 @@ def test_gymnasium_record_episode_statistics_sees_every_episode(small_world, mod
 
 
 def test_vecchecknan_10k_random_steps(small_world):
-    venv = VecCheckNan(RankingSB3VecEnv(100, seed=0, world=small_world, num_candidates=40, pool_size=120, max_steps=20),
+    venv = VecCheckNan(RankingSB3VecEnv(100, seed=0, world=small_world, num_candidates=40, candidates={"pool_size": 120}, max_steps=20),
                        raise_exception=True)
     venv.reset()
     rng = np.random.default_rng(0)
@@ -232,15 +233,10 @@ def test_step_before_reset_and_after_end_raise(small_world):
 def test_invalid_actions_raise_and_change_nothing(small_world, action_type, k, action, pattern):
     env = make(small_world, action_type, k).unwrapped
     env.reset(seed=0)
-    before = env._state.clone()
-    t_before = env.core.t_global
-    gen_before = env.core.generator.get_state()
+    before = env.state.clone()
     with pytest.raises(InvalidActionError, match=pattern):
         env.step(action)
-    after = env._state
-    for name in ("user", "interest", "budget", "step", "candidates", "mask", "slot_shown", "slot_consumed", "history"):
-        assert np.array_equal(getattr(before, name).numpy(), getattr(after, name).numpy()), name
-    assert env.core.t_global == t_before and bool((env.core.generator.get_state() == gen_before).all())
+    assert env.state.equal(before)  # every field, the clock and the random stream
 
 
 def test_masked_candidate_is_rejected(small_world):
@@ -259,7 +255,7 @@ def test_config_and_option_errors(small_world):
     with pytest.raises(ConfigError, match=r"unknown key 'slate_sise'.*did you mean 'slate_size'"):
         RankingEnv(small_world, slate_sise=3)
     with pytest.raises(ConfigError, match=r"slate_size: expected <= num_candidates"):
-        RankingEnv(small_world, num_candidates=10, slate_size=9, new_item_slots=3, pool_size=100)
+        RankingEnv(small_world, num_candidates=10, slate_size=9, new_items={"slots": 3}, candidates={"pool_size": 100})
     with pytest.raises(ConfigError, match="action_type: 'item' picks one item but slate_size=5"):
         RankingEnv(small_world, action_type="item", slate_size=5)
     with pytest.raises(ConfigError, match=r"world: expected one of .* received 'synthtic' \(did you mean 'synthetic'\?\)"):
@@ -280,7 +276,7 @@ def test_info_holds_copies(small_world):
     env.reset(seed=0)
     _, _, _, _, info = env.step(np.zeros(40, np.float32))
     info["click_probs"][:] = 99
-    assert not (env.core.w.item_scalars == 99).any()
+    assert not (env.core.params.items == 99).any()
     obs, *_ = env.step(np.zeros(40, np.float32))
     obs["history"][:] = 5
     assert float(env._state.history.abs().max()) <= 1.0 + 1e-5
@@ -303,7 +299,7 @@ def test_repair_mode_turns_any_slate_into_a_valid_one(small_world):
 
 
 def test_repair_mode_ranks_non_finite_scores_last_and_never_picks_masked():
-    cfg = EnvConfig(num_candidates=8, pool_size=16, slate_size=3, new_item_slots=0)
+    cfg = EnvConfig(num_candidates=8, candidates={"pool_size": 16}, slate_size=3, new_items={"slots": 0})
     mask = torch.tensor([[True, True, False, True, True, False, True, True]])
     scores = torch.tensor([[float("nan"), 0.1, 9.0, float("inf"), -float("inf"), 5.0, 0.3, -0.2]])
     slate = actions_to_slate(scores, mask, cfg, batched=True, strict=False)

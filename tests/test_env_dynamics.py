@@ -8,9 +8,16 @@ import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from recgym.envs import EnvConfig, InvalidActionError, RankingCore, RankingEnv, RankingVectorEnv
+from recgym.envs import (
+    EnvConfig,
+    InvalidActionError,
+    RankingCore,
+    RankingEnv,
+    RankingVectorEnv,
+    SessionDynamics,
+)
 from recgym.envs.choice import Cascade, MultinomialLogit, PositionBased, sample_clicks
-from recgym.envs.core import SimState
+from recgym.envs.response import Responses
 from recgym.envs.worlds.analytic import (
     analytic_config,
     analytic_logits,
@@ -48,20 +55,21 @@ def test_cascade_and_pbm_favour_top_positions():
 
 
 def test_fatigue_lowers_repeat_attractiveness(small_world):
-    cfg = EnvConfig(num_candidates=40, pool_size=120, slate_size=5, mask_window=0, interest_drift=0.0,
-                    new_items_per_step=0.0, new_item_slots=0)
-    core = RankingCore(small_world, cfg, seed=0)
-    state = core.init_state(torch.tensor([20]))
+    cfg = EnvConfig(num_candidates=40, slate_size=5, candidates={"pool_size": 120, "mask_window": 0},
+                    dynamics={"interest_drift": 0.0}, new_items={"per_step": 0.0, "slots": 0})
+    core = RankingCore(small_world, cfg)
+    state = core.init_state(torch.tensor([20]), seed=0)
     slate = torch.arange(5)[None]
-    items = state.candidates[:, :5].clone()
-    before, lat = core.slate_logits(state, slate)
+    view = core.slate_view(state, slate)
+    items = view.items
+    before = core.hidden_logits(state, view)
     clicks = torch.tensor([[True, False, False, False, False]])
-    keys = core.slot_keys(slate, items)
-    core._advance(state, keys, items, core.w.item_genre[items], lat, clicks, torch.zeros(1))
-    after, _ = core.slate_logits(state, slate)
+    resp = Responses(clicks=clicks, engagement=torch.zeros(1, 5), satisfaction=torch.zeros(1))
+    core.dynamics.update(core.params, state, view, resp)
+    after = core.hidden_logits(state, core.slate_view(state, slate))
     assert after[0, 0] < before[0, 0] - 1.0  # consumed item: item fatigue + genre fatigue
     assert (after[0, 1:] <= before[0, 1:] + 1e-6).all()  # shown items: at most genre fatigue
-    genres = core.w.item_genre[items[0]]
+    genres = core.params.item_genre[items[0]]
     penalty = (before - after)[0]
     same = genres[1:] == genres[0]
     if same.any() and (~same).any():  # sharing the consumed item's genre costs more than exposure alone
@@ -70,8 +78,8 @@ def test_fatigue_lowers_repeat_attractiveness(small_world):
 
 def _episode_lengths(world, policy: str, n_users: int = 256) -> float:
     # Repeats allowed: a policy can keep showing clickbait (fatigue permitting) instead of running out of it.
-    env = RankingVectorEnv(n_users, world, num_candidates=40, pool_size=120, slate_size=5, max_steps=200,
-                           new_items_per_step=0.0, new_item_slots=0, cohort="all", mask_window=0)
+    env = RankingVectorEnv(n_users, world, num_candidates=40, slate_size=5, max_steps=200, cohort="all",
+                           candidates={"pool_size": 120, "mask_window": 0}, new_items={"per_step": 0.0, "slots": 0})
     obs, _ = env.reset(seed=1)
     c = world.catalog
     signal = {"appeal": c.appeal, "quality_aware": c.appeal + 4 * (c.quality - 0.5)}[policy]
@@ -96,7 +104,8 @@ def test_clickbait_trade_off_greedy_appeal_gets_shorter_sessions(small_world):
 
 
 def test_injected_items_appear_with_zero_history(small_world):
-    cfg = dict(num_candidates=40, pool_size=120, slate_size=5, new_items_per_step=0.5, new_item_slots=3, max_steps=50)
+    cfg = dict(num_candidates=40, candidates={"pool_size": 120}, slate_size=5, new_items={"per_step": 0.5, "slots": 3},
+               max_steps=50)
     env = RankingVectorEnv(32, small_world, **cfg)
     obs, _ = env.reset(seed=0)
     is_new = small_world.catalog.is_new
@@ -107,13 +116,13 @@ def test_injected_items_appear_with_zero_history(small_world):
         # Equal scores go to the lower positions, so rank new items (the last columns) up explicitly.
         obs, _, _, _, info = env.step((obs["mask"] * 0.5 + is_new[obs["candidates"]]).astype(np.float32))
         shown_new += int(info["item_new"].sum())
-        released = env.core.released().numpy()
+        released = env.core.released(env.t_global).numpy()
         assert released[obs["candidates"]].all()
     assert is_new[obs["candidates"]].any() and shown_new > 0
 
 
 def test_cold_users_start_with_empty_history(small_world):
-    env = RankingEnv(small_world, num_candidates=40, pool_size=120)
+    env = RankingEnv(small_world, num_candidates=40, candidates={"pool_size": 120})
     cold_user = int(np.flatnonzero(small_world.population.cold)[0])
     obs, info = env.reset(seed=0, options={"user_index": cold_user})
     assert info["user_cold"] and obs["context"][3] == 1.0 and not obs["history"].any()
@@ -148,8 +157,8 @@ def test_analytic_oracle_reaches_closed_form_optimum():
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(data=st.data())
 def test_valid_slates_never_raise_and_keep_obs_in_space(small_world, data):
-    env = RankingEnv(small_world, action_type="slate", slate_size=4, num_candidates=30, pool_size=100, max_steps=6,
-                     choice_model=None)
+    env = RankingEnv(small_world, action_type="slate", slate_size=4, num_candidates=30, candidates={"pool_size": 100},
+                     max_steps=6, choice_model=None)
     obs, _ = env.reset(seed=data.draw(st.integers(0, 2**31)))
     for _ in range(6):
         valid = np.flatnonzero(obs["mask"])
@@ -163,7 +172,7 @@ def test_valid_slates_never_raise_and_keep_obs_in_space(small_world, data):
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(data=st.data())
 def test_invalid_slates_always_raise(small_world, data):
-    env = RankingEnv(small_world, action_type="slate", slate_size=4, num_candidates=30, pool_size=100)
+    env = RankingEnv(small_world, action_type="slate", slate_size=4, num_candidates=30, candidates={"pool_size": 100})
     obs, _ = env.reset(seed=0)
     valid = np.flatnonzero(obs["mask"]).tolist()
     slate = valid[:4]
@@ -195,23 +204,23 @@ def test_cascade_sampling_matches_a_literal_top_down_simulation():
 @pytest.mark.parametrize("rate", [0.05, 0.1, 0.3, 1.0, 2.5])
 def test_release_schedule_agrees_with_new_item_slots(small_world, rate):
     """Items drawn by new-item slots are exactly those released within the window, and never poolable."""
-    core = RankingCore(small_world, EnvConfig(num_candidates=40, pool_size=120, new_items_per_step=rate,
-                                              new_item_window=7), seed=0)
-    order = core.w.new_order
+    core = RankingCore(small_world, EnvConfig(num_candidates=40, candidates={"pool_size": 120},
+                                              new_items={"per_step": rate, "window": 7}))
+    order = core.params.new_order
     for t in range(0, 200, 3):
-        core.t_global = t
-        released_new = set(order[core.w.item_release[order] <= t].tolist())
-        rng = core._recent_new_range()
+        released_new = set(order[core.params.item_release[order] <= t].tolist())
+        rng = core.candidates.new_range(t)
         recent = set() if rng is None else set(order[rng[0]:rng[1]].tolist())
         assert recent <= released_new
-        poolable_new = set(order[core.poolable()[order]].tolist())
+        poolable_new = set(order[core.poolable(t)[order]].tolist())
         assert recent.isdisjoint(poolable_new) and recent | poolable_new == released_new
 
 
 @pytest.mark.parametrize("window", [1, 3, 6])
 def test_mask_is_exactly_the_items_shown_in_the_last_window_slates(small_world, window):
-    env = RankingEnv(small_world, action_type="slate", slate_size=5, num_candidates=40, pool_size=80,
-                     new_items_per_step=0.5, new_item_slots=4, new_item_window=50, mask_window=window, max_steps=60)
+    env = RankingEnv(small_world, action_type="slate", slate_size=5, num_candidates=40, max_steps=60,
+                     candidates={"pool_size": 80, "mask_window": window},
+                     new_items={"per_step": 0.5, "slots": 4, "window": 50})
     obs, _ = env.reset(seed=3)
     last_shown: dict[int, int] = {}
     rng = np.random.default_rng(0)
@@ -239,21 +248,22 @@ def test_mask_is_exactly_the_items_shown_in_the_last_window_slates(small_world, 
 
 def test_item_fatigue_follows_each_item_through_pool_and_new_item_slots(small_world):
     """Per-slot bookkeeping gives the same fatigue as a per-item record of when each item was consumed."""
-    cfg = EnvConfig(num_candidates=40, pool_size=80, slate_size=5, new_items_per_step=0.5, new_item_slots=4,
-                    new_item_window=50, mask_window=1, max_steps=60, initial_budget=50.0)
-    no_fatigue = cfg.model_copy(update={"item_fatigue_weight": 0.0})
-    core = RankingCore(small_world, cfg, seed=0)
-    state = core.init_state(torch.tensor([3]))
+    cfg = EnvConfig(num_candidates=40, slate_size=5, max_steps=60, candidates={"pool_size": 80, "mask_window": 1},
+                    new_items={"per_step": 0.5, "slots": 4, "window": 50}, dynamics={"initial_budget": 50.0})
+    no_item_fatigue = SessionDynamics(cfg.dynamics.model_copy(update={"item_fatigue_weight": 0.0}))
+    core = RankingCore(small_world, cfg)
+    state = core.init_state(torch.tensor([3]), seed=0)
     consumed: dict[int, int] = {}
     rng = np.random.default_rng(0)
     checked_new = 0
+    d = cfg.dynamics
     for t in range(60):
         with_fatigue = core.candidate_logits(state)[0]
-        core.config = no_fatigue
-        without = core.candidate_logits(state)[0]
-        core.config = cfg
+        view = core.slate_view(state)
+        without = (core.preference.logits(core.params, state, view)
+                   + no_item_fatigue.logit_offset(core.params, state, view))[0]
         cand = state.candidates[0].tolist()
-        expected = torch.tensor([cfg.item_fatigue_weight * cfg.item_fatigue_decay ** (t - consumed[c])
+        expected = torch.tensor([d.item_fatigue_weight * d.item_fatigue_decay ** (t - consumed[c])
                                  if c in consumed else 0.0 for c in cand])
         torch.testing.assert_close(without - with_fatigue, expected, atol=1e-4, rtol=1e-4)
         checked_new += sum(c in consumed and bool(small_world.catalog.is_new[c]) for c in cand)
@@ -276,7 +286,7 @@ def test_retrieval_mixture_matches_a_from_scratch_reference_as_items_become_pool
     computed on demand and for rows served from the cached table."""
     import dataclasses
 
-    from recgym.envs import core as core_module
+    from recgym.envs import candidates as candidates_module
 
     rng = np.random.default_rng(1)
     cat = small_world.catalog
@@ -287,38 +297,38 @@ def test_retrieval_mixture_matches_a_from_scratch_reference_as_items_become_pool
     padded = world.population.history < 0  # histories name items by index: follow them through the scatter
     history = np.where(padded, -1, np.argsort(scatter)[np.maximum(world.population.history, 0)])
     world = dataclasses.replace(world, population=dataclasses.replace(world.population, history=history))
-    cfg = EnvConfig(num_candidates=40, pool_size=100, new_items_per_step=0.5, new_item_window=4)
-    monkeypatch.setattr(core_module, "_RETRIEVAL_CACHE_MAX", max_cache)
-    core = RankingCore(world, cfg, seed=0)
-    w, mix = core.w, cfg.candidate_mix
+    cfg = EnvConfig(num_candidates=40, candidates={"pool_size": 100}, new_items={"per_step": 0.5, "window": 4})
+    monkeypatch.setattr(candidates_module, "RETRIEVAL_CACHE_MAX", max_cache)
+    core = RankingCore(world, cfg)
+    w, mix, gen = core.params, cfg.candidates.mix, core.candidates
     n_users = w.user_emb.shape[0]
     seen_sizes = set()
     for t in (0, 3, 6, 7, 30, 61, 200):
-        core.t_global = t
-        poolable = np.flatnonzero(core.poolable().numpy())
+        poolable = np.flatnonzero(core.poolable(t).numpy())
         seen_sizes.add(len(poolable))
-        query = torch.nn.functional.normalize(w.user_emb + core._history0, dim=1)
-        near = torch.softmax(query @ w.item_emb[poolable].T / cfg.similarity_temperature, dim=1)
+        query = torch.nn.functional.normalize(w.user_emb + w.history0, dim=1)
+        near = torch.softmax(query @ w.item_emb[poolable].T / cfg.candidates.similarity_temperature, dim=1)
         pop = w.item_popularity[poolable] / w.item_popularity[poolable].sum()
         total = mix.nearest + mix.popular + mix.random
         expected = (mix.nearest * near + mix.popular * pop + mix.random / len(poolable)) / total
         # A few rows on demand, then enough users that the whole table is bought, then served from it.
         for users in (torch.tensor([3, 0, 3]), torch.arange(n_users), torch.tensor([5, 1])):
-            probs, items = core._user_retrieval_probs(users)
+            m = gen.poolable_count(t)
+            probs, items = gen.retrieval.probs(users, m), gen.retrieval.order[:m]
             assert sorted(items.tolist()) == poolable.tolist()
             col = {int(i): j for j, i in enumerate(items.tolist())}
             got = probs[:, [col[int(i)] for i in poolable]]
             torch.testing.assert_close(got, expected[users], rtol=1e-4, atol=1e-7)
             torch.testing.assert_close(probs.sum(1), torch.ones(len(users)), rtol=1e-5, atol=1e-5)
     assert len(seen_sizes) >= 5  # the poolable set grew between the checks
-    assert (core.retrieval.logits is None) == (max_cache == 0)
+    assert (gen.retrieval.logits is None) == (max_cache == 0)
 
 
 def test_state_to_device_is_an_equal_copy_that_shares_nothing(small_world):
-    core = RankingCore(small_world, EnvConfig(num_candidates=40, pool_size=120, slate_size=5), seed=0)
-    state = core.init_state(core.sample_users(8))
+    core = RankingCore(small_world, EnvConfig(num_candidates=40, candidates={"pool_size": 120}, slate_size=5))
+    state = core.init_state(batch_size=8, seed=0)
     moved = state.to("cpu")
-    for name in SimState.__dataclass_fields__:
+    for name in state.names():
         a, b = getattr(state, name), getattr(moved, name)
         assert torch.equal(a, b) and a.data_ptr() != b.data_ptr(), name
     core.step(state, torch.arange(5).expand(8, 5))

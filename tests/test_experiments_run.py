@@ -24,7 +24,7 @@ TINY = ["training.total_timesteps=256", "training.num_envs=16", "training.checkp
         "evaluation.seeds=[0, 1]", "evaluation.users_per_seed=12", "evaluation.episodes_per_user=1",
         "env.max_steps=6", "agents[0].label=first"]
 ANALYTIC = ["world=analytic", "world_config={n_items: 60, n_users: 16}", "env.num_candidates=20",
-            "env.slate_size=3", "env.new_item_slots=0", "env.pool_size=40", "evaluation.cohort=all"]
+            "env.slate_size=3", "env.new_items.slots=0", "env.candidates.pool_size=40", "evaluation.cohort=all"]
 
 
 def recgym(*args: str, timeout: float = 240) -> subprocess.CompletedProcess:

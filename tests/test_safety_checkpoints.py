@@ -26,7 +26,7 @@ from recgym.experiments.training import (
 )
 
 SETS = ["world=analytic", "world_config={n_items: 60, n_users: 16}", "env.num_candidates=20", "env.slate_size=3",
-        "env.new_item_slots=0", "env.pool_size=40", "env.max_steps=5", "evaluation.cohort=all"]
+        "env.new_items.slots=0", "env.candidates.pool_size=40", "env.max_steps=5", "evaluation.cohort=all"]
 STEPS = (64, 128, 192)
 
 

@@ -25,7 +25,7 @@ from recgym.envs.datasets.registry import DownloadError, download_dataset
 from recgym.envs.sb3 import RankingSB3VecEnv
 
 RUN_SETS = ["world=analytic", "world_config={n_items: 60, n_users: 16}", "env.num_candidates=20", "env.slate_size=3",
-            "env.new_item_slots=0", "env.pool_size=40", "env.max_steps=3", "evaluation.cohort=all",
+            "env.new_items.slots=0", "env.candidates.pool_size=40", "env.max_steps=3", "evaluation.cohort=all",
             "evaluation.seeds=[0]", "evaluation.users_per_seed=4", "output.tensorboard=false"]
 
 
@@ -160,7 +160,7 @@ def test_full_disk_while_writing_the_world_cache(tmp_path, monkeypatch):
     folder = _log_folder(tmp_path)
     res, args = _run_cli(tmp_path, "random", ["world=log", f"data_dir={folder}", "encoder=hashing",
                                               "world_config={epochs: 1, latent_dim: 4}", "env.num_candidates=10",
-                                              "env.pool_size=20", "evaluation.cohort=test"])
+                                              "env.candidates.pool_size=20", "evaluation.cohort=test"])
     _assert_one_disk_full_line(res, args, "arrays.npz")
     worlds = list((tmp_path / "cache" / "worlds").iterdir())
     assert worlds and not list(worlds[0].glob("manifest.json")) and not list(worlds[0].glob(".*.tmp"))
@@ -234,7 +234,7 @@ def world(small_world):
 
 
 def _kw(world):
-    return dict(world=world, num_candidates=10, slate_size=3, pool_size=60)
+    return dict(world=world, num_candidates=10, slate_size=3, candidates={"pool_size": 60})
 
 
 @pytest.mark.parametrize("choice", ["cascade", "pbm", Cascade(), MultinomialLogit(no_click_logit=0.0)])
@@ -245,7 +245,7 @@ def test_choice_model_name_or_component_in_every_shell(world, choice):
     _, reward, *_ = env.step(env.action_space.sample())
     assert type(env.unwrapped.core.choice).__name__ == expected and np.isfinite(reward)
     if isinstance(choice, str):
-        assert env.unwrapped.config.choice_model == choice
+        assert env.unwrapped.config.choice.model == choice
     venv = gym.make_vec("recgym/Ranking-v0", num_envs=3, vectorization_mode="vector_entry_point",
                         choice_model=choice, **_kw(world))
     venv.reset(seed=0)
@@ -261,7 +261,7 @@ def test_bad_component_arguments_are_clear(world):
     from recgym.common.config import ConfigError
     from recgym.envs.ranking import RankingEnv
 
-    with pytest.raises(ConfigError, match=r"choice_model"):
+    with pytest.raises(ConfigError, match=r"env.choice.model: .*received .cascad."):
         RankingEnv(choice_model="cascad", **_kw(world))
     with pytest.raises(TypeError, match=r"choice_model: expected a name .* or a ChoiceModel"):
         RankingEnv(choice_model=3, **_kw(world))
@@ -279,4 +279,4 @@ def test_cli_prints_recgym_file_errors_as_one_line(tmp_path):
     (out / "config.yaml").write_bytes(b"\xff\xfe\x00garbage")
     res = CliRunner().invoke(app, ["run", str(cfg), "--out", str(out), "--resume", *sets])
     assert res.exit_code == 2 and res.stderr.count("\n") == 1 and "Traceback" not in res.output
-    assert res.stderr.startswith(f"error: --resume: {out / 'config.yaml'} is corrupt (UnicodeDecodeError")
+    assert res.stderr.startswith(f"error: --resume: {out / 'config.yaml'}: expected UTF-8 text")

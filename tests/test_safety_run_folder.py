@@ -30,7 +30,7 @@ from recgym.experiments.runner import (
 )
 
 RUN_SETS = ["world=analytic", "world_config={n_items: 60, n_users: 16}", "env.num_candidates=20", "env.slate_size=3",
-            "env.new_item_slots=0", "env.pool_size=40", "env.max_steps=3", "evaluation.cohort=all",
+            "env.new_items.slots=0", "env.candidates.pool_size=40", "env.max_steps=3", "evaluation.cohort=all",
             "evaluation.seeds=[0]", "evaluation.users_per_seed=4", "output.plots=false", "output.tensorboard=false"]
 
 

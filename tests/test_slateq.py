@@ -27,7 +27,7 @@ from recgym.agents.slateq import SlateQConfig, SlateQRecommender
 from recgym.envs.sb3 import RankingSB3VecEnv
 from recgym.envs.vector import RankingVectorEnv
 
-ENV = dict(num_candidates=20, slate_size=3, pool_size=60, action_type="slate", new_item_slots=2)
+ENV = dict(num_candidates=20, slate_size=3, action_type="slate", candidates={"pool_size": 60}, new_items={"slots": 2})
 
 
 @pytest.fixture(scope="module")
@@ -308,7 +308,7 @@ def test_compatibility_rules_and_hints(world) -> None:
             check_compatible("slateq", action_type, k)
     with pytest.raises(IncompatibleEnvError, match="slateq"):
         make_agent("slateq", RankingVectorEnv(2, world=world, **{**ENV, "action_type": "scores"}))
-    pbm = RankingVectorEnv(2, world=world, config={**ENV, "choice_model": "pbm"})
+    pbm = RankingVectorEnv(2, world=world, config={**ENV, "choice": {"model": "pbm"}})
     agent = make_agent("slateq", pbm)
     with pytest.raises(IncompatibleEnvError, match="at most one click"):
         agent.learn(pbm, 100)
@@ -370,7 +370,7 @@ def test_save_load_round_trip_and_determinism(world, tmp_path) -> None:
 
 # ------------------------------------------------------------------ the experiments runner
 RUNNER_SETS = ["world=analytic", "world_config={n_items: 60, n_users: 16}", "env.num_candidates=20",
-               "env.slate_size=3", "env.new_item_slots=0", "env.pool_size=40", "env.max_steps=5",
+               "env.slate_size=3", "env.new_items.slots=0", "env.candidates.pool_size=40", "env.max_steps=5",
                "env.action_type=slate", "evaluation.cohort=all", "training.num_envs=16",
                "training.checkpoint_every=128", "training.curve_users=8", "evaluation.seeds=[0]",
                "evaluation.users_per_seed=8", "evaluation.episodes_per_user=1"]

@@ -9,14 +9,27 @@ hidden logit, sorted descending, and the optimal expected return is ``max_steps 
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 import numpy as np
 import torch
+from pydantic import Field
 
+from recgym.common.config import Seed, StrictModel
 from recgym.envs.choice import make_choice_model
 from recgym.envs.config import EnvConfig
 from recgym.envs.world import Catalog, Population, PreferenceParams, World
 
-__all__ = ["make_analytic_world", "analytic_config", "analytic_optimal_return", "analytic_logits"]
+__all__ = ["AnalyticWorldConfig", "make_analytic_world", "analytic_config", "analytic_optimal_return", "analytic_logits"]
+
+
+class AnalyticWorldConfig(StrictModel):
+    """``world_config`` of the analytic world: the arguments of :func:`make_analytic_world`."""
+
+    config_path: ClassVar[str] = "world_config"
+    n_items: int = Field(20, ge=2, le=100_000)
+    n_users: int = Field(4, ge=1, le=1_000_000)
+    seed: Seed = 0
 
 
 def make_analytic_world(n_items: int = 20, n_users: int = 4, seed: int = 0) -> World:
@@ -56,13 +69,13 @@ def analytic_config(world: World, *, slate_size: int = 3, max_steps: int = 20, *
     """An :class:`EnvConfig` with the dynamics off and every item a candidate."""
     m = world.catalog.num_items
     base = dict(
-        num_candidates=m, pool_size=m, slate_size=slate_size, max_steps=max_steps, new_items_per_step=0.0,
-        new_item_slots=0, mask_window=0, interest_drift=0.0, item_fatigue_weight=0.0,
-        genre_fatigue_weight=0.0, exposure_fatigue=0.0, step_cost=0.0, budget_gain=0.0, cohort="all",
-        candidate_mix={"nearest": 0.0, "popular": 0.0, "random": 1.0},
+        num_candidates=m, slate_size=slate_size, max_steps=max_steps, cohort="all",
+        new_items={"per_step": 0.0, "slots": 0},
+        candidates={"pool_size": m, "mask_window": 0, "mix": {"nearest": 0.0, "popular": 0.0, "random": 1.0}},
+        dynamics={"interest_drift": 0.0, "item_fatigue_weight": 0.0, "genre_fatigue_weight": 0.0,
+                  "exposure_fatigue": 0.0, "step_cost": 0.0, "budget_gain": 0.0},
     )
-    base.update(overrides)
-    return EnvConfig(**base)
+    return EnvConfig.model_validate(base).merged(overrides)
 
 
 def analytic_logits(world: World) -> np.ndarray:
@@ -74,9 +87,10 @@ def analytic_logits(world: World) -> np.ndarray:
 
 def analytic_optimal_return(world: World, config: EnvConfig) -> np.ndarray:
     """``(U,)`` optimal expected episode return (reward ``clicks``) of each user: top-K slate every step."""
-    if config.reward != "clicks":
-        raise ValueError(f"analytic_optimal_return: expected reward='clicks', received {config.reward!r}")
+    if config.reward.name != "clicks":
+        raise ValueError(f"analytic_optimal_return: expected reward 'clicks', received {config.reward.name!r}")
     logits = torch.as_tensor(analytic_logits(world))
     top = torch.sort(logits, dim=1, descending=True).values[:, : config.slate_size]
-    choice = make_choice_model(config.choice_model, no_click_logit=config.no_click_logit, pbm_eta=config.pbm_eta)
+    c = config.choice
+    choice = make_choice_model(c.model, no_click_logit=c.no_click_logit, pbm_eta=c.pbm_eta)
     return (choice.click_probs(top).sum(1) * config.max_steps).numpy()
