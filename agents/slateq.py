@@ -195,7 +195,12 @@ class SlateQNetworks(nn.Module):
 @register
 class SlateQRecommender(Recommender):
     """SlateQ over candidates (see the module docstring). Train with :meth:`learn` on ``action_type="slate"``;
-    :meth:`rank` builds slates of any ``k`` with the configured slate optimiser."""
+    :meth:`rank` builds slates of any ``k`` with the configured slate optimiser.
+
+    Training surface (what the experiments runner calls; the contract of env-trained agents): ``learn``,
+    ``num_timesteps``, ``model`` (the :class:`~recgym.agents._slateq_learner.SlateQLearner`, with ``policy``,
+    ``policy.optimizer``, ``logger``, ``ep_info_buffer``), :meth:`check_train_env`, :meth:`sync_from_model`,
+    :meth:`training_state` / :meth:`load_training_state`."""
 
     name: ClassVar[str] = "slateq"
     Config: ClassVar[type[AgentConfig]] = SlateQConfig
@@ -227,10 +232,22 @@ class SlateQRecommender(Recommender):
         Gymnasium vector wrapper of one, or an SB3 ``VecEnv`` over :class:`~recgym.envs.sb3.RankingSB3VecEnv`
         (reset through SB3, then stepped underneath; see :mod:`recgym.agents._slateq_learner`).
         ``callback``: an SB3 ``BaseCallback`` (or a list / callable). Checked before anything is built."""
+        self.check_train_env(env)
+        if self.model is None or self.model.env is not env:
+            self.model = SlateQLearner(self, env)
+        self.model.learn(int(total_timesteps), callback=callback, progress_bar=progress_bar)
+        self.sync_from_model()
+        return self
+
+    def check_train_env(self, env: Any) -> EnvSpec:
+        """The learn prologue: ``env``'s spec, after checking it can train this agent - slate actions, the
+        agent's item table and candidate count, a steppable env type and a single-choice click model."""
         spec = EnvSpec.from_env(env)
         check_compatible(self.name, spec.action_type, spec.slate_size)
         if spec.table_hash != self.spec.table_hash or spec.num_candidates != self.spec.num_candidates:
-            raise ValueError("learn: env item table / num_candidates differ from the ones the agent was built for")
+            raise ValueError(
+                f"learn: the env's item table ({spec.table_hash}, N={spec.num_candidates}) differs from the one "
+                f"agent {self.name!r} was built for ({self.spec.table_hash}, N={self.spec.num_candidates})")
         venv, _ = steppable_env(env)
         choice = getattr(getattr(venv.unwrapped, "core", None), "choice", None)
         if getattr(choice, "multi_click", False):
@@ -238,11 +255,12 @@ class SlateQRecommender(Recommender):
                 f"agent 'slateq' assumes at most one click per slate (single choice), but the env's choice model "
                 f"{type(choice).__name__} allows several; set env.choice.model to 'mnl' or 'cascade'"
             )
-        if self.model is None or self.model.env is not env:
-            self.model = SlateQLearner(self, env)
-        self.model.learn(int(total_timesteps), callback=callback, progress_bar=progress_bar)
-        self.num_timesteps = int(self.model.num_timesteps)
-        return self
+        return spec
+
+    def sync_from_model(self) -> None:
+        """Adopt the learner's step count (the networks are shared with it: nothing else to copy)."""
+        if self.model is not None:
+            self.num_timesteps = int(self.model.num_timesteps)
 
     @torch.no_grad()
     def _act(self, obs: Mapping[str, torch.Tensor], k: int, epsilon: float) -> torch.Tensor:
@@ -303,3 +321,43 @@ class SlateQRecommender(Recommender):
         self.num_timesteps = int(state["num_timesteps"])
         if self.model is not None:
             self.model.num_timesteps = self.num_timesteps
+
+    def training_state(self) -> dict[str, Any]:
+        """The training section of a runner checkpoint (the ``TrainableRecommender`` contract): ``policy`` (the
+        three networks), ``optimizer`` and ``rng`` (``agent``: numpy PCG64 state; ``torch``: the global CPU
+        generator; ``slateq_explore`` / ``slateq_replay``: the exploration and replay-sampling generators).
+        Tensors and plain data only (``torch.load(weights_only=True)`` reads it). Not the replay buffer: a
+        resumed run refills it, so it continues from the same networks and RNG streams but not bit-identically."""
+        return {
+            "policy": {k: v.detach().cpu().clone() for k, v in self.policy.state_dict().items()},
+            "optimizer": copy.deepcopy(self.policy.optimizer.state_dict()),
+            "rng": {"agent": self.rng.bit_generator.state, "torch": torch.get_rng_state(),
+                    "slateq_explore": self.explore_generator.get_state(),
+                    "slateq_replay": self.replay_generator.get_state()},
+        }
+
+    def load_training_state(self, state: Mapping[str, Any]) -> None:
+        """Restore :meth:`training_state`. All or nothing: on a mismatch (``KeyError`` / ``RuntimeError`` /
+        ``ValueError`` / ``TypeError``, naming the field) the agent is left as it was."""
+        before = self.training_state()
+        try:
+            self._load_training_state(state)
+        except Exception:
+            self._load_training_state(before)
+            raise
+        self.sync_from_model()
+
+    def _load_training_state(self, state: Mapping[str, Any]) -> None:
+        for key in ("policy", "optimizer", "rng"):
+            if key not in state:
+                raise KeyError(f"training state: expected field {key!r}, received fields {sorted(state)}")
+        rng = state["rng"]
+        for key in ("agent", "torch", "slateq_explore", "slateq_replay"):
+            if key not in rng:
+                raise KeyError(f"training state: expected field 'rng.{key}', received fields {sorted(rng)}")
+        self.policy.load_state_dict(state["policy"])
+        self.policy.optimizer.load_state_dict(state["optimizer"])
+        self.rng.bit_generator.state = rng["agent"]
+        torch.set_rng_state(rng["torch"])
+        self.explore_generator.set_state(rng["slateq_explore"])
+        self.replay_generator.set_state(rng["slateq_replay"])

@@ -3,6 +3,7 @@ choice model learned from logged clicks, the training loop's transitions, and th
 
 from __future__ import annotations
 
+import io
 import itertools
 import json
 import math
@@ -366,6 +367,49 @@ def test_save_load_round_trip_and_determinism(world, tmp_path) -> None:
         a.policy.q_target(o)  # fills the target's projection cache
         a.policy.sync_target(1.0)
         assert torch.allclose(a.policy.q_target(o)[0], a.policy.q(o)[0])
+
+
+def test_training_state_round_trips_weights_only_and_all_or_nothing(world) -> None:
+    """The checkpoint contract of env-trained agents: ``training_state`` is tensors and plain data (read back
+    weights-only); loaded into a differently seeded agent it restores the networks (target included), the
+    optimizer and every generator, so the next exploration and replay draws match; a state that does not fit
+    raises, naming the field, and leaves the agent as it was."""
+    kw = dict(learning_starts=64, batch_size=32, hidden=8, target_update_interval=300)
+
+    def env() -> RankingVectorEnv:
+        return RankingVectorEnv(8, world=world, max_steps=10, **ENV)
+
+    a = make_agent("slateq", env(), seed=0, **kw)
+    a.learn(env(), 480)
+    buf = io.BytesIO()
+    torch.save(a.training_state(), buf)
+    state = torch.load(io.BytesIO(buf.getvalue()), weights_only=True)
+    b = make_agent("slateq", env(), seed=1, **kw)
+    b.num_timesteps = 480  # as the runner does before building the learner
+    b.learn(env(), 0)
+    b.load_training_state(state)
+    sa, sb = a.policy.state_dict(), b.policy.state_dict()
+    assert all(torch.equal(sa[k], sb[k]) for k in sa) and b.num_timesteps == 480
+    assert str(a.policy.optimizer.state_dict()) == str(b.policy.optimizer.state_dict())
+    assert a.model.exploration_rate() == b.model.exploration_rate()
+    assert a.rng.bit_generator.state == b.rng.bit_generator.state
+    for gen in ("explore_generator", "replay_generator"):
+        assert torch.equal(torch.rand(5, generator=getattr(a, gen)), torch.rand(5, generator=getattr(b, gen)))
+
+    c = make_agent("slateq", env(), seed=2, **kw)
+    c.learn(env(), 0)
+    snapshot = c.training_state()
+    bad = {**state, "policy": {**state["policy"], "q.out.weight": torch.zeros(1, 3)}}
+    with pytest.raises(RuntimeError, match="q.out.weight"):
+        c.load_training_state(bad)
+    missing = {**state, "rng": {k: v for k, v in state["rng"].items() if k != "slateq_replay"}}
+    with pytest.raises(KeyError, match="rng.slateq_replay"):
+        c.load_training_state(missing)
+    after = c.training_state()
+    assert all(torch.equal(snapshot["policy"][k], after["policy"][k]) for k in snapshot["policy"])
+    assert str(snapshot["optimizer"]) == str(after["optimizer"])
+    assert all(torch.equal(snapshot["rng"][k], after["rng"][k]) for k in ("torch", "slateq_explore", "slateq_replay"))
+    assert snapshot["rng"]["agent"] == after["rng"]["agent"]
 
 
 # ------------------------------------------------------------------ the experiments runner
