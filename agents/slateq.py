@@ -192,6 +192,26 @@ class SlateQNetworks(nn.Module):
         return slate_value(u.gather(1, slate), q.gather(1, slate), u0, q0)
 
 
+def topk_key(u: torch.Tensor, u0: torch.Tensor, q: torch.Tensor) -> torch.Tensor:
+    """``(B, N)`` ``e^{u(s,i) - u(s,⊥)} Q(s, i)`` (the paper's top-K ranking key) from ``u``, ``q`` ``(B, N)`` and
+    ``u0`` ``(B,)``; the exponent is clamped to +-60 so a wild utility cannot overflow."""
+    return torch.exp((u - u0.unsqueeze(1)).clamp(-60.0, 60.0)) * q
+
+
+class _TopKKey(nn.Module):
+    """SlateQ's top-K key with a candidate scorer's forward signature (for explanations); keeps the networks'
+    train/eval mode as found."""
+
+    def __init__(self, networks: SlateQNetworks) -> None:
+        super().__init__()
+        self.networks = networks
+        self.train(networks.training)
+
+    def forward(self, obs: Mapping[str, torch.Tensor]) -> tuple[torch.Tensor, None]:
+        u, u0, q, _ = self.networks.values(obs)
+        return topk_key(u, u0, q), None
+
+
 @register
 class SlateQRecommender(Recommender):
     """SlateQ over candidates (see the module docstring). Train with :meth:`learn` on ``action_type="slate"``;
@@ -298,8 +318,13 @@ class SlateQRecommender(Recommender):
         """``(B, N)`` float64 top-K key ``(v(s, i) / v(s, ⊥)) * Q(s, i)`` of each candidate (what the ``topk``
         optimiser ranks by; ``rank`` uses the configured optimiser)."""
         u, u0, q, _ = self.policy.values(obs_to_torch(obs, self.device))
-        w = torch.exp((u.double() - u0.double().unsqueeze(1)).clamp(-60.0, 60.0))
-        return (w * q.double()).cpu().numpy()
+        return topk_key(u.double(), u0.double(), q.double()).cpu().numpy()
+
+    def explain_scorer(self) -> nn.Module:
+        """The module :meth:`explain` differentiates (the scorer hook of :mod:`recgym.agents.explain`): its
+        forward maps an observation batch to ``((B, N) top-K key of :meth:`score`, None)``, so an
+        explanation says which history items and profile aspects raised an item's appeal times its value."""
+        return _TopKKey(self.policy)
 
     # ------------------------------------------------------------------ persistence
     def _get_state(self) -> dict[str, Any]:
