@@ -4,7 +4,8 @@ Why not SB3's DQN loop: SlateQ learns from *which* item was clicked, and the SB3
 (:class:`~recgym.envs.sb3.RankingSB3VecEnv`) drops the step info that carries ``clicks``. So the learner steps
 the :class:`~recgym.envs.vector.RankingVectorEnv` itself - directly, or the one inside an SB3 adapter (reset
 once through the SB3 wrappers, which are then bypassed: episode statistics are kept here, in
-``ep_info_buffer``). Both Gymnasium autoreset modes are handled: ``next_step`` (the step after an episode's
+``ep_info_buffer``; any SB3 wrapper but ``VecMonitor`` is refused, since bypassing it would lose what it
+changes, e.g. a reward term). Both Gymnasium autoreset modes are handled: ``next_step`` (the step after an episode's
 end only resets its slot and is not a transition) and ``same_step`` (the final observation of an ended
 episode comes from ``info["final_obs"]``).
 
@@ -35,11 +36,11 @@ from stable_baselines3.common.callbacks import (
     ProgressBarCallback,
 )
 from stable_baselines3.common.logger import Logger
-from stable_baselines3.common.vec_env import VecEnv
+from stable_baselines3.common.vec_env import VecEnv, VecEnvWrapper, VecMonitor
 
 from recgym.agents._slateq_buffer import SlateReplayBuffer
 from recgym.agents._slateq_math import click_index
-from recgym.agents.base import OBS_KEYS
+from recgym.agents.base import OBS_KEYS, IncompatibleEnvError
 from recgym.agents.scorer import COS_KEY, cosine_features
 
 if TYPE_CHECKING:
@@ -64,6 +65,13 @@ def steppable_env(env: Any) -> tuple[Any, bool]:
     for _ in range(16):
         if isinstance(inner, RankingVectorEnv):
             return inner, True
+        if isinstance(inner, VecEnvWrapper) and not isinstance(inner, VecMonitor):
+            # stepping underneath would bypass it: a reward term or normalisation silently lost
+            raise IncompatibleEnvError(
+                f"env: SlateQ steps the RankingVectorEnv under the SB3 adapter (the adapter drops info['clicks']), "
+                f"so the SB3 wrapper {type(inner).__name__} would be bypassed and what it changes lost; expected "
+                f"no SB3 wrapper but VecMonitor, received {type(inner).__name__} (e.g. a config's reward_fairness "
+                f"is not supported for slateq)")
         inner = getattr(inner, "venv", None)
     raise TypeError(f"env: expected an SB3 VecEnv over a RankingSB3VecEnv, received {type(env).__name__}")
 

@@ -316,6 +316,14 @@ def test_compatibility_rules_and_hints(world) -> None:
     with pytest.raises(IncompatibleEnvError, match="at most one click"):
         agent.learn(pbm, 100)
     assert agent.model is None
+    # an SB3 reward wrapper would be bypassed (the learner steps the vector env underneath): refused, nothing built
+    from recgym.envs.fairness import FairExposureReward
+
+    sb3 = RankingSB3VecEnv(2, seed=0, world=world, **ENV)
+    agent = make_agent("slateq", sb3)
+    with pytest.raises(IncompatibleEnvError, match="FairExposureReward would be bypassed"):
+        agent.learn(VecMonitor(FairExposureReward(sb3)), 100)
+    assert agent.model is None
     with pytest.raises(Exception, match="did you mean 'td_rule'"):
         make_agent("slateq", pbm, td_rul="sarsa")
     with pytest.raises(Exception, match="batch_size"):
