@@ -64,7 +64,6 @@ from recgym.agents.base import (
     EnvSpec,
     IncompatibleEnvError,
     Recommender,
-    as_batched_obs,
     check_compatible,
     register,
 )
@@ -301,16 +300,7 @@ class SlateQRecommender(Recommender):
     def rank(self, obs: Mapping[str, Any], k: int | None = None) -> np.ndarray:
         """``(B, k)`` int64 distinct unmasked candidate positions from the configured slate optimiser, best
         first (``k`` defaults to the env's slate size; a single-env observation gives ``(1, k)``)."""
-        k = self.spec.slate_size if k is None else int(k)
-        if k < 1 or k > self.spec.num_candidates:
-            raise ValueError(f"k: expected 1 <= k <= num_candidates ({self.spec.num_candidates}), received {k}")
-        batch, _ = as_batched_obs(obs)
-        n = batch["candidates"].shape[1]
-        if n != self.spec.num_candidates:
-            raise ValueError(
-                f"obs['candidates']: expected {self.spec.num_candidates} candidates (the env {self.name} was built "
-                f"for), received {n}"
-            )
+        batch, k = self._rank_input(obs, k)
         return self._optimal(obs_to_torch(batch, self.device), k).cpu().numpy()
 
     @torch.no_grad()

@@ -10,30 +10,15 @@ from __future__ import annotations
 
 import time
 
-import numpy as np
 import pytest
+from test_agents_slow import mean_return  # first-episode return; online learners update as they go
 
-from recgym.agents import make_agent, slate_to_action
+from recgym.agents import make_agent
 from recgym.envs.sb3 import RankingSB3VecEnv
 from recgym.envs.vector import RankingVectorEnv
 from recgym.envs.worlds.analytic import analytic_config, analytic_optimal_return, make_analytic_world
 
 pytestmark = pytest.mark.slow
-
-
-def mean_return(agent, env: RankingVectorEnv, k: int, seed: int) -> float:
-    """Mean undiscounted return of the first episode of every slot (``next_step`` autoreset); online
-    learners (popularity) update from the feedback as they go."""
-    obs, _ = env.reset(seed=seed)
-    total, done = np.zeros(env.num_envs), np.zeros(env.num_envs, bool)
-    while not done.all():
-        slate = agent.rank(obs, k)
-        nxt, r, term, trunc, info = env.step(slate_to_action(slate, env.config.action_type, env.config.num_candidates))
-        agent.update(obs, slate, info)
-        total += np.where(done, 0.0, r)
-        done |= term | trunc
-        obs = nxt
-    return float(total.mean())
 
 
 @pytest.mark.parametrize("optimizer", ["greedy", "topk"])
