@@ -1,4 +1,4 @@
-"""recgym.agents: the Recommender contract, SB3 PPO/DQN ranking policies and baselines.
+"""recgym.agents: the Recommender contract, SB3 PPO/DQN ranking policies, SlateQ and baselines.
 
     from recgym.agents import make_agent
     agent = make_agent("ppo", sb3_env, hidden=64, seed=0)   # names: see AGENTS
@@ -30,6 +30,7 @@ from recgym.agents.baselines import (
 from recgym.agents.dqn import DQNRecommender
 from recgym.agents.logging import LoggedData, collect_logs
 from recgym.agents.ppo import PPORecommender
+from recgym.agents.slateq import SlateQRecommender
 from recgym.agents.supervised import ColdItemError, CTRRecommender, MFRecommender
 
 __all__ = [
@@ -46,6 +47,7 @@ __all__ = [
     "slate_to_action",
     "PPORecommender",
     "DQNRecommender",
+    "SlateQRecommender",
     "RandomRecommender",
     "PopularityRecommender",
     "LMSimilarityRecommender",

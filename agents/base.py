@@ -220,6 +220,12 @@ class Recommender(ABC):
     def rank(self, obs: Mapping[str, Any], k: int | None = None) -> np.ndarray:
         """``(B, k)`` int64 distinct unmasked candidate positions, best first (``k`` defaults to the env's
         slate size). A single-env observation (no batch dim) gives ``(1, k)``."""
+        batch, k = self._rank_input(obs, k)
+        return masked_top_k(self.score(batch), batch["mask"], k)
+
+    def _rank_input(self, obs: Mapping[str, Any], k: int | None) -> tuple[dict[str, np.ndarray], int]:
+        """``(batched obs, k)`` for :meth:`rank`, after checking ``k`` and the candidate count (raises
+        ``ValueError`` with what was expected)."""
         k = self.spec.slate_size if k is None else int(k)
         if k < 1 or k > self.spec.num_candidates:
             raise ValueError(f"k: expected 1 <= k <= num_candidates ({self.spec.num_candidates}), received {k}")
@@ -230,7 +236,7 @@ class Recommender(ABC):
                 f"obs['candidates']: expected {self.spec.num_candidates} candidates (the env {self.name} was built "
                 f"for), received {n}"
             )
-        return masked_top_k(self.score(batch), batch["mask"], k)
+        return batch, k
 
     def explain(self, obs: Mapping[str, Any], slate: np.ndarray, context: Any = None, top: int | None = 5) -> list:
         """Evidence per recommended item of ``slate`` ``(B, K)``: the history items and profile aspects that

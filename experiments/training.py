@@ -149,6 +149,8 @@ def _restore_training_state(ckpt: dict[str, Any], model: BaseAlgorithm, venv: Ra
                             where: Path, notify: Callable[[str], None] | None) -> None:
     """The env and learner state of an exact checkpoint (the run continues bit-identically); an older
     checkpoint without them resumes on a reseeded env, with a notice."""
+    if "learner" not in ckpt and not _exact_resume_supported(model):
+        return  # a lean learner's checkpoint never holds them (see _exact_resume_supported)
     if "learner" not in ckpt:
         (notify or log.warning)(f"{where}: written before exact resume (no env or learner state): training continues "
                                 "on a reseeded env" + (" with an empty replay buffer" if hasattr(model, "replay_buffer")
@@ -410,6 +412,14 @@ def find_resume_checkpoint(ckpt_dir: Path, cfg_hash: str,
     return payload
 
 
+def _exact_resume_supported(model: object) -> bool:
+    """Exact resume captures what SB3's learners keep between ``learn`` calls; a lean learner of its own
+    (SlateQ) resumes from its weights, optimiser and RNG states on a reseeded env."""
+    from stable_baselines3.common.base_class import BaseAlgorithm
+
+    return isinstance(model, BaseAlgorithm)
+
+
 def _save(ckpt_dir: Path, agent: SB3Recommender, venv: RankingSB3VecEnv, menv: VecMonitor, step: int, cfg_hash: str,
           curve: list[dict[str, float]], keep: int) -> None:
     """``step_<N>.pt`` (the agent file with its training section), then its manifest ``step_<N>.json``, then
@@ -419,7 +429,8 @@ def _save(ckpt_dir: Path, agent: SB3Recommender, venv: RankingSB3VecEnv, menv: V
     training = {"format": CKPT_FORMAT, "version": CKPT_VERSION, "step": step, "config_hash": cfg_hash,
                 "curve": curve, **agent.training_state()}
     training["rng"] = {**training["rng"], "env": venv.core.generator.get_state()}  # recorded, not restored
-    training["sim"], training["learner"] = venv.state_dict(), learner_state(agent.model, menv)
+    if _exact_resume_supported(agent.model):
+        training["sim"], training["learner"] = venv.state_dict(), learner_state(agent.model, menv)
     data = agent.to_bytes(training=training)
     name = f"step_{step:010d}.pt"
     atomic_write_bytes(ckpt_dir / name, data)

@@ -45,8 +45,8 @@ def logged() -> LoggedData:
 
 
 def _agent(name: str, env, logged: LoggedData):
-    agent = make_agent(name, env, seed=1, device="cpu") if name not in ("ppo", "dqn") else None
-    if name == "ppo":
+    agent = make_agent(name, env, seed=1, device="cpu") if name not in ("ppo", "dqn", "slateq") else None
+    if name in ("ppo", "slateq"):
         agent = make_agent(name, RankingVectorEnv(2, world=WORLD, **{**ENV_KW, "action_type": "slate"}), device="cpu")
     if name == "dqn":
         kw = {**ENV_KW, "action_type": "item", "slate_size": 1}
@@ -121,7 +121,7 @@ def test_oracle_beats_every_agent_one_step_ctr_on_analytic_world(logged: LoggedD
     log = collect_logs(make_agent("random", venv), venv, 10, epsilon=1.0, seed=0)
     ctrs = {}
     for name in sorted(AGENTS):
-        if name in ("ppo", "dqn"):
+        if AGENTS[name].train_action_types is not None:  # RL agents: untrained here
             continue
         agent = make_agent(name, venv, seed=0)
         if name in OFFLINE:
