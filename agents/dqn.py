@@ -26,7 +26,7 @@ from stable_baselines3.dqn.policies import DQNPolicy
 
 from recgym.agents._sb3 import SeededDictReplayBuffer, obs_to_torch, seeded_init
 from recgym.agents.base import AgentConfig, EnvSpec, Recommender, check_compatible, register
-from recgym.agents.scorer import CandidateScorer
+from recgym.agents.scorer import CandidateScorer, space_kwargs
 
 __all__ = ["CandidateQNetwork", "CandidateDQNPolicy", "MaskedDQN", "DQNConfig", "DQNRecommender"]
 
@@ -40,7 +40,8 @@ class CandidateQNetwork(BasePolicy):
                  item_features: np.ndarray | None = None) -> None:
         super().__init__(observation_space, action_space)
         self.scorer = CandidateScorer(
-            item_embeddings, hidden=hidden, value_head=False, item_features=item_features
+            item_embeddings, hidden=hidden, value_head=False, item_features=item_features,
+            **space_kwargs(observation_space),
         )
 
     def forward(self, obs: Mapping[str, torch.Tensor]) -> torch.Tensor:  # type: ignore[override]
@@ -141,13 +142,7 @@ class DQNRecommender(Recommender):
         self.num_timesteps = 0
 
     def _obs_space(self) -> spaces.Dict:
-        from recgym.envs.config import EnvConfig
-        from recgym.envs.spaces import observation_space
-
-        n = self.spec.num_candidates
-        cfg = EnvConfig(num_candidates=n, slate_size=1, action_type="item", new_items={"slots": 0},
-                        candidates={"pool_size": max(n, 2)})
-        return observation_space(cfg, self.spec.dim, self.spec.num_items)
+        return self.spec.observation_space()
 
     def learn(self, env: Any, total_timesteps: int, callback: Any = None, progress_bar: bool = False) -> DQNRecommender:
         """Train (or continue) on an SB3 VecEnv with ``action_type='item'``; checked before anything is built."""
