@@ -27,6 +27,7 @@ from recgym.agents.baselines import (
 )
 from recgym.agents.dqn import DQNRecommender
 from recgym.agents.logging import LoggedData, collect_logs
+from recgym.agents.lookahead import LookaheadRecommender, QualityOracleRecommender
 from recgym.agents.ppo import PPORecommender
 from recgym.agents.supervised import ColdItemError, CTRRecommender, MFRecommender
 
@@ -49,6 +50,8 @@ __all__ = [
     "LMSimilarityRecommender",
     "LinUCBRecommender",
     "OracleRecommender",
+    "LookaheadRecommender",
+    "QualityOracleRecommender",
     "CTRRecommender",
     "MFRecommender",
     "ColdItemError",

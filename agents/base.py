@@ -131,7 +131,7 @@ class EnvSpec:
         fb = space.spaces.get("item_feedback")
         return cls(
             emb, int(cfg.num_candidates), int(cfg.slate_size), str(cfg.action_type), base.oracle_scores, feats,
-            context_dim=int(space["context"].shape[0]), feedback_dim=0 if fb is None else int(fb.shape[-1]),
+            context_dim=int(space["context"].shape[0]), feedback_dim=0 if fb is None else 3,
             simulator=getattr(base, "simulator", None),
         )
 

@@ -17,7 +17,7 @@ slate_items    (T, K)       int64     item indices shown (``candidates[slate]``)
 clicks         (T, K)       int8      1 = clicked
 propensity     (T, K)       float32   P(logging policy puts this item at this position | context)
 reward         (T,)         float32   the env reward of the step
-item_feedback  (T, N, 3)    float32   optional: the platform's feedback of each candidate (impressions, clicks,
+item_feedback  (T, 3N)     float32   optional: the platform's feedback of each candidate (impressions, clicks,
                                       mean dwell; envs with ``feedback.enabled``)
 item_embeddings (M, d)      float32   the item table (optional: the env's table)
 meta           ()           str       JSON: format, version, logging agent, epsilon, seed, env config
@@ -97,8 +97,8 @@ class LoggedData:
                 raise ValueError(f"LoggedData.{key}: expected shape {shape}, received {getattr(self, key).shape}")
         if self.item_feedback is not None:
             self.item_feedback = np.asarray(self.item_feedback).astype(np.float32, copy=False)
-            if self.item_feedback.shape != (t, n, 3):
-                raise ValueError(f"LoggedData.item_feedback: expected shape {(t, n, 3)}, received "
+            if self.item_feedback.shape != (t, 3 * n):
+                raise ValueError(f"LoggedData.item_feedback: expected shape {(t, 3 * n)} (N x 3 per row), received "
                                  f"{self.item_feedback.shape}")
         if self.profile.shape != self.history.shape or self.profile.ndim != 2 or len(self.profile) != t:
             raise ValueError(

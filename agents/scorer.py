@@ -46,7 +46,7 @@ __all__ = [
 ]
 
 COS_KEY = "_cos"  # optional precomputed (B, N, 2) cosine features in an observation dict
-FEEDBACK_KEY = "item_feedback"  # (B, N, 3) impressions, clicks, mean dwell of each candidate (envs/feedback.py)
+FEEDBACK_KEY = "item_feedback"  # (B, 3N): (B, N, 3) impressions, clicks, mean dwell per candidate, flattened
 NUM_FEEDBACK_FEATURES = 4
 
 
@@ -120,7 +120,7 @@ class CandidateScorer(nn.Module):
         if self.feedback is not None:
             if FEEDBACK_KEY not in obs:
                 raise KeyError(f"obs: expected {FEEDBACK_KEY!r} (the scorer was built for an env with feedback.enabled)")
-            qa, qg = self.feedback(feedback_features(obs[FEEDBACK_KEY])).split(h, dim=2)
+            qa, qg = self.feedback(feedback_features(obs[FEEDBACK_KEY].reshape(b, n, 3))).split(h, dim=2)
             pa, pg = pa + qa, pg + qg
         z = torch.relu(ua.unsqueeze(1) + pa + ug.unsqueeze(1) * pg + self.inter(x))
         scores = self.out(z).squeeze(-1)
@@ -163,8 +163,7 @@ def space_kwargs(observation_space: Any) -> dict[str, int]:
     """:class:`CandidateScorer` keyword arguments read from a ``Dict`` observation space: ``context_dim`` (length
     of ``context``) and ``feedback_dim`` (3 when it holds ``item_feedback``)."""
     spaces_ = observation_space.spaces
-    fb = spaces_.get(FEEDBACK_KEY)
-    return {"context_dim": int(spaces_["context"].shape[0]), "feedback_dim": 0 if fb is None else int(fb.shape[-1])}
+    return {"context_dim": int(spaces_["context"].shape[0]), "feedback_dim": 3 if FEEDBACK_KEY in spaces_ else 0}
 
 
 def feedback_features(table_rows: torch.Tensor) -> torch.Tensor:

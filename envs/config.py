@@ -187,8 +187,8 @@ class SessionsConfig(_Section):
 
 class FeedbackConfig(_Section):
     """The platform's observable feedback table (:mod:`recgym.envs.feedback`): per item, impressions, clicks
-    and dwell accumulated over every simulated user. ``enabled`` adds ``item_feedback`` ``(N, 3)`` to the
-    observation and ``env.item_feedback`` ``(M, 3)``; the table starts from ``warmup_steps`` slates of
+    and dwell accumulated over every simulated user. ``enabled`` adds ``item_feedback`` ``(3N,)`` (``(N, 3)`` flattened) to
+    the observation and ``env.item_feedback`` ``(M, 3)``; the table starts from ``warmup_steps`` slates of
     ``warmup_users`` users under random slates (the platform's history) at every seeded reset."""
 
     config_path: ClassVar[str] = "env.feedback"

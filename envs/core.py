@@ -231,7 +231,7 @@ class RankingCore:
         """Observation tensors: profile ``(B,d)``, history ``(B,d)``, context ``(B,C)`` (:attr:`context_features`:
         :data:`CONTEXT_FEATURES`, then the dynamics' own, e.g. the session features of returning users),
         candidates ``(B,N)`` int64, mask ``(B,N)`` int8, and with ``feedback.enabled`` ``item_feedback``
-        ``(B,N,3)`` float32 (:mod:`recgym.envs.feedback`). With ``copy=False`` ``profile``, ``history`` and
+        ``(B,3N)`` float32 (``(B,N,3)`` flattened) (:mod:`recgym.envs.feedback`). With ``copy=False`` ``profile``, ``history`` and
         ``candidates`` alias the state (valid until the next step; the shells copy them into numpy anyway)."""
         parts = [self.dynamics.remaining(self.params, state), state.step.to(torch.float32) / self.config.max_steps,
                  state.last_click_rate, state.cold.to(torch.float32)]
@@ -246,7 +246,7 @@ class RankingCore:
             "mask": state.mask.to(torch.int8),
         }
         if FEEDBACK_FIELD in state.names():
-            obs["item_feedback"] = candidate_feedback(state)
+            obs["item_feedback"] = candidate_feedback(state).flatten(1)
         return obs
 
     def step(self, state: SimState, slate: torch.Tensor,

@@ -9,8 +9,8 @@ updated inside the batched step, on the env's device: one ``index_add_`` of the 
 dwell]`` per shown slot. Rows that a vector env steps only as a placeholder (a slot waiting for its
 autoreset) add nothing. Float64 counts are exact up to 2^53.
 
-Observation (read-only, never an ``(M, ...)`` block per step): ``obs["item_feedback"]`` ``(N, 3)`` float32,
-the table's row of each candidate as ``[impressions, clicks, mean dwell per click (0 without clicks)]``;
+Observation (read-only, never an ``(M, ...)`` block per step): ``obs["item_feedback"]`` ``(3N,)`` float32 —
+an ``(N, 3)`` block flattened row by row (a 1-D key, as SB3 asks) — the table's row of each candidate as ``[impressions, clicks, mean dwell per click (0 without clicks)]``;
 the env's ``item_feedback`` property gives the whole ``(M, 3)`` table the same way (a copy). Agents read the
 candidates' rows from the observation, so what they see is the table as it was at that step — stored with the
 observation in rollout and replay buffers, identical for every env an agent is evaluated on.

@@ -4,7 +4,8 @@ Observation (``Dict``): ``profile`` ``(d,)`` and ``history`` ``(d,)`` float32 in
 float32 in [0, 1] (C = 4: :data:`~recgym.envs.core.CONTEXT_FEATURES`; C = 7 with returning users, plus
 :data:`~recgym.envs.sessions.SESSION_CONTEXT`); ``candidates`` ``(N,)`` int64 item indices into the env's
 ``item_embeddings`` table; ``mask`` ``(N,)`` int8, 1 = may be recommended; with ``feedback.enabled``,
-``item_feedback`` ``(N, 3)`` float32 (the platform's impressions, clicks and mean dwell of each candidate).
+``item_feedback`` ``(3N,)`` float32: the platform's impressions, clicks and mean dwell of each candidate, an
+``(N, 3)`` block flattened row by row (1-D, as SB3's checker asks; ``reshape(N, 3)`` to read it).
 Memory per step is O(d + N): policies look candidate vectors up in the table themselves.
 
 Actions: ``scores`` ``Box(-1, 1, (N,))`` (any finite float is accepted; the env takes the top-K unmasked
@@ -41,7 +42,7 @@ def context_dim(config: EnvConfig) -> int:
 
 def observation_space(config: EnvConfig, dim: int, num_items: int, context: int | None = None) -> spaces.Dict:
     """The ``Dict`` space (module docstring); ``context``: length of ``obs["context"]`` (default
-    :func:`context_dim`). With ``feedback.enabled`` it holds ``item_feedback`` ``(N, 3)`` float32 >= 0
+    :func:`context_dim`). With ``feedback.enabled`` it holds ``item_feedback`` ``(3N,)`` float32 >= 0
     (impressions, clicks, mean dwell per click of each candidate: :mod:`recgym.envs.feedback`)."""
     n = config.num_candidates
     keys = {
@@ -52,7 +53,8 @@ def observation_space(config: EnvConfig, dim: int, num_items: int, context: int 
         "mask": spaces.Box(0, 1, (n,), np.int8),
     }
     if config.feedback.enabled:
-        keys["item_feedback"] = spaces.Box(0.0, np.inf, (n, 3), np.float32)
+        # Counts and mean dwell are finite and non-negative; no tighter bound holds for every response model.
+        keys["item_feedback"] = spaces.Box(0.0, np.finfo(np.float32).max, (3 * n,), np.float32)
     return spaces.Dict(keys)
 
 

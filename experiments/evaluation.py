@@ -9,7 +9,9 @@ from the feedback during evaluation, as they would in deployment; nothing else l
 
 Metrics per segment (``all``, ``warm_users``, ``cold_users``; item segments ``head_items``, ``tail_items``,
 ``new_items``) come from :class:`~recgym.experiments.metrics.ExposureTracker`, plus per-session figures
-computed here: ``return``, ``session_length``, ``satisfaction`` and ``engagement`` (sums over a session).
+computed here: ``return``, ``session_length``, ``satisfaction`` and ``engagement`` (sums over an episode:
+one session, or every session of a returning user), and with returning users (``env.sessions.count > 1``)
+the retention metrics of :mod:`~recgym.experiments.retention` in the ``all`` segment.
 NDCG@K uses the hidden relevance ``sigmoid(true logit)`` of every unmasked candidate as the gain; the
 tracker's ``expected_ctr`` is therefore renamed ``mean_relevance`` (mean hidden relevance of shown items).
 """
@@ -26,6 +28,7 @@ from recgym.envs import RankingVectorEnv
 from recgym.envs.config import EnvConfig
 from recgym.envs.world import World
 from recgym.experiments.metrics import ExposureTracker
+from recgym.experiments.retention import RetentionTracker
 
 __all__ = ["CellResult", "cohort_users", "evaluate_cell", "quick_return", "SESSION_METRICS"]
 
@@ -67,7 +70,8 @@ def _env(world: World, cfg: EnvConfig, n: int, device: str) -> RankingVectorEnv:
 
 
 def _run_episodes(agent: Any, env: RankingVectorEnv, users: np.ndarray, seed: int, episodes: int,
-                  tracker: ExposureTracker | None, online: bool) -> dict[str, np.ndarray]:
+                  tracker: ExposureTracker | None, online: bool,
+                  retention: RetentionTracker | None = None) -> dict[str, np.ndarray]:
     """Play ``episodes`` sessions of each user; return per-session sums ``(episodes * B,)`` and cold flags."""
     k = env.config.slate_size
     cold_all = np.asarray(env.world.population.cold)
@@ -77,6 +81,8 @@ def _run_episodes(agent: Any, env: RankingVectorEnv, users: np.ndarray, seed: in
         b = len(users)
         active = np.ones(b, dtype=bool)
         sums = {key: np.zeros(b) for key in SESSION_METRICS}
+        if retention is not None:
+            retention.start(b)
         while active.any():
             t = env.t_global
             slate = agent.rank(obs, k)
@@ -91,6 +97,8 @@ def _run_episodes(agent: Any, env: RankingVectorEnv, users: np.ndarray, seed: in
                 tracker.update(t, info["slate_items"], info["clicks"], rel, info["user_cold"],
                                user_step=np.maximum(info["episode_step"] - 1, 0), candidate_relevance=cand,
                                mask=active)
+            if retention is not None:
+                retention.update(info, active, term)
             a = active
             sums["return"][a] += reward[a]
             sums["session_length"][a] += 1
@@ -123,8 +131,12 @@ def evaluate_cell(make_agent: Callable[[RankingVectorEnv], Any], world: World, e
         new_item_release_steps=release[new_ids] if len(new_ids) else None,
         item_embeddings=cat.embeddings, n_user_steps=env_cfg.max_steps, ndcg_k=env_cfg.slate_size,
     )
-    sess = _run_episodes(agent, env, users, seed, episodes, tracker, bool(getattr(agent, "learns_online", False)))
+    retention = RetentionTracker(env_cfg.sessions.count) if env_cfg.sessions.count > 1 else None
+    sess = _run_episodes(agent, env, users, seed, episodes, tracker, bool(getattr(agent, "learns_online", False)),
+                         retention)
     metrics = tracker.result()
+    if retention is not None:
+        metrics.setdefault("all", {}).update(retention.result())
     for seg, rows in (("all", slice(None)), ("warm_users", ~sess["cold"]), ("cold_users", sess["cold"])):
         m = metrics.setdefault(seg, {})
         if "expected_ctr" in m:
@@ -139,6 +151,8 @@ def evaluate_cell(make_agent: Callable[[RankingVectorEnv], Any], world: World, e
         "ctr_by_decile": tracker.ctr_by_popularity_decile().ctr,
         "cold_user_ctr": tracker.user_ctr_curve("cold_users"), "warm_user_ctr": tracker.user_ctr_curve("warm_users"),
     }
+    if retention is not None:
+        arrays["retention_curve"] = retention.curve()
     if curves is not None:
         arrays.update(time_to_first_exposure=curves.time_to_first_exposure,
                       time_to_first_click=curves.time_to_first_click,

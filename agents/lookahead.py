@@ -1,0 +1,204 @@
+"""Oracles that plan with the hidden model: a quality-aware heuristic and the lookahead oracle (MPC).
+
+Both are *oracles*: they read the env's hidden state (latent interests, item quality, the true click model)
+through ``EnvSpec.simulator`` — ``() -> (core, live state)`` of the env they were built on — and exist to
+bound what a learner could reach, never to be deployed. They rank only the observation the env currently
+shows (like the myopic ``oracle``), and never step the live state: every look ahead runs on forks.
+
+**Quality-aware heuristic** (``quality_oracle``): scores candidate ``i`` by its expected immediate reward
+plus ``tradeoff`` times its satisfaction, both weighted by its click probability ``p_i = sigmoid(logit_i)``::
+
+    score_i = p_i * (E[reward | click i] + tradeoff * (quality_i - threshold))
+    E[reward | click i] = w_clicks + w_engagement * dwell_scale * quality_i * exp(dwell_noise^2 / 2)
+                          + w_satisfaction * (quality_i - threshold)
+
+``tradeoff = 0`` is the one-step reward-greedy ranking (the myopic oracle ranks by ``p_i`` alone, the
+one-step optimum for the click reward only); ``tradeoff > 0`` also values the time budget and the return
+visits that satisfaction buys - the long-term term a myopic policy ignores.
+
+**Lookahead oracle** (``lookahead``): model-predictive control on forked simulator states. At every step,
+for each user:
+
+1. *candidate slates* ``S`` (``C`` of them): the myopic oracle's top-K, and the heuristic's top-K for every
+   ``tradeoff`` in ``tradeoffs`` (duplicates are harmless: they score alike);
+2. the state is forked into ``F = rollouts`` futures with fresh random streams (independent of the live
+   env's: the oracle knows the model, not the dice), and each future into ``C`` copies that share its
+   stream (:meth:`~recgym.envs.state.SimState.repeat`: *common random numbers* — the candidates are compared
+   under the same luck);
+3. copy ``c`` shows slate ``S_c``, then follows the continuation policy (the heuristic with
+   ``continuation_tradeoff``) for ``horizon - 1`` more steps; its value is the discounted reward summed
+   until the horizon or the end of the episode;
+4. the slate with the highest mean value over the ``F`` futures is shown.
+
+This is a rollout algorithm (Bertsekas): with the continuation policy among the candidates' first steps, it
+improves on that policy up to sampling noise. Cost per step: ``B * F * C * horizon`` simulated user-steps.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from typing import Any, ClassVar
+
+import numpy as np
+import torch
+from pydantic import Field, field_validator
+
+from recgym.agents.base import AgentConfig, EnvSpec, Recommender, as_batched_obs, register
+from recgym.envs import rng as rng_mod
+from recgym.envs.params import WorldTensors
+
+__all__ = ["QualityOracleConfig", "QualityOracleRecommender", "LookaheadConfig", "LookaheadRecommender",
+           "heuristic_scores", "myopic_scores", "top_k_slates"]
+
+_NEG = -1e30
+
+
+def _simulator(spec: EnvSpec, name: str) -> Any:
+    if spec.simulator is None:
+        raise ValueError(f"{name}: needs a live env (make_agent({name!r}, env) on a RankingEnv or RankingVectorEnv); "
+                         "it plans with the env's hidden model")
+    return spec.simulator
+
+
+def myopic_scores(core: Any, state: Any) -> torch.Tensor:
+    """``(B, N)`` hidden click logits of the current candidates, ``-1e30`` where masked."""
+    return core.candidate_logits(state).masked_fill_(~state.mask, _NEG)
+
+
+def heuristic_scores(core: Any, state: Any, tradeoff: float) -> torch.Tensor:
+    """``(B, N)`` quality-aware scores of the current candidates (module docstring), ``-1e30`` where masked."""
+    cfg = core.config
+    w, r = cfg.reward.weights, cfg.response
+    wc, we, ws = {"clicks": (1.0, 0.0, 0.0), "engagement": (0.0, 1.0, 0.0), "satisfaction": (0.0, 0.0, 1.0),
+                  "mix": (w.clicks, w.engagement, w.satisfaction)}[cfg.reward.name]
+    p = core.params
+    quality = p.items[:, p.latent_dim + WorldTensors.QUALITY].index_select(0, state.candidates.reshape(-1))
+    quality = quality.view(state.candidates.shape)
+    sat = quality - r.quality_threshold
+    gain = (wc + (ws + tradeoff) * sat).add_(quality, alpha=we * r.dwell_scale * math.exp(r.dwell_noise**2 / 2))
+    return torch.sigmoid(core.candidate_logits(state)).mul_(gain).masked_fill_(~state.mask, _NEG)
+
+
+def top_k_slates(scores: torch.Tensor, k: int) -> torch.Tensor:
+    """``(B, k)`` int64 positions of the top-k scores (masked ones are ``-1e30``; callers keep >= k unmasked)."""
+    return torch.topk(scores, k, dim=1).indices
+
+
+class QualityOracleConfig(AgentConfig):
+    tradeoff: float = Field(1.0, ge=0, description="weight of satisfaction (quality - threshold) beyond the reward")
+
+
+@register
+class QualityOracleRecommender(Recommender):
+    """Quality-aware heuristic oracle (see the module docstring). Reads the env's hidden state."""
+
+    name: ClassVar[str] = "quality_oracle"
+    Config: ClassVar[type[AgentConfig]] = QualityOracleConfig
+    env_bound: ClassVar[bool] = True
+    config: QualityOracleConfig
+
+    def __init__(self, spec: EnvSpec, config: AgentConfig | None = None) -> None:
+        super().__init__(spec, config)
+        self._sim = _simulator(spec, self.name)
+
+    @torch.no_grad()
+    def score(self, obs: Mapping[str, np.ndarray]) -> np.ndarray:
+        core, state = self._sim()
+        _check_live(obs, state, self.name)
+        return heuristic_scores(core, state, self.config.tradeoff).cpu().numpy().astype(np.float64)
+
+
+def _check_live(obs: Mapping[str, Any], state: Any, name: str) -> None:
+    cand = np.asarray(obs["candidates"]).reshape(-1, state.candidates.shape[1])
+    if cand.shape != tuple(state.candidates.shape) or not np.array_equal(cand, state.candidates.cpu().numpy()):
+        raise ValueError(f"{name}: the observation is not the one its env currently shows; call rank() on the "
+                         "env's current observation")
+
+
+class LookaheadConfig(AgentConfig):
+    horizon: int = Field(10, ge=1, le=1000, description="H: slates simulated per candidate (the first included)")
+    rollouts: int = Field(4, ge=1, le=256, description="F: independent futures per user (common to all candidates)")
+    gamma: float = Field(1.0, ge=0, le=1, description="discount inside a rollout")
+    tradeoffs: list[float] = Field(default_factory=lambda: [0.0, 0.5, 1.0, 2.0, 4.0, 8.0],
+                                   description="heuristic trade-offs whose top-K slates are candidates")
+    continuation_tradeoff: float = Field(2.0, ge=0, description="trade-off of the continuation policy")
+    chunk_rows: int = Field(16_384, ge=1, description="forked rows simulated at once (memory bound)")
+
+    @field_validator("tradeoffs")
+    @classmethod
+    def _non_negative(cls, v: list[float]) -> list[float]:
+        if any(x < 0 for x in v):
+            raise ValueError(f"expected non-negative trade-offs, received {v}")
+        return v
+
+
+@register
+class LookaheadRecommender(Recommender):
+    """Lookahead oracle: MPC over candidate slates on forked simulator states (see the module docstring)."""
+
+    name: ClassVar[str] = "lookahead"
+    Config: ClassVar[type[AgentConfig]] = LookaheadConfig
+    env_bound: ClassVar[bool] = True
+    config: LookaheadConfig
+
+    def __init__(self, spec: EnvSpec, config: AgentConfig | None = None) -> None:
+        super().__init__(spec, config)
+        self._sim = _simulator(spec, self.name)
+        self.last_values: np.ndarray | None = None  # (B, C) mean rollout value of each candidate at the last rank
+
+    def score(self, obs: Mapping[str, np.ndarray]) -> np.ndarray:
+        """``(B, N)`` scores whose top-K is the planned slate (K - slot position on it, 0 elsewhere, -1 masked)."""
+        batch, _ = as_batched_obs(obs)
+        slate = self.plan(batch, self.spec.slate_size)
+        scores = np.where(batch["mask"].astype(bool), 0.0, -1.0)
+        k = slate.shape[1]
+        np.put_along_axis(scores, slate, np.arange(k, 0, -1, dtype=np.float64)[None].repeat(len(slate), 0), axis=1)
+        return scores
+
+    def rank(self, obs: Mapping[str, Any], k: int | None = None) -> np.ndarray:
+        k = self.spec.slate_size if k is None else int(k)
+        batch, _ = as_batched_obs(obs)
+        return self.plan(batch, k)
+
+    @torch.no_grad()
+    def plan(self, obs: Mapping[str, np.ndarray], k: int) -> np.ndarray:
+        """``(B, k)`` int64: the candidate slate with the highest rollout value for each user."""
+        core, state = self._sim()
+        _check_live(obs, state, self.name)
+        c = self.config
+        candidates = [top_k_slates(myopic_scores(core, state), k)]
+        candidates += [top_k_slates(heuristic_scores(core, state, t), k) for t in c.tradeoffs]
+        slates = torch.stack(candidates, dim=1)  # (B, C, k)
+        b, n_cand = slates.shape[:2]
+        per_user = c.rollouts * n_cand
+        values = torch.empty(b, n_cand, dtype=torch.float64, device=state.device)
+        step = max(1, c.chunk_rows // per_user)
+        for lo in range(0, b, step):
+            rows = torch.arange(lo, min(b, lo + step), device=state.device)
+            values[rows] = self._values(core, state.take(rows), slates.index_select(0, rows))
+        self.last_values = values.cpu().numpy()
+        best = values.argmax(dim=1)
+        return slates[torch.arange(b, device=state.device), best].cpu().numpy().astype(np.int64)
+
+    def _values(self, core: Any, state: Any, slates: torch.Tensor) -> torch.Tensor:
+        """``(R, C)`` mean discounted rollout value of each candidate slate of ``R`` users."""
+        c = self.config
+        r, n_cand, k = slates.shape
+        futures = state.repeat(c.rollouts, split_rng=True)
+        # Every future on a stream of its own, none the live env's (copy 0 of a split keeps the original).
+        futures.rng = rng_mod.split(futures.rng, 2)[1::2].contiguous()
+        forks = futures.repeat(n_cand)  # row (u * F + f) * C + c
+        first = slates.repeat_interleave(c.rollouts, dim=0).reshape(-1, k)
+        total = torch.zeros(len(first), dtype=torch.float64, device=first.device)
+        alive = torch.ones(len(first), dtype=torch.bool, device=first.device)
+        discount = 1.0
+        for h in range(c.horizon):
+            slate = first if h == 0 else top_k_slates(heuristic_scores(core, forks, c.continuation_tradeoff), k)
+            reward, terminated, truncated, _ = core.step(forks, slate)
+            total += torch.where(alive, reward.to(torch.float64), 0.0) * discount
+            alive &= ~(terminated | truncated)
+            discount *= c.gamma
+            if not bool(alive.any()):
+                break
+        return total.view(r, c.rollouts, n_cand).mean(dim=1)
