@@ -26,12 +26,18 @@ for each user:
    stream (:meth:`~recgym.envs.state.SimState.repeat`: *common random numbers* — the candidates are compared
    under the same luck);
 3. copy ``c`` shows slate ``S_c``, then follows the continuation policy (the heuristic with
-   ``continuation_tradeoff``) for ``horizon - 1`` more steps; its value is the discounted reward summed
-   until the horizon or the end of the episode;
-4. the slate with the highest mean value over the ``F`` futures is shown.
+   ``continuation_tradeoff``) for ``horizon - 1`` more steps; its value is the discounted *expected* reward
+   summed until the horizon, the end of the episode or (returning users) the end of the ``sessions_ahead``-th
+   session from now, whose retention reward (the return probability) stands for the future beyond it (the click probabilities of each shown slate times the
+   reward of a click, and the return probability for the retention reward, instead of the sampled clicks and
+   returns: same mean, far less noise; the transitions stay sampled);
+4. the continuation policy's own slate is shown unless another candidate's value beats it by more than
+   ``switch_margin`` standard errors of the paired differences over the ``F`` futures (a conservative policy
+   improvement step: noisy value estimates cannot talk it into a worse slate), then the best such candidate.
 
-This is a rollout algorithm (Bertsekas): with the continuation policy among the candidates' first steps, it
-improves on that policy up to sampling noise. Cost per step: ``B * F * C * horizon`` simulated user-steps.
+This is a rollout algorithm (Bertsekas) with the continuation policy as base policy: it keeps the base
+policy's slate unless the model shows a better one. Cost per step: ``B * F * C * horizon`` simulated
+user-steps.
 """
 
 from __future__ import annotations
@@ -123,6 +129,10 @@ class LookaheadConfig(AgentConfig):
     tradeoffs: list[float] = Field(default_factory=lambda: [0.0, 0.5, 1.0, 2.0, 4.0, 8.0],
                                    description="heuristic trade-offs whose top-K slates are candidates")
     continuation_tradeoff: float = Field(2.0, ge=0, description="trade-off of the continuation policy")
+    switch_margin: float = Field(1.0, ge=0, description="standard errors by which a candidate must beat the "
+                                 "continuation policy's slate to replace it")
+    sessions_ahead: int = Field(1, ge=0, description="returning users: a rollout stops after this many session "
+                                "ends (their retention reward included; 0: only the horizon and the episode end)")
     chunk_rows: int = Field(16_384, ge=1, description="forked rows simulated at once (memory bound)")
 
     @field_validator("tradeoffs")
@@ -167,22 +177,30 @@ class LookaheadRecommender(Recommender):
         core, state = self._sim()
         _check_live(obs, state, self.name)
         c = self.config
-        candidates = [top_k_slates(myopic_scores(core, state), k)]
+        # Candidate 0 is the continuation policy's slate (the base policy this step improves on).
+        candidates = [top_k_slates(heuristic_scores(core, state, c.continuation_tradeoff), k),
+                      top_k_slates(myopic_scores(core, state), k)]
         candidates += [top_k_slates(heuristic_scores(core, state, t), k) for t in c.tradeoffs]
         slates = torch.stack(candidates, dim=1)  # (B, C, k)
         b, n_cand = slates.shape[:2]
         per_user = c.rollouts * n_cand
-        values = torch.empty(b, n_cand, dtype=torch.float64, device=state.device)
+        values = torch.empty(b, c.rollouts, n_cand, dtype=torch.float64, device=state.device)
         step = max(1, c.chunk_rows // per_user)
         for lo in range(0, b, step):
             rows = torch.arange(lo, min(b, lo + step), device=state.device)
             values[rows] = self._values(core, state.take(rows), slates.index_select(0, rows))
-        self.last_values = values.cpu().numpy()
-        best = values.argmax(dim=1)
+        mean = values.mean(dim=1)
+        self.last_values = mean.cpu().numpy()
+        diff = values - values[:, :, :1]  # paired with the base slate under the same future
+        se = diff.std(dim=1) / math.sqrt(c.rollouts) if c.rollouts > 1 else torch.zeros_like(mean)
+        gain = torch.where(diff.mean(dim=1) > c.switch_margin * se, mean, torch.full_like(mean, -math.inf))
+        gain[:, 0] = mean[:, 0]
+        best = gain.argmax(dim=1)
         return slates[torch.arange(b, device=state.device), best].cpu().numpy().astype(np.int64)
 
     def _values(self, core: Any, state: Any, slates: torch.Tensor) -> torch.Tensor:
-        """``(R, C)`` mean discounted rollout value of each candidate slate of ``R`` users."""
+        """``(R, F, C)`` discounted expected-reward value of each candidate slate of ``R`` users in each of
+        ``F`` futures."""
         c = self.config
         r, n_cand, k = slates.shape
         futures = state.repeat(c.rollouts, split_rng=True)
@@ -192,13 +210,53 @@ class LookaheadRecommender(Recommender):
         first = slates.repeat_interleave(c.rollouts, dim=0).reshape(-1, k)
         total = torch.zeros(len(first), dtype=torch.float64, device=first.device)
         alive = torch.ones(len(first), dtype=torch.bool, device=first.device)
+        ends = torch.zeros(len(first), dtype=torch.int32, device=first.device)
         discount = 1.0
+        expected = _ExpectedReward.of(core)
         for h in range(c.horizon):
             slate = first if h == 0 else top_k_slates(heuristic_scores(core, forks, c.continuation_tradeoff), k)
-            reward, terminated, truncated, _ = core.step(forks, slate)
+            reward, terminated, truncated, info = core.step(forks, slate)
+            if expected is not None:
+                reward = expected(info)
             total += torch.where(alive, reward.to(torch.float64), 0.0) * discount
             alive &= ~(terminated | truncated)
+            if c.sessions_ahead and "session_end" in info:
+                ends += info["session_end"].to(torch.int32)
+                alive &= ends < c.sessions_ahead
             discount *= c.gamma
             if not bool(alive.any()):
                 break
-        return total.view(r, c.rollouts, n_cand).mean(dim=1)
+        return total.view(r, c.rollouts, n_cand)
+
+
+class _ExpectedReward:
+    """The expected reward of a step given its slate — the click probabilities times the reward of a click,
+    plus the retention weight times the return probability — for the default response and reward
+    components (``None`` from :meth:`of` when the core uses others: their sampled rewards are used)."""
+
+    def __init__(self, core: Any) -> None:
+        cfg = core.config
+        w, r = cfg.reward.weights, cfg.response
+        self.w = {"clicks": (1.0, 0.0, 0.0), "engagement": (0.0, 1.0, 0.0), "satisfaction": (0.0, 0.0, 1.0),
+                  "mix": (w.clicks, w.engagement, w.satisfaction)}[cfg.reward.name]
+        self.retention = float(w.retention)
+        self.dwell = r.dwell_scale * math.exp(r.dwell_noise**2 / 2)
+        self.threshold = r.quality_threshold
+        p = core.params
+        self.quality = p.items[:, p.latent_dim + WorldTensors.QUALITY]
+
+    @classmethod
+    def of(cls, core: Any) -> _ExpectedReward | None:
+        from recgym.envs.response import QualityResponse, WeightedReward
+
+        default = isinstance(core.response, QualityResponse) and isinstance(core.reward_fn, WeightedReward)
+        return cls(core) if default and core.config.reward.name in ("clicks", "engagement", "satisfaction", "mix") else None
+
+    def __call__(self, info: Mapping[str, torch.Tensor]) -> torch.Tensor:
+        probs = info["click_probs"]
+        q = self.quality.index_select(0, info["slate_items"].reshape(-1)).view(probs.shape)
+        wc, we, ws = self.w
+        out = (probs * (wc + we * self.dwell * q + ws * (q - self.threshold))).sum(dim=1)
+        if self.retention and "return_prob" in info:
+            out = out + self.retention * info["return_prob"]
+        return out

@@ -125,16 +125,19 @@ def run_diagnose(world: Any, env_cfg: Any, settings: DiagnoseSettings | None = N
 
     gain = _gain(returns(per_seed["lookahead"]), returns(per_seed["oracle"]), s.confidence)
     sweep = []
-    sweep_seeds = s.seeds[: max(1, s.sweep_seeds)]
-    for h in s.horizons:
-        for g in s.gammas:
-            rows = run(f"lookahead[H={h}, gamma={g:g}]", "lookahead", {**look_hp, "horizon": h, "gamma": g}, sweep_seeds)
-            sweep.append({"horizon": h, "gamma": g, "seeds": list(sweep_seeds), **_summary(returns(rows), s.confidence)})
+    sweep_seeds = s.seeds[: s.sweep_seeds]
     h_main = int(look_hp.get("horizon", 10))
     g_main = float(look_hp.get("gamma", 1.0))
-    sweep.append({"horizon": h_main, "gamma": g_main, "seeds": list(sweep_seeds),
-                  **_summary(returns(per_seed["lookahead"])[: len(sweep_seeds)], s.confidence)})
-    sweep.sort(key=lambda r: (r["horizon"], r["gamma"]))
+    if sweep_seeds:
+        for h in s.horizons:
+            for g in s.gammas:
+                hp = {**look_hp, "horizon": h, "gamma": g}
+                rows = run(f"lookahead[H={h}, gamma={g:g}]", "lookahead", hp, sweep_seeds)
+                sweep.append({"horizon": h, "gamma": g, "seeds": list(sweep_seeds),
+                              **_summary(returns(rows), s.confidence)})
+        sweep.append({"horizon": h_main, "gamma": g_main, "seeds": list(sweep_seeds),
+                      **_summary(returns(per_seed["lookahead"])[: len(sweep_seeds)], s.confidence)})
+        sweep.sort(key=lambda r: (r["horizon"], r["gamma"]))
     rel, ab = gain["relative"], gain["absolute"]
     return {
         "format": FORMAT, "version": 1,
