@@ -34,10 +34,10 @@ from typing import Any, ClassVar
 
 import numpy as np
 import torch
-from pydantic import Field
+from pydantic import Field, field_validator
 
-from recgym.common.config import ConfigError, StrictModel, suggest
-from recgym.common.device import resolve_device
+from recgym.common.config import SEED_MAX, ConfigError, StrictModel, suggest
+from recgym.common.device import check_device, resolve_device
 from recgym.common.errors import CorruptFileError
 from recgym.common.io import atomic_write_bytes, load_torch_weights_only, sha256_bytes
 
@@ -72,8 +72,16 @@ class AgentConfig(StrictModel):
     """Fields every agent accepts. ``seed`` feeds the agent's own RNG (never the global ones)."""
 
     config_path: ClassVar[str] = "agent"
-    seed: int = Field(0, ge=0, description="seed of the agent's one RNG (numpy Generator / torch Generator)")
+    seed: int = Field(0, ge=0, le=SEED_MAX - 1, description="seed of the agent's one RNG (numpy Generator / "
+                      "torch Generator); agents derive seed + 1, so at most 2**63 - 2")
     device: str = Field("auto", description="'auto' (CUDA when present), 'cpu', 'cuda', 'cuda:N'")
+
+    @field_validator("device")
+    @classmethod
+    def _known_device(cls, v: str) -> str:
+        # The name is checked here; whether this machine has the device is checked when the agent is built
+        # (an agent file saved on a GPU machine still loads its config on a CPU one).
+        return check_device(v, where=f"{cls.config_path}.device", available=False)
 
 
 @dataclass(frozen=True)

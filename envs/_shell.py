@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from recgym.common.config import ConfigError, suggest
+from recgym.common.config import SEED_MAX, ComponentError, ConfigError, suggest
 from recgym.envs.config import EnvConfig
 from recgym.envs.core import RankingCore
 from recgym.envs.factory import make_env_config, make_world
@@ -40,11 +40,11 @@ def build_core(
     for key, field in (("response_model", None), ("reward_fn", "reward")):
         if isinstance(components.get(key), str):
             hint = f"; for a named reward use reward={components[key]!r}" if field else ""
-            raise TypeError(f"{key}: expected a component object (or None), received the string "
+            raise ComponentError(f"{key}: expected a component object (or None), received the string "
                             f"{components[key]!r}{hint}")
     choice = components.get("choice_model")
     if choice is not None and not callable(getattr(choice, "click_probs", None)):
-        raise TypeError(f"choice_model: expected a name ('mnl', 'cascade', 'pbm') or a ChoiceModel with "
+        raise ComponentError(f"choice_model: expected a name ('mnl', 'cascade', 'pbm') or a ChoiceModel with "
                         f"click_probs(logits), received {type(choice).__name__}")
     cfg = make_env_config(config, overrides)
     w = make_world(world, world_config=world_config, data_dir=data_dir, encoder=encoder)
@@ -132,23 +132,61 @@ def to_numpy(tensors: Mapping[str, torch.Tensor], squeeze: bool = False) -> dict
     return out
 
 
-def check_options(options: Mapping[str, Any] | None, known: tuple[str, ...]) -> dict[str, Any]:
-    """Reject unknown ``reset(options=...)`` keys with a suggestion."""
-    options = dict(options or {})
+def check_options(
+    options: Mapping[str, Any] | None, known: tuple[str, ...], *, num_users: int | None = None,
+    num_envs: int | None = None,
+) -> dict[str, Any]:
+    """Validate ``reset(options=...)``: unknown keys (with a suggestion), and the user index options.
+
+    ``user_index``: an int in ``[0, num_users)``; ``user_indices``: a 1-D sequence of ``num_envs`` such ints.
+    Raises :class:`ConfigError` naming the option, what was expected and what was received.
+    """
+    if options is None:
+        return {}
+    if not isinstance(options, Mapping):
+        raise ConfigError(f"reset(options): expected a dict or None, received {type(options).__name__}")
+    options = dict(options)
     for key in options:
         if key not in known:
             raise ConfigError(
                 f"reset(options): unknown key {key!r}{suggest(str(key), known)}; expected one of: {', '.join(known) or 'none'}"
             )
+    span = f"0 <= index < {num_users}" if num_users is not None else "index >= 0"
+    if "user_index" in options:
+        options["user_index"] = _user_index(options["user_index"], "reset(options['user_index'])", num_users, span)
+    if "user_indices" in options:
+        where = "reset(options['user_indices'])"
+        raw = options["user_indices"]
+        if isinstance(raw, torch.Tensor):
+            raw = raw.detach().cpu().numpy()
+        if isinstance(raw, (str, bytes, Mapping)) or not isinstance(raw, (list, tuple, np.ndarray, range)):
+            raise ConfigError(f"{where}: expected a 1-D sequence of user indices, received {type(raw).__name__}")
+        if isinstance(raw, np.ndarray) and raw.ndim != 1:
+            raise ConfigError(f"{where}: expected a 1-D sequence of user indices, received shape {raw.shape}")
+        if num_envs is not None and len(raw) != num_envs:
+            raise ConfigError(f"{where}: expected {num_envs} users (one per env), received {len(raw)}")
+        users = [_user_index(u, f"{where}[{j}]", num_users, span) for j, u in enumerate(raw)]
+        options["user_indices"] = np.asarray(users, dtype=np.int64).reshape(len(users))
     return options
 
 
+def _user_index(value: Any, where: str, num_users: int | None, span: str) -> int:
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)):
+        raise ConfigError(f"{where}: expected an integer user index, {span}, received {value!r} "
+                          f"({type(value).__name__})")
+    if value < 0 or (num_users is not None and value >= num_users):
+        raise ConfigError(f"{where}: expected {span}, received {int(value)}")
+    return int(value)
+
+
 def check_seed(seed: Any) -> int | None:
-    """A seed must be ``None`` or a non-negative int."""
+    """A seed must be ``None`` or an int in ``[0, 2**63 - 1]`` (what numpy and torch generators both accept)."""
     if seed is None:
         return None
-    if isinstance(seed, (bool, np.bool_)) or not isinstance(seed, (int, np.integer)) or seed < 0:
-        raise ValueError(f"seed: expected None or a non-negative int, received {seed!r}")
+    if isinstance(seed, (bool, np.bool_)) or not isinstance(seed, (int, np.integer)):
+        raise ConfigError(f"seed: expected None or a non-negative int, received {seed!r} ({type(seed).__name__})")
+    if not 0 <= seed <= SEED_MAX:
+        raise ConfigError(f"seed: expected None or a non-negative int, received {seed} (a seed is at most 2**63 - 1)")
     return int(seed)
 
 

@@ -21,6 +21,7 @@ import math
 
 import torch
 
+from recgym.common.config import ConfigError
 from recgym.envs import rng
 from recgym.envs.config import EnvConfig
 from recgym.envs.params import SlateView, WorldTensors, take_rows
@@ -144,7 +145,7 @@ class CandidateGenerator:
         self.cohort_users = cohort_users
         self.n_initial = int((~params.item_new).sum())
         if self.pool_size > self.n_initial:
-            raise ValueError(f"env.candidates.pool_size: expected <= the {self.n_initial} initial items of the world, "
+            raise ConfigError(f"env.candidates.pool_size: expected <= the {self.n_initial} initial items of the world, "
                              f"received {self.pool_size}")
         self.num_slots = self.pool_size + len(params.new_order) + 1
         self.sink = self.num_slots - 1

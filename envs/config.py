@@ -246,7 +246,8 @@ class EnvConfig(StrictModel):
             for key in data:
                 if key in MOVED_KEYS and key not in cls.model_fields:
                     raise ConfigError(f"env.{key}: moved to env.{MOVED_KEYS[key]} (the env config is nested by "
-                                      f"component since recgym 0.2)")
+                                      f"component since recgym 0.2); expected env.{MOVED_KEYS[key]}, received "
+                                      f"the old flat key {key!r}")
         return super()._reject_unknown_keys(data)
 
     @field_validator("choice", mode="before")
@@ -282,8 +283,8 @@ class EnvConfig(StrictModel):
             )
         if self.action_type == "item" and self.slate_size != 1:
             raise ConfigError(
-                f"env.action_type: 'item' picks one item but slate_size={self.slate_size}; "
-                "use action_type='slate' (K indices) or 'scores' (top-K of N scores)"
+                f"env.action_type: 'item' picks one item, so expected slate_size=1, received "
+                f"slate_size={self.slate_size}; use action_type='slate' (K indices) or 'scores' (top-K of N scores)"
             )
         return self
 

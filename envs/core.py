@@ -31,6 +31,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from recgym.common.config import ConfigError
 from recgym.common.device import resolve_device
 from recgym.envs import rng
 from recgym.envs.candidates import CandidateGenerator
@@ -95,7 +96,8 @@ class RankingCore:
         cohorts = {"train": np.flatnonzero(~test), "test": np.flatnonzero(test), "all": np.arange(len(test))}
         self.cohort_users = torch.as_tensor(cohorts[cfg.cohort], device=self.device)
         if len(self.cohort_users) == 0:
-            raise ValueError(f"env.cohort: the {cfg.cohort!r} cohort of world {world.name!r} has no users")
+            raise ConfigError(f"env.cohort: expected a cohort with users, received {cfg.cohort!r}: world "
+                              f"{world.name!r} has none")
         self.candidates = CandidateGenerator(p, cfg, self.cohort_users)
         self.preference = LatentPreference() if preference_model is None else preference_model
         self.dynamics = SessionDynamics(cfg.dynamics) if user_dynamics is None else user_dynamics

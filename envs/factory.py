@@ -25,6 +25,8 @@ KNOWN_WORLDS = ("synthetic", "analytic", "movielens-100k", "ml-latest-small", "l
 def make_env_config(config: EnvConfig | Mapping[str, Any] | None, overrides: Mapping[str, Any]) -> EnvConfig:
     """Deep-merge keyword overrides (``slate_size=5``, ``dynamics={"step_cost": 0}``) into an :class:`EnvConfig`
     (or mapping); unknown keys raise with their path and a suggestion, old flat keys say where they moved."""
+    if config is not None and not isinstance(config, (EnvConfig, Mapping)):
+        raise ConfigError(f"config: expected an EnvConfig, a mapping or None, received {type(config).__name__}")
     base = config if isinstance(config, EnvConfig) else EnvConfig.model_validate(dict(config or {}))
     return base.merged(overrides) if overrides else base
 
@@ -50,6 +52,8 @@ def make_world(
         return world
     if world not in KNOWN_WORLDS:
         raise ConfigError(f"world: expected one of {', '.join(KNOWN_WORLDS)}, received {world!r}{suggest(world, KNOWN_WORLDS)}")
+    if world_config is not None and not isinstance(world_config, Mapping):
+        raise ConfigError(f"world_config: expected a mapping or None, received {type(world_config).__name__}")
     key = (world, json.dumps(dict(world_config or {}), sort_keys=True, default=str), data_dir, encoder)
     if key not in _WORLDS:
         _WORLDS[key] = _build_world(*key, progress=progress)
@@ -77,9 +81,9 @@ def _build_world(name: str, world_config_json: str, data_dir: str | None, encode
                  progress: bool) -> World:
     cfg = json.loads(world_config_json)
     if name == "analytic":
-        from recgym.envs.worlds.analytic import make_analytic_world
+        from recgym.envs.worlds.analytic import AnalyticWorldConfig, make_analytic_world
 
-        return make_analytic_world(**cfg)
+        return make_analytic_world(**AnalyticWorldConfig.model_validate(cfg).model_dump())
     if name == "synthetic":
         from recgym.envs.worlds.synthetic import SyntheticWorldConfig, make_synthetic_world
 

@@ -9,6 +9,7 @@ import gymnasium as gym
 import numpy as np
 import torch
 
+from recgym.common.config import ConfigError
 from recgym.envs._shell import CoreShell, check_options, check_seed, step_threads, to_numpy
 from recgym.envs.config import EnvConfig
 from recgym.envs.spaces import action_space, actions_to_slate, observation_space
@@ -91,7 +92,7 @@ class RankingEnv(CoreShell, gym.Env):
         **config_overrides: Any,
     ) -> None:
         if render_mode is not None and render_mode not in self.metadata["render_modes"]:
-            raise ValueError(f"render_mode: expected None or 'ansi', received {render_mode!r}")
+            raise ConfigError(f"render_mode: expected None or 'ansi', received {render_mode!r}")
         components = {"preference_model": preference_model, "user_dynamics": user_dynamics, "choice_model": choice_model,
                       "response_model": response_model, "reward_fn": reward_fn}
         self._build_core(world, config, config_overrides, world_config=world_config, data_dir=data_dir,
@@ -113,7 +114,7 @@ class RankingEnv(CoreShell, gym.Env):
     # --------------------------------------------------------------------- gym API
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
         seed = check_seed(seed)
-        opts = check_options(options, ("user_index",))
+        opts = check_options(options, ("user_index",), num_users=self.core.world.population.num_users)
         super().reset(seed=seed)
         users = self.core.validate_users([opts["user_index"]]) if "user_index" in opts else None
         with step_threads(1):

@@ -32,9 +32,13 @@ class ResponseModel(Protocol):
         ...
 
 
+_MAX_LOG_DWELL = 10.0
+
+
 class QualityResponse:
-    """Dwell ``= dwell_scale * quality * exp(dwell_noise * eps)`` for clicked items; satisfaction
-    ``= sum_clicked (quality - quality_threshold)``."""
+    """Dwell ``= dwell_scale * quality * exp(min(dwell_noise * eps, 10))`` for clicked items; satisfaction
+    ``= sum_clicked (quality - quality_threshold)``. The exponent is capped (e^10: a dwell 22,000x the median;
+    with the default ``dwell_noise=0.3`` a 33-sigma draw) so a large ``dwell_noise`` cannot overflow float32."""
 
     def __init__(self, dwell_scale: float = 1.0, dwell_noise: float = 0.3, quality_threshold: float = 0.5) -> None:
         self.dwell_scale = dwell_scale
@@ -43,7 +47,7 @@ class QualityResponse:
 
     def __call__(self, clicks: torch.Tensor, quality: torch.Tensor, noise: torch.Tensor) -> Responses:
         c = clicks.to(quality.dtype)
-        dwell = self.dwell_scale * quality * torch.exp(self.dwell_noise * noise) * c
+        dwell = self.dwell_scale * quality * torch.exp((self.dwell_noise * noise).clamp(max=_MAX_LOG_DWELL)) * c
         satisfaction = ((quality - self.quality_threshold) * c).sum(dim=1)
         return Responses(clicks=clicks, engagement=dwell, satisfaction=satisfaction)
 

@@ -17,6 +17,7 @@ import numpy as np
 import torch
 from stable_baselines3.common.vec_env.base_vec_env import VecEnv, VecEnvIndices
 
+from recgym.common.config import ConfigError
 from recgym.envs.vector import RankingVectorEnv
 
 __all__ = ["RankingSB3VecEnv"]
@@ -59,7 +60,8 @@ class RankingSB3VecEnv(VecEnv):
 
     def __init__(self, num_envs: int = 1, *, seed: int | None = None, **kwargs: Any) -> None:
         if "autoreset_mode" in kwargs:
-            raise ValueError("autoreset_mode: the SB3 adapter always uses 'same_step'; do not pass it")
+            raise ConfigError("autoreset_mode: expected it absent (the SB3 adapter always uses 'same_step'), received "
+                              f"{kwargs['autoreset_mode']!r}")
         self.venv = RankingVectorEnv(num_envs, autoreset_mode="same_step", **kwargs)
         self.render_mode = None
         super().__init__(num_envs, self.venv.single_observation_space, self.venv.single_action_space)

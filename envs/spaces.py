@@ -12,6 +12,12 @@ Actions: ``scores`` ``Box(-1, 1, (N,))`` (any finite float is accepted; the env 
 scores; equal scores: the lower position first); ``slate`` ``MultiDiscrete([N] * K)`` (distinct, unmasked positions, best first);
 ``item`` ``Discrete(N)`` (slate of one).
 
+Action dtypes: every integer dtype (signed or unsigned, numpy or torch) for every action type; for ``scores``
+also every float dtype — float32 ranked in float32, float64 and integer scores ranked exactly as given (the
+slate is the ranking of the values passed, even where float32 would round two of them to one value or
+overflow), float16/bfloat16 widened exactly. Floats for ``slate``/``item``, booleans, complex
+numbers, strings, objects, ``None`` and ragged nested lists raise :class:`InvalidActionError` in either mode.
+
 ``strict=True`` (default) rejects an invalid action with :class:`InvalidActionError` naming the offending
 index. ``strict=False`` *repairs* it instead: non-finite scores rank below every finite one (masked
 candidates stay out); out-of-range, duplicate or
@@ -78,72 +84,163 @@ def actions_to_slate(
 ) -> torch.Tensor:
     """Turn a (batch of) action(s) into a ``(B, K)`` int64 slate of candidate positions.
 
+    Accepted dtypes (numpy or torch, or anything ``np.asarray`` turns into one): every integer dtype
+    (int8..int64, uint8..uint64) for all action types, and for ``scores`` also every float dtype. float32 scores
+    are ranked in float32 (the fast path), float64 and integer scores exactly as given (so the slate is the
+    ranking of the values passed, even where float32 would round or overflow), float16/bfloat16 widened
+    exactly. Booleans,
+    complex numbers, strings, objects, ``None`` and ragged nested lists are refused whatever the mode.
+
     Args:
         action: single env: scores ``(N,)``, slate ``(K,)`` or an item index; batched: with a leading ``B``.
         mask: ``(B, N)`` bool, True = may be recommended.
-        strict: validate shape, dtype, range, duplicates, finiteness and the mask.
+        strict: validate range, duplicates, finiteness and the mask (shape and dtype are always checked).
     Raises:
         InvalidActionError: names the offending index, what was expected and what was received.
     """
     b, n = mask.shape
     k = config.slate_size
-    dev = mask.device
-    a = torch.as_tensor(np.asarray(action) if not isinstance(action, torch.Tensor) else action, device=dev)
     kind = config.action_type
+    a = _as_tensor(action, mask.device, kind)
     expected = {"scores": (n,), "slate": (k,), "item": ()}[kind]
     shape = ((b, *expected) if batched else expected)
-    if strict and tuple(a.shape) != shape:
+    if tuple(a.shape) != shape:
         if not (kind == "item" and not batched and tuple(a.shape) == (1,)):
             raise InvalidActionError(f"action: expected shape {shape} for action_type={kind!r}, received {tuple(a.shape)}")
     a = a.reshape(b, *expected) if kind != "item" else a.reshape(b, 1)
-    if not strict:
-        if kind != "scores":
-            return _repair(a, mask, k)
-        # Non-finite scores rank below every finite one (and masked candidates below those).
-        low = torch.finfo(torch.float32).min
-        return _top_k(torch.nan_to_num(a.to(torch.float32), nan=low, posinf=low, neginf=low), mask, k)
     if kind == "scores":
-        if a.dtype == torch.bool or a.is_complex():
-            raise InvalidActionError(f"action: expected real-valued scores, received dtype {a.dtype}")
-        scores = a.to(torch.float32)
-        if not bool(torch.isfinite(scores.abs().amax())):  # amax propagates NaN; one reduction, no (B, N) bools
-            i, j = (~torch.isfinite(scores)).nonzero()[0].tolist()
-            raise InvalidActionError(f"{_where(batched, i, j)}: expected a finite score, received {scores[i, j].item()}")
-        return _top_k(scores, mask, k)
-    if strict:
-        if a.dtype == torch.bool or a.is_floating_point() or a.is_complex():
+        return _scores_to_slate(a, mask, k, batched, strict)
+    if not strict:
+        return _repair(a, mask, k)
+    bad = ((a < 0) | (a >= n)).nonzero()
+    if len(bad):
+        i, j = bad[0].tolist()
+        jj = j if kind == "slate" else None
+        raise InvalidActionError(
+            f"{_where(batched, i, jj)}: expected a candidate index in [0, {n}), received {a[i, j].item()}"
+        )
+    slate = a
+    if k > 1:
+        srt = torch.sort(slate, dim=1).values
+        dup = (srt[:, 1:] == srt[:, :-1]).nonzero()
+        if len(dup):
+            i, j = dup[0].tolist()
+            v = srt[i, j].item()
+            first, second = (slate[i] == v).nonzero().flatten()[:2].tolist()
             raise InvalidActionError(
-                f"action: expected integer candidate indices for action_type={kind!r}, received dtype {a.dtype}"
+                f"{_where(batched, i, second)}: expected distinct candidates, received {v} again "
+                f"(also at slot {first})"
             )
-        bad = ((a < 0) | (a >= n)).nonzero()
-        if len(bad):
-            i, j = bad[0].tolist()
-            jj = j if kind == "slate" else None
-            raise InvalidActionError(
-                f"{_where(batched, i, jj)}: expected a candidate index in [0, {n}), received {a[i, j].item()}"
-            )
-    slate = a.to(torch.int64)
-    if strict:
-        if k > 1:
-            srt = torch.sort(slate, dim=1).values
-            dup = (srt[:, 1:] == srt[:, :-1]).nonzero()
-            if len(dup):
-                i, j = dup[0].tolist()
-                v = srt[i, j].item()
-                first, second = (slate[i] == v).nonzero().flatten()[:2].tolist()
-                raise InvalidActionError(
-                    f"{_where(batched, i, second)}: expected distinct candidates, received {v} again "
-                    f"(also at slot {first})"
-                )
-        masked = (~mask.gather(1, slate)).nonzero()
-        if len(masked):
-            i, j = masked[0].tolist()
-            jj = j if kind == "slate" else None
-            raise InvalidActionError(
-                f"{_where(batched, i, jj)}: candidate {slate[i, j].item()} is masked "
-                f"(already shown or a duplicate); expected an index with mask == 1"
-            )
+    masked = (~mask.gather(1, slate)).nonzero()
+    if len(masked):
+        i, j = masked[0].tolist()
+        jj = j if kind == "slate" else None
+        raise InvalidActionError(
+            f"{_where(batched, i, jj)}: candidate {slate[i, j].item()} is masked "
+            f"(already shown or a duplicate); expected an index with mask == 1, received one with mask == 0"
+        )
     return slate
+
+
+def _scores_to_slate(a: torch.Tensor, mask: torch.Tensor, k: int, batched: bool, strict: bool) -> torch.Tensor:
+    """Top-K of ``a`` ``(B, N)`` (float32: fast path; float64 or int64: exact) among unmasked candidates."""
+    if a.is_floating_point():
+        if not strict:
+            # Non-finite scores rank below every finite one (and masked candidates below those).
+            low = torch.finfo(a.dtype).min
+            a = torch.nan_to_num(a, nan=low, posinf=low, neginf=low)
+        elif not bool(torch.isfinite(a.abs().amax())):  # amax propagates NaN; one reduction, no (B, N) bools
+            i, j = (~torch.isfinite(a)).nonzero()[0].tolist()
+            raise InvalidActionError(f"{_where(batched, i, j)}: expected a finite score, received {a[i, j].item()}")
+        if a.dtype == torch.float32:
+            return _top_k(a, mask, k)
+        a = a + 0.0  # -0.0 == +0.0, as in the float32 path
+    return _top_k_sorted(a, mask, k)
+
+
+def _top_k_sorted(scores: torch.Tensor, mask: torch.Tensor, k: int) -> torch.Tensor:
+    """:func:`_top_k` for float64 or int64 scores (same order and tie rule): a stable descending sort of the
+    scores, then a stable sort that puts unmasked positions first."""
+    order = torch.sort(scores, dim=1, descending=True, stable=True).indices
+    allowed_first = torch.sort(mask.gather(1, order).to(torch.int8), dim=1, descending=True, stable=True).indices
+    return order.gather(1, allowed_first[:, :k])
+
+
+_TORCH_FAST = (torch.float32, torch.int64, torch.float64)
+_TORCH_TO_INT64 = (torch.int8, torch.int16, torch.int32, torch.uint8)
+_NP_FAST = (np.dtype(np.float32), np.dtype(np.int64))
+_INT64_MAX = 2**63 - 1
+
+
+def _as_tensor(action: object, device: torch.device, kind: str) -> torch.Tensor:
+    """The action as an int64 tensor, or (``scores`` only) a float32/float64 one; anything else is refused.
+
+    The common cases (numpy or torch float32/int64) cost one dtype comparison."""
+    if isinstance(action, np.ndarray) and action.dtype in _NP_FAST and (kind == "scores" or action.dtype == np.int64):
+        return _from_numpy(action, device)
+    if isinstance(action, torch.Tensor):
+        if action.dtype in _TORCH_FAST:
+            t = action.to(device)
+        elif action.dtype in _TORCH_TO_INT64:
+            t = action.to(device=device, dtype=torch.int64)
+        elif action.dtype in (torch.float16, torch.bfloat16):
+            t = action.to(device=device, dtype=torch.float32)
+        elif action.dtype in (torch.bool, torch.complex64, torch.complex128) or action.is_complex():
+            _refuse_dtype(str(action.dtype).removeprefix("torch."), kind)
+        else:  # uint16/32/64 and the rest: numpy knows how to check and convert them
+            return _as_tensor(action.detach().cpu().numpy(), device, kind)
+        if t.is_floating_point() and kind != "scores":
+            _refuse_dtype(str(t.dtype).removeprefix("torch."), kind)
+        return t
+    arr = action if isinstance(action, np.ndarray) else _to_array(action)
+    dt = arr.dtype
+    if dt.kind == "i" or (dt.kind == "u" and dt.itemsize < 8):
+        arr = arr.astype(np.int64)
+    elif dt.kind == "u":
+        if arr.size and int(arr.max()) > _INT64_MAX:
+            if kind != "scores":
+                raise InvalidActionError(f"action: expected candidate indices (far) below 2**63, received "
+                                         f"{int(arr.max())} ({dt})")
+            # Flipping the top bit maps uint64 onto int64 in the same order: the ranking stays exact.
+            arr = (arr ^ np.uint64(1 << 63)).view(np.int64)
+        else:
+            arr = arr.astype(np.int64)
+    elif dt.kind == "f" and kind == "scores":
+        if dt.itemsize <= 4:
+            arr = arr.astype(np.float32)
+        elif dt.itemsize > 8:  # long double: keep it only when float64 holds every value exactly
+            wide = arr.astype(np.float64)
+            finite = np.isfinite(arr)
+            if not np.array_equal(wide[finite], arr[finite]):
+                raise InvalidActionError(f"action: expected scores float64 can hold exactly, received {dt} "
+                                         "values that float64 would round (the slate could change); pass float64")
+            arr = wide
+    else:
+        _refuse_dtype(str(dt), kind)
+    return _from_numpy(arr, device)
+
+
+def _from_numpy(arr: np.ndarray, device: torch.device) -> torch.Tensor:
+    try:
+        return torch.as_tensor(arr, device=device)
+    except ValueError:  # negative strides (scores[::-1]) or big-endian data: torch cannot share such memory
+        return torch.as_tensor(np.ascontiguousarray(arr, dtype=arr.dtype.newbyteorder("=")), device=device)
+
+
+def _to_array(action: object) -> np.ndarray:
+    try:
+        return np.asarray(action)
+    except (ValueError, TypeError) as exc:  # ragged nested lists, objects numpy cannot hold as one array
+        raise InvalidActionError(f"action: expected a rectangular array of numbers, received a "
+                                 f"{type(action).__name__} numpy cannot turn into one ({exc})") from None
+
+
+def _refuse_dtype(dtype: str, kind: str) -> None:
+    if kind == "scores":
+        raise InvalidActionError(f"action: expected real-valued scores (an integer or float dtype) for "
+                                 f"action_type='scores', received dtype {dtype}")
+    raise InvalidActionError(f"action: expected integer candidate indices for action_type={kind!r}, received "
+                             f"dtype {dtype}")
 
 
 _INT32_MIN = -(2**31)
@@ -183,7 +280,6 @@ def _top_k(scores: torch.Tensor, mask: torch.Tensor, k: int, rounds: bool | None
 def _repair(a: torch.Tensor, mask: torch.Tensor, k: int) -> torch.Tensor:
     """Keep valid slots (in range, unmasked, first occurrence); fill the others with unused valid candidates."""
     b, n = mask.shape
-    a = torch.nan_to_num(a.to(torch.float64), nan=-1.0).to(torch.int64) if a.is_floating_point() else a.to(torch.int64)
     in_range = (a >= 0) & (a < n)
     a = a.clamp(0, n - 1)
     used = torch.zeros_like(mask)

@@ -30,6 +30,7 @@ from gymnasium.utils import seeding
 from gymnasium.vector import AutoresetMode, VectorEnv
 from gymnasium.vector.utils import batch_space
 
+from recgym.common.config import ConfigError
 from recgym.envs._shell import CoreShell, check_options, check_seed, step_thread_count, step_threads, to_numpy
 from recgym.envs.config import EnvConfig
 from recgym.envs.spaces import action_space, actions_to_slate, observation_space
@@ -75,11 +76,11 @@ class RankingVectorEnv(CoreShell, VectorEnv):
         **config_overrides: Any,
     ) -> None:
         if not isinstance(num_envs, (int, np.integer)) or isinstance(num_envs, bool) or num_envs < 1:
-            raise ValueError(f"num_envs: expected a positive int, received {num_envs!r}")
+            raise ConfigError(f"num_envs: expected a positive int, received {num_envs!r}")
         if autoreset_mode not in _MODES:
-            raise ValueError(f"autoreset_mode: expected 'next_step' or 'same_step', received {autoreset_mode!r}")
+            raise ConfigError(f"autoreset_mode: expected 'next_step' or 'same_step', received {autoreset_mode!r}")
         if render_mode is not None:
-            raise ValueError(f"render_mode: the vector env does not render, received {render_mode!r}")
+            raise ConfigError(f"render_mode: the vector env does not render, received {render_mode!r}")
         components = {"preference_model": preference_model, "user_dynamics": user_dynamics, "choice_model": choice_model,
                       "response_model": response_model, "reward_fn": reward_fn}
         self._build_core(world, config, config_overrides, world_config=world_config, data_dir=data_dir,
@@ -103,16 +104,18 @@ class RankingVectorEnv(CoreShell, VectorEnv):
 
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
         if isinstance(seed, (list, tuple)):
-            raise ValueError("seed: the native vector env takes one int seed for all users, received a list")
+            raise ConfigError("seed: expected one int seed for all users (the native vector env seeds them from one "
+                              f"stream), received a {type(seed).__name__}")
         seed = check_seed(seed)
-        opts = check_options(options, ("user_indices",))
+        opts = check_options(options, ("user_indices",), num_users=self.core.world.population.num_users,
+                             num_envs=self.num_envs)
         if seed is not None:
             self._np_random, self._np_random_seed = seeding.np_random(seed)
         users = None
         if "user_indices" in opts:
             users = self.core.validate_users(opts["user_indices"])
             if len(users) != self.num_envs:
-                raise ValueError(f"reset(options['user_indices']): expected {self.num_envs} users, received {len(users)}")
+                raise ConfigError(f"reset(options['user_indices']): expected {self.num_envs} users, received {len(users)}")
         with step_threads(self._threads):
             if seed is not None or self._state is None:
                 # Row i's stream depends on (this seed, i) only; later resets continue the streams.

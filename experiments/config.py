@@ -37,10 +37,11 @@ import typing
 from pathlib import Path
 from typing import Any, ClassVar, Literal, Union
 
-import yaml
 from pydantic import BaseModel, Field, field_validator, model_validator
 
 from recgym.common.config import ConfigError, StrictModel, suggest
+from recgym.common.device import check_device
+from recgym.common.yamlio import load_yaml_file, load_yaml_text
 from recgym.envs.config import EnvConfig
 
 __all__ = [
@@ -50,6 +51,24 @@ __all__ = [
 
 KNOWN_WORLDS = ("synthetic", "analytic", "movielens-100k", "ml-latest-small", "log")
 REAL_WORLDS = ("movielens-100k", "ml-latest-small", "log")
+EVAL_SEED_MAX = 2**32 - 1
+"""Largest evaluation seed: each seed ``s`` also makes per-episode env seeds ``s * 1000 + e`` (and the agents'
+seeds ``s + 1``), which must stay within what numpy and torch accept."""
+
+
+def world_config_model(world: str) -> type[StrictModel]:
+    """The typed model that validates ``world_config`` of ``world`` (imported lazily: cheap, no data)."""
+    if world == "synthetic":
+        from recgym.envs.worlds.synthetic import SyntheticWorldConfig
+
+        return SyntheticWorldConfig
+    if world == "analytic":
+        from recgym.envs.worlds.analytic import AnalyticWorldConfig
+
+        return AnalyticWorldConfig
+    from recgym.envs.worlds.fitted import FitConfig
+
+    return FitConfig
 
 
 class LoggingConfig(StrictModel):
@@ -92,6 +111,10 @@ class EvaluationConfig(StrictModel):
         neg = [s for s in v if s < 0]
         if neg:
             raise ConfigError(f"evaluation.seeds: expected non-negative seeds, received {neg}")
+        big = [s for s in v if s > EVAL_SEED_MAX]
+        if big:
+            raise ConfigError(f"evaluation.seeds: expected seeds <= 2**32 - 1 = {EVAL_SEED_MAX} (each seed also "
+                              f"makes per-episode seeds seed * 1000 + episode), received {big}")
         dup = sorted({s for s in v if v.count(s) > 1})
         if dup:
             raise ConfigError(f"evaluation.seeds: expected distinct seeds, received duplicates {dup}")
@@ -161,10 +184,21 @@ class ExperimentConfig(StrictModel):
             raise ConfigError(f"world: expected one of {', '.join(KNOWN_WORLDS)}, received {v!r}{suggest(v, KNOWN_WORLDS)}")
         return v
 
+    @field_validator("device")
+    @classmethod
+    def _device_here(cls, v: str) -> str:
+        return check_device(v, where="device", available=True)
+
     @model_validator(mode="after")
     def _cross_checks(self) -> ExperimentConfig:
         from recgym.agents import AGENTS, check_compatible
 
+        model = world_config_model(self.world)
+        try:
+            typed = model.model_validate(self.world_config)
+        except ConfigError as exc:
+            raise ConfigError(_rebase(str(exc), model.config_path, "world_config")) from None
+        _store_typed(self, "world_config", typed)
         labels = [a.key for a in self.agents]
         dup = sorted({x for x in labels if labels.count(x) > 1})
         if dup:
@@ -182,15 +216,15 @@ class ExperimentConfig(StrictModel):
             fields = set(cls.Config.model_fields) - {"seed", "device"}
             for key in spec.hyperparams:
                 if key in ("seed", "device"):
-                    raise ConfigError(f"{where}.hyperparams.{key}: set by the runner (evaluation.seeds / device)")
+                    raise ConfigError(f"{where}.hyperparams.{key}: set by the runner (evaluation.seeds / device); "
+                                      f"expected it absent here, received {spec.hyperparams[key]!r}")
                 if key not in fields:
                     raise ConfigError(f"{where}.hyperparams.{key}: unknown key for agent {spec.name!r}"
                                       f"{suggest(key, fields)}; expected one of: {', '.join(sorted(fields))}")
             try:
-                cls.Config(**spec.hyperparams)
+                _store_typed(spec, "hyperparams", cls.Config(**spec.hyperparams))
             except ConfigError as exc:
-                msg = str(exc).replace("agent.", f"{where}.hyperparams.")
-                raise ConfigError(msg if msg.startswith(where) else f"{where}.hyperparams: {msg}") from None
+                raise ConfigError(_rebase(str(exc), cls.Config.config_path, f"{where}.hyperparams")) from None
             rl = cls.train_action_types is not None
             if not rl and (spec.env or spec.total_timesteps is not None):
                 raise ConfigError(f"{where}: 'env' and 'total_timesteps' apply to RL agents only; {spec.name!r} "
@@ -199,6 +233,7 @@ class ExperimentConfig(StrictModel):
                 raise ConfigError(f"{where}.fit_on_logs: agent {spec.name!r} does not learn from logs")
             if rl:
                 tenv = self.train_env(i)
+                _store_typed(spec, "env", tenv)
                 if tenv.num_candidates != self.env.num_candidates:
                     raise ConfigError(f"{where}.env.num_candidates: expected the evaluation env's "
                                       f"{self.env.num_candidates} (the agent ranks that env), received {tenv.num_candidates}")
@@ -232,6 +267,26 @@ class ExperimentConfig(StrictModel):
         return json.loads(self.model_dump_json())
 
 
+def _store_typed(owner: BaseModel, field: str, typed: BaseModel) -> None:
+    """Replace the free-form mapping ``owner.<field>`` by the values its typed model validated them into
+    (``tau: 1`` -> ``1.0``), keeping the keys that were given: the resolved config and its hash say what runs."""
+
+    def like(given: dict[str, Any], dumped: dict[str, Any]) -> dict[str, Any]:
+        return {k: like(v, dumped[k]) if isinstance(v, dict) and isinstance(dumped.get(k), dict) else dumped[k]
+                for k, v in given.items()}
+
+    # The config is frozen once built; this runs while it is being validated.
+    object.__setattr__(owner, field, like(getattr(owner, field), typed.model_dump()))
+
+
+def _rebase(msg: str, old: str, new: str) -> str:
+    """Re-root the paths of a sub-config's error message (``agent.gamma`` -> ``agents[1].hyperparams.gamma``)."""
+    if not old:
+        return f"{new}: {msg}"
+    out = re.sub(rf"(^|; ){re.escape(old)}(?=[.:\[])", lambda m: m.group(1) + new, msg)
+    return out if out.startswith(new) else f"{new}: {out}"
+
+
 # ---------------------------------------------------------------------------------------- key paths
 def _model_of(annotation: Any) -> tuple[type[BaseModel] | None, bool]:
     """(model class, is_list) of a field annotation, for the unknown-key walk."""
@@ -259,7 +314,8 @@ def _check_keys(data: Any, model: type[BaseModel], path: str) -> None:
         where = f"{path}.{key}" if path else str(key)
         moved = getattr(model, "moved_keys", {}).get(key)
         if key not in fields and moved:
-            raise ConfigError(f"{where}: moved to {path}.{moved}" if path else f"{where}: moved to {moved}")
+            target = f"{path}.{moved}" if path else moved
+            raise ConfigError(f"{where}: moved to {target}; expected {target}, received the old key {key!r}")
         if key not in fields:
             raise ConfigError(f"{where}: unknown key{suggest(str(key), fields)}; expected one of: {', '.join(sorted(fields))}")
         sub, is_list = _model_of(fields[key].annotation)
@@ -274,47 +330,52 @@ def _check_keys(data: Any, model: type[BaseModel], path: str) -> None:
 
 # ---------------------------------------------------------------------------------------- overrides
 _SEG = re.compile(r"([^.\[\]]+)|\[(\d+)\]")
+_PATH = re.compile(r"[^.\[\]=\s]+(\[\d+\])*(\.[^.\[\]=\s]+(\[\d+\])*)*")
 
 
 def _split_path(path: str) -> list[str | int]:
+    if not _PATH.fullmatch(path):
+        raise ConfigError(f"--set: expected key=value with a dotted key such as training.num_envs or "
+                          f"agents[0].hyperparams.hidden, received key {path!r}")
     parts: list[str | int] = []
     for name, idx in _SEG.findall(path):
         parts.append(int(idx) if idx else (int(name) if name.isdigit() else name))
-    if not parts:
-        raise ConfigError(f"--set: expected key=value with a dotted key, received {path!r}")
     return parts
 
 
 def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
-    """Apply ``a.b=c`` / ``agents[0].hyperparams.x=3`` overrides; values are parsed as YAML."""
+    """Apply ``a.b=c`` / ``agents[0].hyperparams.x=3`` overrides; values are parsed as YAML (same rules as
+    config files: :mod:`recgym.common.yamlio`)."""
     out = copy.deepcopy(raw)
     for item in overrides:
-        if "=" not in item:
+        if not isinstance(item, str) or "=" not in item:
             raise ConfigError(f"--set: expected key=value, received {item!r}")
         path, text = item.split("=", 1)
-        value = yaml.safe_load(text) if text.strip() else None
-        parts = _split_path(path.strip())
+        path = path.strip()
+        parts = _split_path(path)
+        value = load_yaml_text(text, f"--set {path}") if text.strip() else None
         node: Any = out
-        for j, part in enumerate(parts[:-1]):
-            nxt = parts[j + 1]
-            if isinstance(part, int):
-                if not isinstance(node, list) or part >= len(node):
-                    raise ConfigError(f"--set {path}: index [{part}] out of range")
-                node = node[part]
+        for j, part in enumerate([*parts[:-1], None]):
+            key = parts[j]
+            where = _join(parts[: j + 1])
+            if isinstance(key, int):
+                if not isinstance(node, list) or key >= len(node):
+                    size = f"a list of {len(node)}" if isinstance(node, list) else f"a {type(node).__name__}"
+                    raise ConfigError(f"--set {path}: expected an index into a list at {where}, received [{key}] "
+                                      f"for {size}")
+            elif not isinstance(node, dict):
+                raise ConfigError(f"--set {path}: expected a mapping above {where}, received a {type(node).__name__}")
+            if part is None:
+                node[key] = value
+            elif isinstance(key, int):
+                node = node[key]
             else:
-                if not isinstance(node, dict):
-                    raise ConfigError(f"--set {path}: {part!r} is not inside a mapping")
-                node = node.setdefault(part, [] if isinstance(nxt, int) else {})
-        last = parts[-1]
-        if isinstance(last, int):
-            if not isinstance(node, list) or last >= len(node):
-                raise ConfigError(f"--set {path}: index [{last}] out of range")
-            node[last] = value
-        else:
-            if not isinstance(node, dict):
-                raise ConfigError(f"--set {path}: {last!r} is not inside a mapping")
-            node[last] = value
+                node = node.setdefault(key, [] if isinstance(parts[j + 1], int) else {})
     return out
+
+
+def _join(parts: list[str | int]) -> str:
+    return "".join(f"[{p}]" if isinstance(p, int) else (f".{p}" if i else p) for i, p in enumerate(parts))
 
 
 def load_config(path: str | Path | None = None, overrides: list[str] | None = None,
@@ -329,12 +390,12 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
             else:
                 known = sorted(x.name for x in (Path(__file__).parent / "configs").glob("*.yaml"))
                 raise ConfigError(f"config: {path} does not exist{suggest(p.name, known)}; shipped configs: {known}")
-        try:
-            raw = yaml.safe_load(p.read_text(encoding="utf-8")) or {}
-        except yaml.YAMLError as exc:
-            raise ConfigError(f"config {p}: invalid YAML: {exc}") from None
+        raw = load_yaml_file(p, f"config {p}")
+        if raw is None:
+            raise ConfigError(f"config {p}: expected a mapping with at least 'name' and 'agents', received an empty file")
     if not isinstance(raw, dict):
-        raise ConfigError(f"config: expected a mapping at the top level, received {type(raw).__name__}")
+        raise ConfigError(f"config: expected a mapping (key: value lines) at the top level, received a "
+                          f"{type(raw).__name__}: {str(raw)[:60]!r}")
     raw = apply_overrides(raw, list(overrides or []))
     env = raw.get("env")
     if isinstance(env, dict):

@@ -57,6 +57,7 @@ from typing import Any
 import numpy as np
 import yaml
 
+from recgym.common.config import ConfigError
 from recgym.common.errors import CorruptFileError, DiskFullError, is_disk_full
 from recgym.common.io import (
     atomic_write_bytes,
@@ -66,6 +67,7 @@ from recgym.common.io import (
     read_json_file,
     sha256_bytes,
 )
+from recgym.common.yamlio import load_yaml_file
 from recgym.experiments.config import ExperimentConfig, config_diff, config_hash
 
 __all__ = ["RunError", "run_experiment", "prepare_run_dir", "RUN_MARKER", "read_run_marker", "RunLock"]
@@ -75,7 +77,6 @@ CONFIG_FILE = "config.yaml"
 RUN_MARKER = ".recgym-run.json"
 RUN_FORMAT = "recgym-run"
 LOCK_FILE = ".recgym-run.lock"
-MAX_CONFIG_BYTES = 4 * 2**20
 
 
 class RunError(RuntimeError):
@@ -194,19 +195,12 @@ def _quote(path: Path) -> str:
 
 
 def _read_run_config(path: Path) -> dict[str, Any]:
-    """The resolved config a run wrote; refused cleanly when truncated, not UTF-8, not YAML or with aliases
-    (recgym never writes YAML aliases, and expanding them can take unbounded time and memory)."""
+    """The resolved config a run wrote, read by recgym's bounded YAML reader (:mod:`recgym.common.yamlio`:
+    size, encoding, duplicate keys, tags and alias expansion checked); refused cleanly when corrupt."""
     try:
-        if path.stat().st_size > MAX_CONFIG_BYTES:
-            raise RunError(f"--resume: {path}: expected a resolved config of at most {MAX_CONFIG_BYTES} bytes, "
-                           f"received {path.stat().st_size}")
-        text = path.read_bytes().decode("utf-8")
-        if any(isinstance(ev, yaml.AliasEvent) for ev in yaml.parse(text)):
-            raise RunError(f"--resume: {path}: holds YAML aliases, which recgym never writes; not a run config")
-        old = yaml.safe_load(text)
-    except (UnicodeDecodeError, yaml.YAMLError, RecursionError) as exc:
-        raise RunError(f"--resume: {path} is corrupt ({type(exc).__name__}: {str(exc).splitlines()[0][:160]}); "
-                       "restore it or start again with --overwrite") from None
+        old = load_yaml_file(path, str(path))
+    except ConfigError as exc:
+        raise RunError(f"--resume: {exc}; the run's config is corrupt: restore it or start again with --overwrite") from None
     if not isinstance(old, dict):
         raise RunError(f"--resume: {path}: expected a mapping (the resolved config), received {type(old).__name__}")
     return old

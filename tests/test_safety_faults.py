@@ -279,4 +279,4 @@ def test_cli_prints_recgym_file_errors_as_one_line(tmp_path):
     (out / "config.yaml").write_bytes(b"\xff\xfe\x00garbage")
     res = CliRunner().invoke(app, ["run", str(cfg), "--out", str(out), "--resume", *sets])
     assert res.exit_code == 2 and res.stderr.count("\n") == 1 and "Traceback" not in res.output
-    assert res.stderr.startswith(f"error: --resume: {out / 'config.yaml'} is corrupt (UnicodeDecodeError")
+    assert res.stderr.startswith(f"error: --resume: {out / 'config.yaml'}: expected UTF-8 text")

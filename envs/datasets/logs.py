@@ -5,22 +5,25 @@ Every dataset (MovieLens 100K, MovieLens latest-small, a user's own log) is load
 
 Generic log format (``world="log"``, ``data_dir=FOLDER``):
 
-* ``FOLDER/interactions.csv`` — required columns ``user_id, item_id``; optional ``timestamp`` (integer Unix
-  seconds or an ISO-8601 date/time), optional ``rating`` (number; positive when ``>= positive_threshold``,
-  default 4.0) and/or ``weight`` (number; positive when ``> 0``). With the two id columns alone every row is
-  an implicit positive.
+* ``FOLDER/interactions.csv`` — required columns ``user_id, item_id`` and at least one row; optional
+  ``timestamp`` (Unix time as a number — seconds, or a finer unit used consistently, ``|t| < 2**63`` — or an
+  ISO-8601 date/time), optional ``rating`` (a number, ``|r| <= 1e9``; positive when ``>= positive_threshold``,
+  default 4.0) and/or ``weight`` (a number in ``[0, 1e9]``; positive when ``> 0``). With the two id columns
+  alone every row is an implicit positive. At least one row must be positive.
 * ``FOLDER/items.csv`` — required ``item_id`` and at least one text column. ``title`` (if present) is the display
   title; ``year`` (optional) an integer; ``genres``/``category`` or any ``cat_*`` column are categorical
   (``|``-separated values); every other column is text. Each item needs a non-empty text.
 * ``FOLDER/users.csv`` (optional) — ``user_id`` plus any columns; all of them are rendered into the profile text
   as demographics. When given, every interaction's user must be listed.
 
-Ids are read as strings (``"42"`` and ``"u-42"`` both work). Violations raise :class:`SchemaError` naming the
-file, the column, the (1-based, header = line 1) line and what was expected vs received.
+Files are UTF-8 (a byte-order mark is fine). Ids are read as strings (``"42"`` and ``"u-42"`` both work).
+Violations raise :class:`SchemaError` (a :class:`~recgym.common.errors.DataError`) naming the file, the
+column, the (1-based, header = line 1) line and what was expected vs received.
 """
 
 from __future__ import annotations
 
+import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,6 +31,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from recgym.common.config import ConfigError
+from recgym.common.errors import DataError
 from recgym.encoders.text import item_text
 
 __all__ = ["InteractionData", "SchemaError", "load_log", "LOG_CATEGORICAL_COLUMNS"]
@@ -36,7 +41,12 @@ LOG_CATEGORICAL_COLUMNS = ("genres", "genre", "category", "categories")
 _RESERVED_ITEM_COLUMNS = ("item_id", "title", "year")
 
 
-class SchemaError(ValueError):
+MAX_ABS_VALUE = 1e9
+"""Largest magnitude of a rating or weight (stored as float32; larger values are data errors, not scales)."""
+_TS_LIMIT = 2.0**63  # numeric timestamps are stored as int64
+
+
+class SchemaError(DataError):
     """A data file does not follow its documented schema (message: where, expected, received)."""
 
 
@@ -106,8 +116,8 @@ def _read_csv(path: Path, required: tuple[str, ...]) -> pd.DataFrame:
     if not path.is_file():
         raise SchemaError(f"{path}: expected a CSV file, received nothing (file not found)")
     try:
-        df = pd.read_csv(path, dtype=str, keep_default_na=False, skipinitialspace=True)
-    except (pd.errors.ParserError, UnicodeDecodeError, pd.errors.EmptyDataError) as exc:
+        df = pd.read_csv(path, dtype=str, keep_default_na=False, skipinitialspace=True, encoding="utf-8-sig")
+    except (pd.errors.ParserError, UnicodeDecodeError, pd.errors.EmptyDataError, ValueError) as exc:
         raise SchemaError(f"{path}: expected a UTF-8 CSV with a header row, received unreadable data ({exc})") from exc
     df.columns = [str(c).strip() for c in df.columns]
     missing = [c for c in required if c not in df.columns]
@@ -129,12 +139,17 @@ def _check_ids(df: pd.DataFrame, path: Path, column: str, unique: bool) -> None:
             raise _err(path, column, "unique ids", f"duplicate id {df[column].iloc[k]!r}", k + 2)
 
 
-def _parse_float(df: pd.DataFrame, path: Path, column: str) -> np.ndarray:
+def _parse_float(df: pd.DataFrame, path: Path, column: str, low: float = -MAX_ABS_VALUE) -> np.ndarray:
+    """``(N,)`` float32 of a numeric column; every cell finite and in ``[low, MAX_ABS_VALUE]``."""
     values = pd.to_numeric(df[column], errors="coerce").to_numpy(dtype=np.float64)
     bad = np.flatnonzero(~np.isfinite(values))
     if bad.size:
         k = int(bad[0])
         raise _err(path, column, "a finite number", f"{df[column].iloc[k]!r}", k + 2)
+    bad = np.flatnonzero((values < low) | (values > MAX_ABS_VALUE))
+    if bad.size:
+        k = int(bad[0])
+        raise _err(path, column, f"a number in [{low:g}, {MAX_ABS_VALUE:g}]", f"{df[column].iloc[k]!r}", k + 2)
     return values.astype(np.float32)
 
 
@@ -144,7 +159,13 @@ def _parse_timestamps(df: pd.DataFrame, path: Path) -> np.ndarray:
     as_num = pd.to_numeric(raw, errors="coerce")
     out = np.zeros(len(raw), dtype=np.int64)
     num = as_num.notna().to_numpy()
-    out[num] = as_num[num].to_numpy(dtype=np.float64).astype(np.int64)
+    values = as_num[num].to_numpy(dtype=np.float64)
+    bad = np.flatnonzero(~(np.abs(values) < _TS_LIMIT))  # also catches inf
+    if bad.size:
+        k = int(np.flatnonzero(num)[bad[0]])
+        raise _err(path, "timestamp", "Unix time as a finite number with |t| < 2**63 (seconds or a finer unit) or "
+                   "an ISO-8601 date/time", f"{raw.iloc[k]!r}", k + 2)
+    out[num] = values.astype(np.int64)
     if not num.all():
         rest = raw[~num]
         parsed = pd.to_datetime(rest, errors="coerce", utc=True, format="ISO8601")
@@ -168,12 +189,18 @@ def load_log(folder: str | os.PathLike[str], *, positive_threshold: float = 4.0)
         SchemaError: missing file/columns, wrong types, duplicate ids, empty texts, unknown users/items,
             unparsable timestamps.
     """
+    if isinstance(positive_threshold, bool) or not isinstance(positive_threshold, (int, float)) \
+            or not math.isfinite(positive_threshold):
+        raise ConfigError(f"positive_threshold: expected a finite number, received {positive_threshold!r}")
     folder = Path(folder)
     if not folder.is_dir():
         raise SchemaError(f"{folder}: expected a folder with interactions.csv and items.csv, received no such folder")
     ipath, mpath, upath = folder / "interactions.csv", folder / "items.csv", folder / "users.csv"
     inter = _read_csv(ipath, ("user_id", "item_id"))
     items = _read_csv(mpath, ("item_id",))
+    for df, path, what in ((inter, ipath, "interaction"), (items, mpath, "item")):
+        if len(df) == 0:
+            raise _err(path, None, f"at least one {what} row below the header", "a header only")
     _check_ids(items, mpath, "item_id", unique=True)
     _check_ids(inter, ipath, "user_id", unique=False)
     _check_ids(inter, ipath, "item_id", unique=False)
@@ -188,10 +215,12 @@ def load_log(folder: str | os.PathLike[str], *, positive_threshold: float = 4.0)
     years: list[int | None] = [None] * len(items)
     if "year" in items.columns:
         y = pd.to_numeric(items["year"].replace("", np.nan), errors="coerce")
-        bad = np.flatnonzero(y.isna().to_numpy() & (items["year"] != "").to_numpy())
+        yv = y.to_numpy(dtype=np.float64)
+        given = (items["year"] != "").to_numpy()
+        bad = np.flatnonzero(given & ~((np.abs(yv) <= 9999) & (np.round(yv) == yv)))  # NaN fails both
         if bad.size:
             k = int(bad[0])
-            raise _err(mpath, "year", "an integer year or an empty cell", f"{items['year'].iloc[k]!r}", k + 2)
+            raise _err(mpath, "year", "an integer year in [-9999, 9999] or an empty cell", f"{items['year'].iloc[k]!r}", k + 2)
         years = [None if pd.isna(v) else int(v) for v in y]
     titles, texts, genres = [], [], []
     for k in range(len(items)):
@@ -211,6 +240,8 @@ def load_log(folder: str | os.PathLike[str], *, positive_threshold: float = 4.0)
     # --- users
     if upath.exists():
         users = _read_csv(upath, ("user_id",))
+        if len(users) == 0:
+            raise _err(upath, None, "at least one user row below the header (or no users.csv)", "a header only")
         _check_ids(users, upath, "user_id", unique=True)
         profile_fields = tuple(c for c in users.columns if c != "user_id")
     else:
@@ -234,7 +265,7 @@ def load_log(folder: str | os.PathLike[str], *, positive_threshold: float = 4.0)
     n = len(inter)
     has_rating, has_weight = "rating" in inter.columns, "weight" in inter.columns
     rating = _parse_float(inter, ipath, "rating") if has_rating else np.full(n, np.nan, np.float32)
-    weight = _parse_float(inter, ipath, "weight") if has_weight else np.ones(n, np.float32)
+    weight = _parse_float(inter, ipath, "weight", low=0.0) if has_weight else np.ones(n, np.float32)
     has_ts = "timestamp" in inter.columns
     ts = _parse_timestamps(inter, ipath) if has_ts else np.zeros(n, np.int64)
     if has_rating:
@@ -245,6 +276,10 @@ def load_log(folder: str | os.PathLike[str], *, positive_threshold: float = 4.0)
         positive, rule, rating_range = weight > 0, "weight > 0", None
     else:
         positive, rule, rating_range = np.ones(n, bool), "every logged interaction (implicit feedback)", None
+    if not positive.any():
+        column = "rating" if has_rating else "weight"
+        seen = f"max {float(rating.max()):g}" if has_rating else "every weight 0"
+        raise _err(ipath, column, f"at least one positive row ({rule})", f"none ({seen})")
     frame = pd.DataFrame({
         "user": user_col.to_numpy(dtype=np.int64), "item": item_col.to_numpy(dtype=np.int64),
         "rating": rating, "weight": weight, "timestamp": ts, "positive": positive,

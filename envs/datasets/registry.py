@@ -23,7 +23,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from recgym.common import clean_stale_temp_files, sha256_bytes, suggest
+from recgym.common import DataError, clean_stale_temp_files, sha256_bytes, suggest
 from recgym.common.io import TEMP_SUFFIX
 from recgym.envs.datasets.logs import InteractionData, load_log
 from recgym.envs.datasets.movielens import load_ml_latest_small, load_movielens_100k
@@ -74,7 +74,7 @@ MAX_MEMBER_BYTES = 64 * 2**20  # their largest member is ~2.5 MB uncompressed
 _CHUNK = 1 << 20
 
 
-class DatasetNotFoundError(ValueError):
+class DatasetNotFoundError(DataError):
     """Unknown dataset name or missing data directory."""
 
 

@@ -9,14 +9,27 @@ hidden logit, sorted descending, and the optimal expected return is ``max_steps 
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 import numpy as np
 import torch
+from pydantic import Field
 
+from recgym.common.config import Seed, StrictModel
 from recgym.envs.choice import make_choice_model
 from recgym.envs.config import EnvConfig
 from recgym.envs.world import Catalog, Population, PreferenceParams, World
 
-__all__ = ["make_analytic_world", "analytic_config", "analytic_optimal_return", "analytic_logits"]
+__all__ = ["AnalyticWorldConfig", "make_analytic_world", "analytic_config", "analytic_optimal_return", "analytic_logits"]
+
+
+class AnalyticWorldConfig(StrictModel):
+    """``world_config`` of the analytic world: the arguments of :func:`make_analytic_world`."""
+
+    config_path: ClassVar[str] = "world_config"
+    n_items: int = Field(20, ge=2, le=100_000)
+    n_users: int = Field(4, ge=1, le=1_000_000)
+    seed: Seed = 0
 
 
 def make_analytic_world(n_items: int = 20, n_users: int = 4, seed: int = 0) -> World:

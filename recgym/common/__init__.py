@@ -1,8 +1,9 @@
-"""Shared core used by every recgym package: strict configs, atomic file writes, file errors, device selection."""
+"""Shared core used by every recgym package: strict configs, safe YAML, file errors, atomic file writes,
+device selection."""
 
 from recgym.common.config import ConfigError, StrictModel, suggest
-from recgym.common.device import resolve_device
-from recgym.common.errors import CorruptFileError, DiskFullError, UnsafeFileError, UnsafePathError
+from recgym.common.device import check_device, resolve_device
+from recgym.common.errors import CorruptFileError, DataError, DiskFullError, UnsafeFileError, UnsafePathError
 from recgym.common.io import (
     atomic_write_bytes,
     atomic_write_json,
@@ -16,8 +17,10 @@ from recgym.common.io import (
 
 __all__ = [
     "ConfigError",
+    "DataError",
     "StrictModel",
     "suggest",
+    "check_device",
     "resolve_device",
     "CorruptFileError",
     "DiskFullError",

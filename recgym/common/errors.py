@@ -1,5 +1,11 @@
 """Error classes for files recgym reads and writes.
 
+:class:`DataError` is the base of every "this file's content is unusable" error: malformed data files
+(interaction logs, item and user tables: ``SchemaError``, unknown datasets) and corrupt or unsafe files
+(:class:`CorruptFileError`, :class:`UnsafeFileError`). :class:`~recgym.common.config.ConfigError` covers
+settings. Both are ``ValueError`` subclasses whose messages name where, what was expected and what was
+received.
+
 Every loader turns what can go wrong with a file it did not write itself in this process - truncation,
 flipped bytes, missing fields, content that would need code execution (pickles), paths that lead out of
 their folder - into one of these, with a message naming the file and the field. The CLI prints them as one
@@ -13,12 +19,17 @@ import os
 import shutil
 from pathlib import Path
 
-__all__ = ["CorruptFileError", "UnsafeFileError", "UnsafePathError", "DiskFullError", "is_disk_full", "free_bytes"]
+__all__ = ["DataError", "CorruptFileError", "UnsafeFileError", "UnsafePathError", "DiskFullError", "is_disk_full",
+           "free_bytes"]
 
 DISK_FULL_ERRNOS = frozenset({_errno.ENOSPC, getattr(_errno, "EDQUOT", _errno.ENOSPC)})
 
 
-class CorruptFileError(ValueError):
+class DataError(ValueError):
+    """A file recgym reads is malformed or unusable (message: file, column/field, line, expected vs received)."""
+
+
+class CorruptFileError(DataError):
     """A file is truncated, fails its checksum, is not in the expected format or misses a field.
 
     The message names the file, the field and what was expected vs received.
