@@ -16,35 +16,36 @@ plus ``tradeoff`` times its satisfaction, both weighted by its click probability
 one-step optimum for the click reward only); ``tradeoff > 0`` also values the time budget and the return
 visits that satisfaction buys - the long-term term a myopic policy ignores.
 
-**Lookahead oracle** (``lookahead``): model-predictive control on forked simulator states. At every step,
-for each user:
+**Lookahead oracle** (``lookahead``): model-predictive control on forked simulator states over a library
+of ``C`` candidate policies — the base policy (the heuristic with ``continuation_tradeoff``), the myopic
+oracle, and the heuristic at every trade-off of ``tradeoffs``. At every step, for each user:
 
-1. *candidate slates* ``S`` (``C`` of them): the myopic oracle's top-K, and the heuristic's top-K for every
-   ``tradeoff`` in ``tradeoffs`` (duplicates are harmless: they score alike);
-2. the state is forked into ``F = rollouts`` futures with fresh random streams (independent of the live
+1. the state is forked into ``F = rollouts`` futures with fresh random streams (independent of the live
    env's: the oracle knows the model, not the dice), and each future into ``C`` copies that share its
    stream (:meth:`~recgym.envs.state.SimState.repeat`: *common random numbers* — the candidates are compared
    under the same luck);
-3. copy ``c`` shows slate ``S_c``, then follows the continuation policy (the heuristic with
-   ``continuation_tradeoff``) for ``horizon - 1`` more steps; its value is the discounted *expected* reward
-   summed until the horizon, the end of the episode or (returning users) the end of the ``sessions_ahead``-th
-   session from now, whose retention reward (the return probability) stands for the future beyond it (the click probabilities of each shown slate times the
+2. copy ``c`` shows candidate ``c``'s slate, then (``continuation: same``, the default) keeps following
+   policy ``c`` — *parallel rollout* (Chang, Givan & Chong 2004): whole policies are compared from this
+   state, so the value of consistently avoiding clickbait is seen — or (``continuation: base``) follows the
+   base policy, a one-step rollout algorithm (Bertsekas); for ``horizon - 1`` more steps;
+3. its value is the discounted *expected* reward (the click probabilities of each shown slate times the
    reward of a click, and the return probability for the retention reward, instead of the sampled clicks and
-   returns: same mean, far less noise; the transitions stay sampled);
-4. the continuation policy's own slate is shown unless another candidate's value beats it by more than
-   ``switch_margin`` standard errors of the paired differences over the ``F`` futures (a conservative policy
-   improvement step: noisy value estimates cannot talk it into a worse slate), then the best such candidate.
+   returns: same mean, far less noise; the transitions stay sampled), summed until the horizon, the end of the
+   episode or, with ``sessions_ahead`` > 0, the end of that many sessions from now;
+4. the base policy's slate is shown unless another candidate's value beats it by more than
+   ``switch_margin`` standard errors of the paired differences over the ``F`` futures (noisy estimates must
+   not talk it into a worse slate), else the best such candidate's slate.
 
-This is a rollout algorithm (Bertsekas) with the continuation policy as base policy: it keeps the base
-policy's slate unless the model shows a better one. Cost per step: ``B * F * C * horizon`` simulated
-user-steps.
+With a horizon that reaches the end of the episode, exact values would make it at least as good as every
+policy of the library from every state on; sampled values leave noise, which the switch margin bounds.
+Cost per step: ``B * F * C * horizon`` simulated user-steps.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal
 
 import numpy as np
 import torch
@@ -55,7 +56,7 @@ from recgym.envs import rng as rng_mod
 from recgym.envs.params import WorldTensors
 
 __all__ = ["QualityOracleConfig", "QualityOracleRecommender", "LookaheadConfig", "LookaheadRecommender",
-           "heuristic_scores", "myopic_scores", "top_k_slates"]
+           "heuristic_scores", "myopic_scores", "policy_scores", "top_k_slates"]
 
 _NEG = -1e30
 
@@ -72,18 +73,34 @@ def myopic_scores(core: Any, state: Any) -> torch.Tensor:
     return core.candidate_logits(state).masked_fill_(~state.mask, _NEG)
 
 
-def heuristic_scores(core: Any, state: Any, tradeoff: float) -> torch.Tensor:
-    """``(B, N)`` quality-aware scores of the current candidates (module docstring), ``-1e30`` where masked."""
-    cfg = core.config
-    w, r = cfg.reward.weights, cfg.response
-    wc, we, ws = {"clicks": (1.0, 0.0, 0.0), "engagement": (0.0, 1.0, 0.0), "satisfaction": (0.0, 0.0, 1.0),
-                  "mix": (w.clicks, w.engagement, w.satisfaction)}[cfg.reward.name]
+def _reward_weights(core: Any) -> tuple[float, float, float]:
+    w = core.config.reward.weights
+    return {"clicks": (1.0, 0.0, 0.0), "engagement": (0.0, 1.0, 0.0), "satisfaction": (0.0, 0.0, 1.0),
+            "mix": (w.clicks, w.engagement, w.satisfaction)}[core.config.reward.name]
+
+
+def policy_scores(core: Any, state: Any, tradeoff: torch.Tensor | float,
+                  myopic: torch.Tensor | None = None) -> torch.Tensor:
+    """``(B, N)`` scores of the current candidates, ``-1e30`` where masked: the quality-aware heuristic with
+    ``tradeoff`` (a float, or ``(B,)`` per row), or the hidden logits in rows where ``myopic`` ``(B,)`` bool."""
+    r = core.config.response
+    wc, we, ws = _reward_weights(core)
     p = core.params
     quality = p.items[:, p.latent_dim + WorldTensors.QUALITY].index_select(0, state.candidates.reshape(-1))
     quality = quality.view(state.candidates.shape)
     sat = quality - r.quality_threshold
-    gain = (wc + (ws + tradeoff) * sat).add_(quality, alpha=we * r.dwell_scale * math.exp(r.dwell_noise**2 / 2))
-    return torch.sigmoid(core.candidate_logits(state)).mul_(gain).masked_fill_(~state.mask, _NEG)
+    t = tradeoff.unsqueeze(1) if isinstance(tradeoff, torch.Tensor) else tradeoff
+    gain = (sat * (ws + t)).add_(wc).add_(quality, alpha=we * r.dwell_scale * math.exp(r.dwell_noise**2 / 2))
+    logits = core.candidate_logits(state)
+    scores = torch.sigmoid(logits).mul_(gain)
+    if myopic is not None:
+        scores = torch.where(myopic.unsqueeze(1), logits, scores)
+    return scores.masked_fill_(~state.mask, _NEG)
+
+
+def heuristic_scores(core: Any, state: Any, tradeoff: float) -> torch.Tensor:
+    """``(B, N)`` quality-aware scores of the current candidates (module docstring), ``-1e30`` where masked."""
+    return policy_scores(core, state, tradeoff)
 
 
 def top_k_slates(scores: torch.Tensor, k: int) -> torch.Tensor:
@@ -128,7 +145,10 @@ class LookaheadConfig(AgentConfig):
     gamma: float = Field(1.0, ge=0, le=1, description="discount inside a rollout")
     tradeoffs: list[float] = Field(default_factory=lambda: [0.0, 0.5, 1.0, 2.0, 4.0, 8.0],
                                    description="heuristic trade-offs whose top-K slates are candidates")
-    continuation_tradeoff: float = Field(2.0, ge=0, description="trade-off of the continuation policy")
+    continuation_tradeoff: float = Field(2.0, ge=0, description="trade-off of the base policy")
+    continuation: Literal["same", "base"] = Field(
+        "same", description="after the first slate, each candidate follows its own policy (parallel rollout) or "
+        "the base policy (one-step rollout)")
     switch_margin: float = Field(1.0, ge=0, description="standard errors by which a candidate must beat the "
                                  "continuation policy's slate to replace it")
     sessions_ahead: int = Field(1, ge=0, description="returning users: a rollout stops after this many session "
@@ -177,12 +197,15 @@ class LookaheadRecommender(Recommender):
         core, state = self._sim()
         _check_live(obs, state, self.name)
         c = self.config
-        # Candidate 0 is the continuation policy's slate (the base policy this step improves on).
-        candidates = [top_k_slates(heuristic_scores(core, state, c.continuation_tradeoff), k),
-                      top_k_slates(myopic_scores(core, state), k)]
-        candidates += [top_k_slates(heuristic_scores(core, state, t), k) for t in c.tradeoffs]
+        # Candidate 0 is the base policy; 1 the myopic oracle; then the heuristic at each trade-off.
+        tradeoffs = torch.tensor([c.continuation_tradeoff, 0.0, *c.tradeoffs], device=state.device)
+        myopic = torch.zeros(len(tradeoffs), dtype=torch.bool, device=state.device)
+        myopic[1] = True
+        candidates = [top_k_slates(policy_scores(core, state, float(t), m.view(1).expand(state.batch_size)), k)
+                      for t, m in zip(tradeoffs.tolist(), myopic, strict=True)]
         slates = torch.stack(candidates, dim=1)  # (B, C, k)
         b, n_cand = slates.shape[:2]
+        self._library = (tradeoffs, myopic)
         per_user = c.rollouts * n_cand
         values = torch.empty(b, c.rollouts, n_cand, dtype=torch.float64, device=state.device)
         step = max(1, c.chunk_rows // per_user)
@@ -213,8 +236,13 @@ class LookaheadRecommender(Recommender):
         ends = torch.zeros(len(first), dtype=torch.int32, device=first.device)
         discount = 1.0
         expected = _ExpectedReward.of(core)
+        tradeoffs, myopic = self._library
+        if c.continuation == "same":  # row (u * F + f) * C + c follows policy c
+            row_t, row_m = tradeoffs.repeat(r * c.rollouts), myopic.repeat(r * c.rollouts)
+        else:
+            row_t, row_m = tradeoffs[:1].expand(len(first)), None
         for h in range(c.horizon):
-            slate = first if h == 0 else top_k_slates(heuristic_scores(core, forks, c.continuation_tradeoff), k)
+            slate = first if h == 0 else top_k_slates(policy_scores(core, forks, row_t, row_m), k)
             reward, terminated, truncated, info = core.step(forks, slate)
             if expected is not None:
                 reward = expected(info)

@@ -45,7 +45,7 @@ import numpy as np
 
 from recgym.experiments.stats import mean_ci
 
-__all__ = ["DiagnoseSettings", "run_diagnose", "planning_gain_from_cells", "write_planning_gain",
+__all__ = ["DiagnoseSettings", "run_diagnose", "planning_gain_from_cells", "update_planning_gain", "write_planning_gain",
            "read_planning_gain", "planning_gain_lines", "PLANNING_GAIN_FILE", "FORMAT"]
 
 PLANNING_GAIN_FILE = "planning_gain.json"
@@ -230,6 +230,16 @@ def planning_gain_from_cells(cfg: Any, out: Path, world: Any) -> dict[str, Any] 
                     "lookahead": _summary(rows["lookahead"], ev.confidence)},
         "seeds": list(ev.seeds), "users_per_seed": ev.users_per_seed, "cohort": ev.cohort, "sweep": [],
     }
+
+
+def update_planning_gain(cfg: Any, out: Path, world: Any) -> Path | None:
+    """Write the run's own planning gain (:func:`planning_gain_from_cells`) into ``out/planning_gain.json``,
+    unless the folder holds one written by ``recgym diagnose`` for this world (which it never overwrites)."""
+    data, _ = read_planning_gain(out, world.fingerprint())
+    if data is not None and not str(data.get("method", "")).startswith("run cells"):
+        return None
+    pg = planning_gain_from_cells(cfg, out, world)
+    return None if pg is None else write_planning_gain(Path(out) / PLANNING_GAIN_FILE, pg)
 
 
 def planning_gain_lines(out: Path, fingerprint: str, has_rl_comparison: bool) -> list[str]:

@@ -125,6 +125,12 @@ def _plots(cfg: ExperimentConfig, out: Path, summary: list[dict[str, Any]], arra
     if curves:
         attempt("learning_curves", plots.plot_learning_curves, curves, d / "learning_curves.png",
                 ylabel="held-out session return")
+    retention = {a: _stack([c["retention_curve"] for c in cs]) for a, cs in arrays.items()
+                 if cs and all("retention_curve" in c for c in cs)}
+    if retention:
+        attempt("retention_curves", plots.plot_learning_curves,
+                {a: (np.arange(1, v.shape[1] + 1), v) for a, v in retention.items()}, d / "retention_curves.png",
+                title="Retention curves", xlabel="session", ylabel="share of users who reached the session")
     all_rows = [r for r in summary if r["segment"] == "all" and math.isfinite(r["mean"])]
     for m in BAR_METRICS:
         if any(r["metric"] == m for r in all_rows):
@@ -208,7 +214,11 @@ def _table_md(summary: list[dict[str, Any]], agents: list[str], metrics: tuple[s
 
 
 def _report_md(cfg: ExperimentConfig, chash: str, summary: list[dict[str, Any]], made: dict[str, str],
-               world: Any, n_users: int) -> str:
+               world: Any, n_users: int, out: Path | None = None) -> str:
+    from recgym.agents import AGENTS
+    from recgym.experiments.diagnose import planning_gain_lines
+    from recgym.experiments.retention import RETENTION_METRICS
+
     agents = [s.key for s in cfg.agents]
     conf = cfg.evaluation.confidence
     ev = cfg.evaluation
@@ -229,16 +239,24 @@ def _report_md(cfg: ExperimentConfig, chash: str, summary: list[dict[str, Any]],
     ]
     if len(ev.seeds) < 5:
         lines += [f"> Only {len(ev.seeds)} seed(s): intervals are wide (or undefined for one seed).", ""]
-    lines += ["## Conclusions supported by the numbers", ""]
-    lines += [f"- {c}" for c in conclusions(summary, agents, conf)] or ["- (fewer than two agents to compare)"]
-    from recgym.agents import AGENTS
-
     rl = [s.key for s in cfg.agents if AGENTS[s.name].train_action_types is not None]
     others = [s.key for s in cfg.agents if s.key not in rl]
+    if out is not None:
+        lines += planning_gain_lines(out, world.fingerprint(), bool(rl and others))
+    lines += ["## Conclusions supported by the numbers", ""]
+    lines += [f"- {c}" for c in conclusions(summary, agents, conf)] or ["- (fewer than two agents to compare)"]
     if rl and others:
         lines += ["", "RL agents against the others (session return):", ""]
         lines += [f"- {c}" for c in rl_comparisons(summary, rl, others, conf)]
     lines += ["", "## All users", "", _table_md(summary, agents, HEADLINE, "all")]
+    if cfg.env.sessions.count > 1:
+        lines += ["## Returning users", "",
+                  f"Episodes of up to {cfg.env.sessions.count} sessions; a session ends when the time budget runs out "
+                  f"or after {cfg.env.sessions.session_steps} slates; the user returns after a gap drawn from the "
+                  "return model or churns. Return = the reward summed over every session of the episode. "
+                  "Sessions per user, day-1/day-7 retention (share of session ends followed by a return within 1/7 "
+                  "days), mean return gap (days), churn rate and clicks per episode:", "",
+                  _table_md(summary, agents, RETENTION_METRICS, "all")]
     lines += ["## Warm vs cold users", "", "Warm users:", "",
               _table_md(summary, agents, ("return", "ctr", "ndcg", "session_length"), "warm_users"),
               "Cold users (no history):", "",
@@ -288,7 +306,7 @@ def write_outputs(cfg: ExperimentConfig, out: Path, chash: str, world: Any, cons
     _write_csv(out / "metrics.csv", records)
     _write_csv(out / "metrics_summary.csv", summary)
     made = _plots(cfg, out, summary, arrays) if cfg.output.plots else {}
-    atomic_write_text(out / "report.md", _report_md(cfg, chash, summary, made, world, n_users))
+    atomic_write_text(out / "report.md", _report_md(cfg, chash, summary, made, world, n_users, out))
     _console_table(summary, [s.key for s in cfg.agents], console,
                    f"{cfg.name}: mean ± {conf:.0%} CI half-width over {len(cfg.evaluation.seeds)} seeds (all users)")
     return {"summary": summary, "plots": made}

@@ -367,7 +367,10 @@ def _run(cfg: ExperimentConfig, out: Path, continuing: bool, console: Any, t0: f
     with Progress(*columns, console=console, transient=False) as progress:
         run_cells(cfg, world, out, chash, progress, console)
 
+    from recgym.experiments.diagnose import update_planning_gain
     from recgym.experiments.report import write_outputs
+
+    update_planning_gain(cfg, out, world)  # runs listing both oracle and lookahead measure it themselves
 
     summary = write_outputs(cfg, out, chash, world, console)
     elapsed = time.perf_counter() - t0
