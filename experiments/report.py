@@ -253,7 +253,8 @@ def _report_md(cfg: ExperimentConfig, chash: str, summary: list[dict[str, Any]],
         lines += ["## Returning users", "",
                   f"Episodes of up to {cfg.env.sessions.count} sessions; a session ends when the time budget runs out "
                   f"or after {cfg.env.sessions.session_steps} slates; the user returns after a gap drawn from the "
-                  "return model or churns. Return = the reward summed over every session of the episode. "
+                  f"return model or churns. Return = the reward summed over every session of the episode, "
+                  f"{cfg.env.reward.weights.retention:g} per return included. "
                   "Sessions per user, day-1/day-7 retention (share of session ends followed by a return within 1/7 "
                   "days), mean return gap (days), churn rate and clicks per episode:", "",
                   _table_md(summary, agents, RETENTION_METRICS, "all")]
