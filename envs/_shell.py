@@ -11,7 +11,7 @@ import torch
 from recgym.common.config import SEED_MAX, ComponentError, ConfigError, suggest
 from recgym.envs.config import EnvConfig
 from recgym.envs.core import RankingCore
-from recgym.envs.factory import make_env_config, make_world
+from recgym.envs.factory import adapt_env_config, explicit_paths, make_env_config, make_world
 from recgym.envs.feedback import FEEDBACK_FIELD, feedback_view
 from recgym.envs.state import SimState
 from recgym.envs.world import World
@@ -28,7 +28,8 @@ def build_core(
     device: str | torch.device,
     components: Mapping[str, Any],
 ) -> RankingCore:
-    """Validate the config first (fail fast), then build or fetch the world, then the core. ``components``:
+    """Validate the config first (fail fast), then build or fetch the world, then the core; env sizes the user did
+    not set follow the world (:func:`~recgym.envs.factory.adapt_env_config`). ``components``:
     ``preference``, ``dynamics``, ``choice_model``, ``response_model``, ``reward_fn`` (``None``: default).
 
     ``choice_model`` takes a name (``"mnl"``, ``"cascade"``, ``"pbm"``: the config's ``choice.model``) or a
@@ -47,7 +48,9 @@ def build_core(
         raise ComponentError(f"choice_model: expected a name ('mnl', 'cascade', 'pbm') or a ChoiceModel with "
                         f"click_probs(logits), received {type(choice).__name__}")
     cfg = make_env_config(config, overrides)
+    user_keys = explicit_paths(config) | explicit_paths(overrides)
     w = make_world(world, world_config=world_config, data_dir=data_dir, encoder=encoder)
+    cfg = adapt_env_config(cfg, int((~w.catalog.is_new).sum()), user_keys)
     return RankingCore(w, cfg, device=device, **components)
 
 

@@ -293,6 +293,7 @@ def run_experiment(cfg: ExperimentConfig, out: Path, *, resume: bool = False, ov
     console = console or Console(stderr=True, width=None if sys.stderr.isatty() else 130)
     t0 = time.perf_counter()
     out = Path(out)
+    cfg = _fit_env_to_world(cfg)  # before the run folder exists: a config that cannot fit the world fails here
     continuing = prepare_run_dir(cfg, out, resume=resume, overwrite=overwrite)
     with RunLock(out), _disk_full_in_threads_is_reraised():
         try:
@@ -356,10 +357,15 @@ def _run(cfg: ExperimentConfig, out: Path, continuing: bool, console: Any, t0: f
                 "command": sys.argv}
     atomic_write_json(out / "run.json", run_info)
     if cfg.is_real_world and not (out / "fidelity" / "fidelity.md").is_file():
-        from recgym.experiments.fidelity import fidelity_report
+        from recgym.envs.factory import _encoder_from_spec
+        from recgym.envs.worlds.fitted import FitConfig
+        from recgym.experiments.fidelity import FidelityConfig, cached_fidelity_report
 
-        console.print("real-data world: writing the fidelity report card ...")
-        fidelity_report(cfg.world, cfg.data_dir, out / "fidelity")
+        console.print("real-data world: fidelity report card (reused from the cache when this world has one) ...")
+        fid_cfg = FidelityConfig(fit=FitConfig.model_validate(dict(cfg.world_config)))
+        report, hit = cached_fidelity_report(cfg.world, cfg.data_dir, out / "fidelity", _encoder_from_spec(cfg.encoder),
+                                             config=fid_cfg, progress=True)
+        console.print(f"fidelity ({'cached' if hit else 'computed'}): {report['verdict']}")
 
     from recgym.experiments.cells import run_cells
 
@@ -378,6 +384,22 @@ def _run(cfg: ExperimentConfig, out: Path, continuing: bool, console: Any, t0: f
     atomic_write_json(out / "run.json", run_info)
     console.print(f"done in {elapsed:.0f} s: {out / 'report.md'}")
     return summary
+
+
+def _fit_env_to_world(cfg: ExperimentConfig) -> ExperimentConfig:
+    """Size the env keys the config leaves unset to the world (cheap: no encoding, no fit); an explicit value
+    that cannot fit the world raises a ConfigError here, before any folder or heavy work."""
+    from recgym.common.config import ConfigError
+    from recgym.envs.factory import adapt_env_config, initial_item_count
+
+    try:
+        n_initial = initial_item_count(cfg.world, world_config=cfg.world_config, data_dir=cfg.data_dir)
+    except ConfigError:
+        raise
+    except (ValueError, OSError) as exc:
+        raise RunError(f"world {cfg.world!r}: {exc}") from exc
+    env = adapt_env_config(cfg.env, n_initial)
+    return cfg if env is cfg.env else cfg.model_copy(update={"env": env})
 
 
 def save_cell(path_json: Path, metrics: dict[str, Any], arrays: dict[str, np.ndarray], meta: dict[str, Any]) -> None:

@@ -174,16 +174,20 @@ def fidelity(
     data_dir: Annotated[Optional[str], typer.Option(help="data folder (default $RECGYM_DATA)")] = None,  # noqa: UP045
     encoder: EncoderOpt = None,
 ) -> None:
-    """Fidelity report card of a real-data world: held-out ranking, calibration, distributions."""
+    """Fidelity report card of a real-data world: would it rank your policies as your data does (a panel of
+    recommenders, real vs simulated), replay error, held-out ranking, calibration, distributions. The last
+    line is the JSON of the bars."""
     from recgym.common.errors import DiskFullError
-    from recgym.experiments.fidelity import fidelity_report
+    from recgym.experiments.fidelity import cached_fidelity_report
 
     try:
-        report = fidelity_report(world, data_dir, out, encoder=_encoder(encoder) if encoder else None)
+        report, hit = cached_fidelity_report(world, data_dir, out, encoder=_encoder(encoder) if encoder else None,
+                                             progress=True)
     except (ValueError, FileNotFoundError, DiskFullError) as exc:
         _fail(exc)
-    typer.echo(f"fidelity report for {world}: {Path(out) / 'fidelity.md'}")
-    typer.echo(json.dumps(report.get("bars", {}), default=str))
+    typer.echo(f"fidelity report for {world}{' (cached)' if hit else ''}: {Path(out) / 'fidelity.md'}")
+    typer.echo(report["verdict"])
+    typer.echo(json.dumps(report["bar"], default=str))
 
 
 @app.command()

@@ -163,7 +163,15 @@ def test_profiles_use_train_history_only(mlsmall):
     sp = split_interactions(mlsmall, SplitConfig(), np.random.default_rng(0))
     texts = profile_texts(mlsmall, sp)
     cold = np.flatnonzero(sp.cold_users)
-    assert all(texts[u] == "A user with no stated profile." for u in cold)
+    # a cold user lists only the titles they revealed at sign-up (onboarding rows), so cold users differ
+    titles = mlsmall.items["title"].to_numpy()
+    users, items = mlsmall.interactions["user"].to_numpy(), mlsmall.interactions["item"].to_numpy()
+    for u in cold:
+        revealed = {str(t) for t in titles[items[sp.onboarding][users[sp.onboarding] == u]]}
+        assert set(texts[u].removeprefix("Recently watched: ").removesuffix(".").split("; ")) == revealed
+    assert len({texts[u] for u in cold}) >= 0.9 * cold.size  # two sign-ups may reveal the same first films
+    no_onboarding = split_interactions(mlsmall, SplitConfig(onboarding=0), np.random.default_rng(0))
+    assert all(profile_texts(mlsmall, no_onboarding)[u] == "A user with no stated profile." for u in cold)
     inter = mlsmall.interactions
     u = int(np.flatnonzero(~sp.cold_users)[0])
     train_titles = set(mlsmall.items["title"].to_numpy()[inter["item"].to_numpy()[sp.train][inter["user"].to_numpy()[sp.train] == u]])

@@ -256,7 +256,7 @@ def test_config_and_option_errors(small_world):
         RankingEnv(small_world, slate_sise=3)
     with pytest.raises(ConfigError, match=r"slate_size: expected <= num_candidates"):
         RankingEnv(small_world, num_candidates=10, slate_size=9, new_items={"slots": 3}, candidates={"pool_size": 100})
-    with pytest.raises(ConfigError, match="action_type: 'item' picks one item but slate_size=5"):
+    with pytest.raises(ConfigError, match="action_type: 'item' picks one item, so expected slate_size=1, received slate_size=5"):
         RankingEnv(small_world, action_type="item", slate_size=5)
     with pytest.raises(ConfigError, match=r"world: expected one of .* received 'synthtic' \(did you mean 'synthetic'\?\)"):
         RankingEnv("synthtic")

@@ -43,10 +43,13 @@ def test_fitted_world_is_valid(fitted):
     assert np.array_equal(w.catalog.is_new, sp.cold_items) and np.array_equal(w.population.cold, sp.cold_users)
     assert np.array_equal(w.population.test, sp.test_users) and w.population.test[w.population.cold].all()
     assert w.preference.affinity_scale == 1.0 and w.preference.appeal_weight == 1.0
-    assert w.catalog.latent.shape == (1682, 8) and w.catalog.embeddings.shape == (1682, 64)
+    # k = 8 latent dims + 1 carrying log-popularity (the cold-user popularity weight)
+    assert w.catalog.latent.shape == (1682, 9) and w.catalog.embeddings.shape == (1682, 64)
+    assert np.allclose(w.catalog.latent[:, -1], np.log(1682 * w.catalog.popularity), atol=1e-5)
+    assert (w.population.latent[~w.population.cold, -1] == 0).all()
     assert (w.population.history[w.population.cold] == -1).all()
     assert_no_leakage(fitted.data, sp, w.population.history)
-    assert 0 < fitted.manifest["fit_seconds"] < 60 and fitted.manifest["epochs"] == 2
+    assert fitted.manifest["fit_seconds"] > 0 and fitted.manifest["epochs"] == 2 and fitted.manifest["steps"] > 0
 
 
 def test_logits_and_quality(fitted):
@@ -57,6 +60,8 @@ def test_logits_and_quality(fitted):
     manual = p.latent[0] @ c.latent[5] + pref.popularity_weight * np.log(1682 * c.popularity[5]) + c.appeal[5] + pref.bias + p.bias[0]
     assert logits[0, 5] == pytest.approx(manual, rel=1e-5, abs=1e-5)
     assert (c.quality >= 0).all() and (c.quality <= 1).all() and c.quality.std() > 0
+    # calibrated: the world's logit is alpha * (fitted logit) + beta, alpha folded into the arrays
+    assert fitted.manifest["platt_alpha"] > 0 and fitted.manifest["calibration_pairs"] > 0
 
 
 def test_cache_hit_and_corruption(fitted, cache, caplog):
@@ -90,7 +95,8 @@ def test_log_world_from_fixture_files(tmp_path):
     cfg = FitConfig(epochs=2, latent_dim=4, split=SplitConfig(cold_user_fraction=0.1, cold_item_fraction=0.1))
     fw = fit_world("log", folder, encoder=HashingEncoder(dim=16), config=cfg, cache_dir=tmp_path / "c")
     assert fw.world.population.num_users == 30 and fw.world.population.cold.sum() == 3
-    assert fw.world.catalog.item_ids[0] == "it0" and (fw.world.catalog.quality == 0.5).all()
+    assert fw.world.catalog.item_ids[0] == "it0"
+    assert fw.manifest["quality_source"] == "none" and (fw.world.catalog.quality == 0.5).all()  # no signal at all
 
 
 def test_env_checker_on_fitted_world(fitted):
@@ -105,22 +111,42 @@ def test_env_checker_on_fitted_world(fitted):
 
 
 def test_fidelity_report_all_sections(fitted, tmp_path):
-    cfg = FidelityConfig(bpr_epochs=2, bpr_dim=8)
+    cfg = FidelityConfig(bpr_epochs=2, bpr_dim=8, n_boot=50, max_panel_users=80)
     rep = fidelity_report("movielens-100k", None, tmp_path, fitted=fitted, config=cfg)
     for seg in ("warm_users", "cold_users", "cold_items"):
         assert set(rep["ranking"][seg]) == {"hidden_model", "bpr_mf", "popularity"}
     assert rep["ranking"]["cold_items"]["bpr_mf"]["auc"] is None
     assert 0.5 < rep["ranking"]["warm_users"]["hidden_model"]["auc"] <= 1.0
     assert len(rep["calibration"]["bins"]) == 10
-    for name in ("popularity_decile", "genre_share", "user_activity"):
+    for name in ("popularity_decile", "genre_share"):
         assert 0.0 <= rep["distributions"][name]["js_distance"] <= 1.0
+    assert rep["calibration"]["ece"] <= rep["calibration"]["raw_ece"] + 0.02
     md = (tmp_path / "fidelity.md").read_text()
-    for section in ("## Held-out ranking quality", "## Calibration", "## Simulated vs real distributions", "## Bar",
-                    "MF cannot score"):
+    for section in ("## Held-out ranking of the hidden model", "## Calibration", "## Free-choice distributions",
+                    "## Bars", "MF cannot score", "## Policy-ranking fidelity", "## Replay error"):
         assert section in md
-    for f in ("fidelity.json", "calibration.png", "popularity_decile.png", "genre_share.png", "user_activity.png"):
+    for f in ("fidelity.json", "calibration.png", "popularity_decile.png", "genre_share.png", "policy_ranking.png"):
         assert (tmp_path / f).stat().st_size > 0
     assert json.loads((tmp_path / "fidelity.json").read_text())["bar"].keys() >= {"warm_pass", "cold_item_pass"}
+
+
+def test_fidelity_cli_prints_the_bars(fitted, tmp_path, monkeypatch):
+    """The summary line used to read a key the report never wrote (``bars``) and print ``{}``."""
+    from typer.testing import CliRunner
+
+    from recgym import cli
+    from recgym.experiments import fidelity
+
+    def fake(world, data_dir, out, encoder=None, *, config=None, progress=None):
+        cfg = FidelityConfig(bpr_epochs=2, bpr_dim=8, n_boot=20, max_panel_users=40)
+        return fidelity.fidelity_report(world, data_dir, out, config=cfg, fitted=fitted), False
+
+    monkeypatch.setattr(fidelity, "cached_fidelity_report", fake)
+    res = CliRunner().invoke(cli.app, ["fidelity", "--world", "movielens-100k", "--out", str(tmp_path)])
+    assert res.exit_code == 0, res.output
+    bar = json.loads(res.output.strip().splitlines()[-1])
+    assert bar["warm_pass"] in (True, False) and "policy_rho" in bar
+    assert "would this simulator rank your policies as your data does?" in res.output
 
 
 def test_js_distance_bounds():

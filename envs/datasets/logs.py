@@ -8,7 +8,8 @@ Generic log format (``world="log"``, ``data_dir=FOLDER``):
 * ``FOLDER/interactions.csv`` — required columns ``user_id, item_id`` and at least one row; optional
   ``timestamp`` (Unix time as a number — seconds, or a finer unit used consistently, ``|t| < 2**63`` — or an
   ISO-8601 date/time), optional ``rating`` (a number, ``|r| <= 1e9``; positive when ``>= positive_threshold``,
-  default 4.0) and/or ``weight`` (a number in ``[0, 1e9]``; positive when ``> 0``). With the two id columns
+  default 4.0) and/or ``weight`` (a number in ``[0, 1e9]``; positive when ``> 0``; e.g. play counts), optional
+  ``dwell`` (non-negative number: time spent; a quality signal for implicit logs). With the two id columns
   alone every row is an implicit positive. At least one row must be positive.
 * ``FOLDER/items.csv`` — required ``item_id`` and at least one text column. ``title`` (if present) is the display
   title; ``year`` (optional) an integer; ``genres``/``category`` or any ``cat_*`` column are categorical
@@ -62,7 +63,7 @@ class InteractionData:
             ``genres`` (tuple[str, ...]), ``text`` (str, the item text fed to the encoder). Row ``i`` is item ``i``.
         interactions: ``N`` rows; ``user`` (int64 index), ``item`` (int64 index), ``rating`` (float32, NaN when
             absent), ``weight`` (float32, 1 when absent), ``timestamp`` (int64 Unix seconds; 0 when absent),
-            ``positive`` (bool).
+            ``positive`` (bool); optionally ``dwell`` (float32, time spent; logs with a ``dwell`` column).
         genre_names: genre vocabulary (the primary genre of an item indexes into it).
         has_timestamps: whether ``timestamp`` is meaningful (else splits are seeded-random).
         positive_rule: human-readable rule that made ``positive`` (documented in reports).
@@ -284,6 +285,8 @@ def load_log(folder: str | os.PathLike[str], *, positive_threshold: float = 4.0)
         "user": user_col.to_numpy(dtype=np.int64), "item": item_col.to_numpy(dtype=np.int64),
         "rating": rating, "weight": weight, "timestamp": ts, "positive": positive,
     })
+    if "dwell" in inter.columns:
+        frame["dwell"] = _parse_float(inter, ipath, "dwell", low=0.0)
     genre_names = tuple(sorted({g for gs in genres for g in gs} | {"unknown"}))
     items_df = pd.DataFrame({
         "item_id": items["item_id"].astype(object), "title": titles,

@@ -9,6 +9,13 @@ Procedure (:func:`split_interactions`):
    held out.
 3. Cold users/items are then *defined* as those with no train interaction (so items only seen in held-out rows
    are cold too), and :func:`assert_no_leakage` checks it.
+4. Validation: the latest ``validation_fraction`` of each warm user's *train* rows (keeping ``min_train``) form
+   ``Split.val``, a subset of train: the hidden model is fitted on ``train \\ val`` and calibrated on ``val``.
+5. Onboarding: each cold user reveals their first ``onboarding`` interactions (time order; at most all but one),
+   as a new user of a real service is asked to rate a few items when signing up. Those rows (``Split.onboarding``,
+   a subset of test) feed the cold user's profile text only, never a fit, and are excluded from evaluation
+   (``Split.test_eval``). Without it, cold users of a log without user attributes would all share one profile
+   text: one cloned user.
 
 ``test_users`` (``Population.test``) is the held-out cohort: every cold user plus a seeded
 ``test_user_fraction`` of the warm users.
@@ -16,7 +23,7 @@ Procedure (:func:`split_interactions`):
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 from pydantic import Field
@@ -42,6 +49,9 @@ class SplitConfig(StrictModel):
     cold_user_fraction: float = Field(0.1, ge=0.0, lt=1.0, description="users held out entirely (cold start)")
     cold_item_fraction: float = Field(0.05, ge=0.0, lt=1.0, description="interacted items held out entirely")
     test_user_fraction: float = Field(0.2, ge=0.0, lt=1.0, description="warm users added to the test cohort")
+    validation_fraction: float = Field(0.1, ge=0.0, lt=1.0,
+                                       description="latest share of each warm user's train rows used for calibration")
+    onboarding: int = Field(3, ge=0, le=100, description="first interactions a cold user reveals (profile text only)")
 
 
 @dataclass(frozen=True, eq=False)
@@ -52,6 +62,8 @@ class Split:
     cold_users: ``(U,)`` bool, no train interaction. cold_items: ``(M,)`` bool, no train interaction.
     test_users: ``(U,)`` bool, the held-out cohort (all cold users + some warm ones).
     temporal: whether the per-user holdout followed timestamps.
+    val: ``(N_val,)`` int64 sorted train rows held out of the fit for calibration (subset of ``train``).
+    onboarding: ``(N_on,)`` int64 sorted test rows a cold user revealed at sign-up (subset of ``test``).
     """
 
     train: np.ndarray
@@ -60,6 +72,18 @@ class Split:
     cold_items: np.ndarray
     test_users: np.ndarray
     temporal: bool
+    val: np.ndarray = field(default_factory=lambda: np.empty(0, np.int64))
+    onboarding: np.ndarray = field(default_factory=lambda: np.empty(0, np.int64))
+
+    @property
+    def fit_rows(self) -> np.ndarray:
+        """``(N,)`` int64 train rows the hidden model is fitted on: ``train`` minus ``val``."""
+        return np.setdiff1d(self.train, self.val, assume_unique=True)
+
+    @property
+    def test_eval(self) -> np.ndarray:
+        """``(N,)`` int64 held-out rows every evaluation uses: ``test`` minus ``onboarding``."""
+        return np.setdiff1d(self.test, self.onboarding, assume_unique=True)
 
 
 def _pick(mask_candidates: np.ndarray, fraction: float, rng: np.random.Generator) -> np.ndarray:
@@ -99,9 +123,43 @@ def split_interactions(data: InteractionData, config: SplitConfig, rng: np.rando
     cold_users = np.bincount(users[train], minlength=data.num_users) == 0
     cold_items = np.bincount(items[train], minlength=data.num_items) == 0
     test_users = cold_users | _pick(~cold_users, config.test_user_fraction, rng)
-    split = Split(train, test, cold_users, cold_items, test_users, temporal=data.has_timestamps)
+    val = _latest_per_user(train, users, ts, tie, config.validation_fraction, config.min_train, latest=True)
+    cold_rows = test[cold_users[users[test]]]
+    onboarding = _first_per_user(cold_rows, users, ts, tie, config.onboarding)
+    split = Split(train, test, cold_users, cold_items, test_users, temporal=data.has_timestamps, val=val,
+                  onboarding=onboarding)
     assert_no_leakage(data, split)
     return split
+
+
+def _per_user_order(rows: np.ndarray, users: np.ndarray, ts: np.ndarray, tie: np.ndarray):  # noqa: ANN202
+    order = rows[np.lexsort((tie[rows], ts[rows], users[rows]))]
+    u_sorted = users[order]
+    starts = np.flatnonzero(np.r_[True, u_sorted[1:] != u_sorted[:-1]]) if len(order) else np.empty(0, np.int64)
+    return order, starts, np.r_[starts[1:], len(order)].astype(np.int64)
+
+
+def _latest_per_user(rows: np.ndarray, users: np.ndarray, ts: np.ndarray, tie: np.ndarray, fraction: float,
+                     keep: int, *, latest: bool) -> np.ndarray:
+    """Sorted int64 subset of ``rows``: per user, the latest ``round(fraction * n)`` rows, keeping ``keep``."""
+    if fraction <= 0 or rows.size == 0:
+        return np.empty(0, np.int64)
+    order, starts, ends = _per_user_order(rows, users, ts, tie)
+    out = []
+    for s, e in zip(starts, ends, strict=True):
+        take = min(int(round(fraction * (e - s))), e - s - keep)
+        if take > 0:
+            out.append(order[e - take:e] if latest else order[s:s + take])
+    return np.sort(np.concatenate(out)).astype(np.int64) if out else np.empty(0, np.int64)
+
+
+def _first_per_user(rows: np.ndarray, users: np.ndarray, ts: np.ndarray, tie: np.ndarray, k: int) -> np.ndarray:
+    """Sorted int64 subset of ``rows``: per user, the first ``k`` rows in time order (at most all but one)."""
+    if k <= 0 or rows.size == 0:
+        return np.empty(0, np.int64)
+    order, starts, ends = _per_user_order(rows, users, ts, tie)
+    out = [order[s:s + min(k, e - s - 1)] for s, e in zip(starts, ends, strict=True) if e - s > 1]
+    return np.sort(np.concatenate(out)).astype(np.int64) if out else np.empty(0, np.int64)
 
 
 def train_history(data: InteractionData, split: Split, length: int) -> np.ndarray:
@@ -121,14 +179,17 @@ def profile_texts(data: InteractionData, split: Split) -> list[str]:
     """One profile text per user from demographics and the first liked titles of the *train* history only.
 
     Up to ``data.history_titles_in_profile`` titles: the user's earliest train positives (then earliest train
-    interactions if fewer positives). Cold users get demographics only (or the generic no-profile text).
+    interactions if fewer positives). A cold user lists the titles of their onboarding rows (``split.onboarding``,
+    what they revealed at sign-up), so cold users of a log without user attributes are still distinct users;
+    a cold user without onboarding rows gets demographics only (or the generic no-profile text).
     """
-    k = data.history_titles_in_profile
     titles_by_user: dict[int, list[str]] = {}
-    if k > 0:
-        inter = data.interactions.iloc[split.train]
+    titles = data.items["title"].to_numpy()
+    for rows, k in ((split.train, data.history_titles_in_profile), (split.onboarding, len(split.onboarding))):
+        if k <= 0 or rows.size == 0:
+            continue
+        inter = data.interactions.iloc[rows]
         ordered = inter.sort_values(["user", "positive", "timestamp"], ascending=[True, False, True], kind="stable")
-        titles = data.items["title"].to_numpy()
         for u, grp in ordered.groupby("user", sort=False)["item"]:
             titles_by_user[int(u)] = [str(titles[i]) for i in grp.to_numpy()[:k]]
     out = []
@@ -163,6 +224,10 @@ def assert_no_leakage(data: InteractionData, split: Split, history: np.ndarray |
     seen_i = np.bincount(ti, minlength=data.num_items) > 0
     if (seen_u == split.cold_users).any() or (seen_i == split.cold_items).any():
         raise LeakageError("split: expected cold == unseen in train for every user and item, received a mismatch")
+    if np.setdiff1d(split.val, split.train).size:
+        raise LeakageError("split: expected validation rows to be train rows, received held-out rows")
+    if np.setdiff1d(split.onboarding, split.test).size or (~split.cold_users[users[split.onboarding]]).any():
+        raise LeakageError("split: expected onboarding rows to be held-out rows of cold users, received others")
     if split.temporal:
         ts = inter["timestamp"].to_numpy()
         last_train = np.full(data.num_users, np.iinfo(np.int64).min)
