@@ -61,7 +61,9 @@ class DiagnoseSettings:
     cohort: str = "test"
     confidence: float = 0.95
     heuristic_tradeoffs: list[float] = field(default_factory=lambda: [0.0, 1.0, 2.0, 4.0, 8.0])
-    lookahead: dict[str, Any] = field(default_factory=lambda: {"horizon": 10, "rollouts": 2})
+    # No "horizon": rollouts run to the episode's end (env max_steps). A truncated horizon values clicks now
+    # over the budget they cost later: on the default world H = 10 planned worse than its own base policy.
+    lookahead: dict[str, Any] = field(default_factory=lambda: {"rollouts": 2})
     horizons: list[int] = field(default_factory=lambda: [1, 5])
     gammas: list[float] = field(default_factory=lambda: [0.9])
     sweep_seeds: int = 2
@@ -117,7 +119,7 @@ def run_diagnose(world: Any, env_cfg: Any, settings: DiagnoseSettings | None = N
                  for t in s.heuristic_tradeoffs}
     best_t = max(heuristic, key=lambda t: float(np.mean([m["return"] for m in heuristic[t]])))
     per_seed["quality"] = heuristic[best_t]
-    look_hp = {"continuation_tradeoff": best_t, **s.lookahead}
+    look_hp = {"continuation_tradeoff": best_t, "horizon": env_cfg.max_steps, **s.lookahead}
     per_seed["lookahead"] = run("lookahead", "lookahead", look_hp, s.seeds)
 
     def returns(rows: list[dict[str, float]]) -> list[float]:
@@ -126,7 +128,7 @@ def run_diagnose(world: Any, env_cfg: Any, settings: DiagnoseSettings | None = N
     gain = _gain(returns(per_seed["lookahead"]), returns(per_seed["oracle"]), s.confidence)
     sweep = []
     sweep_seeds = s.seeds[: s.sweep_seeds]
-    h_main = int(look_hp.get("horizon", 10))
+    h_main = int(look_hp["horizon"])
     g_main = float(look_hp.get("gamma", 1.0))
     if sweep_seeds:
         for h in s.horizons:

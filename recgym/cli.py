@@ -237,7 +237,7 @@ def diagnose(
     out: Annotated[Optional[Path], typer.Option(help="folder for planning_gain.json (e.g. a run folder; default runs/diagnose-<world>)")] = None,  # noqa: UP045
     seeds: Annotated[Optional[list[int]], typer.Option("--seed", help="evaluation seeds (repeatable; default: the config's, else 0..4)")] = None,  # noqa: UP045
     users: Annotated[Optional[int], typer.Option(min=1, help="users per seed (default: the config's, else 64)")] = None,  # noqa: UP045
-    horizon: Annotated[int, typer.Option(min=1, help="lookahead horizon H (slates simulated per candidate)")] = 10,
+    horizon: Annotated[Optional[int], typer.Option(min=1, help="lookahead horizon H (slates simulated per candidate; default: to the episode's end, env max_steps)")] = None,  # noqa: UP045
     rollouts: Annotated[int, typer.Option(min=1, help="lookahead futures F per user")] = 2,
     horizons: Annotated[list[int], typer.Option("--sweep-horizon", help="horizons of the sweep (repeatable)")] = [1, 5],  # noqa: B006
     gammas: Annotated[list[float], typer.Option("--sweep-gamma", help="discounts of the sweep (repeatable)")] = [0.9],  # noqa: B006
@@ -284,7 +284,7 @@ def diagnose(
         settings = DiagnoseSettings(
             seeds=list(seeds) if seeds else (list(ev.seeds) if config else [0, 1, 2, 3, 4]),
             users_per_seed=users or (ev.users_per_seed if config else 64), cohort=ev.cohort,
-            confidence=ev.confidence, lookahead={"horizon": horizon, "rollouts": rollouts},
+            confidence=ev.confidence, lookahead={"rollouts": rollouts, **({"horizon": horizon} if horizon else {})},
             horizons=list(horizons), gammas=list(gammas), sweep_seeds=sweep_seeds, device=cfg.device,
         )
         if cfg.world == "analytic" and settings.cohort == "test" and not w.population.test.any():

@@ -76,6 +76,14 @@ def test_analytic_world_has_no_planning_gain():
     assert r["oracle"]["mean"] > r["random"]["mean"]
 
 
+def test_lookahead_plans_to_the_episode_end_by_default():
+    world = make_analytic_world()
+    cfg = analytic_config(world, action_type="slate")
+    res = run_diagnose(world, cfg, DiagnoseSettings(seeds=[0], cohort="all", users_per_seed=2, heuristic_tradeoffs=[0.0],
+                                                    lookahead={"rollouts": 1}, sweep_seeds=0))
+    assert f"horizon {cfg.max_steps}," in res["method"], res["method"]
+
+
 def test_planning_pays_where_clickbait_drains_the_budget():
     world = clickbait_world(n_users=32)
     settings = DiagnoseSettings(seeds=[0, 1, 2, 3, 4], cohort="all", **{**SMALL, "users_per_seed": 32,
