@@ -154,3 +154,13 @@ def test_cli_diagnose_json_last_line(tmp_path):
     saved = json.loads((tmp_path / "planning_gain.json").read_text())
     assert saved["format"] == "recgym-planning-gain" and saved["sweep"] and saved["world"] == "analytic"
     assert torch.isfinite(torch.tensor(saved["returns"]["oracle"]["mean"]))
+
+
+def test_switch_needs_a_bonferroni_t_test_over_the_futures():
+    from recgym.agents.lookahead import LookaheadConfig, _switch_threshold
+
+    two = LookaheadConfig(rollouts=2)  # one degree of freedom: a 1-SE rule would switch on noise
+    assert _switch_threshold(two, 8) == pytest.approx(44.56, abs=0.01)
+    assert _switch_threshold(LookaheadConfig(rollouts=8), 8) == pytest.approx(3.24, abs=0.01)
+    assert _switch_threshold(LookaheadConfig(rollouts=1, switch_margin=0.5), 8) == 0.5  # no SE to test with
+    assert _switch_threshold(LookaheadConfig(rollouts=8, switch_confidence=0, switch_margin=2.0), 8) == 2.0
