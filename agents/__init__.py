@@ -29,6 +29,7 @@ from recgym.agents.baselines import (
 )
 from recgym.agents.dqn import DQNRecommender
 from recgym.agents.logging import LoggedData, collect_logs
+from recgym.agents.lookahead import LookaheadRecommender, QualityOracleRecommender
 from recgym.agents.ppo import PPORecommender
 from recgym.agents.slateq import SlateQRecommender
 from recgym.agents.supervised import ColdItemError, CTRRecommender, MFRecommender
@@ -55,6 +56,8 @@ __all__ = [
     "OracleRecommender",
     "ORACLE_BOUND",
     "WrongEnvError",
+    "LookaheadRecommender",
+    "QualityOracleRecommender",
     "CTRRecommender",
     "MFRecommender",
     "ColdItemError",

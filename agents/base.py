@@ -90,7 +90,10 @@ class AgentConfig(StrictModel):
 class EnvSpec:
     """What an agent needs to know about an env. ``item_embeddings`` ``(M, d)`` float32 read-only;
     ``item_features`` ``(M, F)`` float32 public per-item features (the env's ``item_features``: popularity
-    percentile of the prior, new-item flag) or ``None`` when the env has none."""
+    percentile of the prior, new-item flag) or ``None`` when the env has none. ``context_dim``: length of
+    ``obs["context"]`` (4; 7 with returning users); ``feedback_dim``: width of ``obs["item_feedback"]`` (3 when
+    the env observes its feedback table, else 0). ``simulator``: ``() -> (core, live state)`` of the env, for
+    planning agents that fork the hidden model (the lookahead oracle); ``None`` without a live env."""
 
     item_embeddings: np.ndarray
     num_candidates: int
@@ -100,6 +103,9 @@ class EnvSpec:
     item_features: np.ndarray | None = None
     oracle_view: Callable[[], tuple[np.ndarray, np.ndarray]] | None = None
     """``() -> (candidates (B, N) int64, hidden logits (B, N))`` of the live env (env-bound agents only)."""
+    context_dim: int = 4
+    feedback_dim: int = 0
+    simulator: Callable[[], Any] | None = None
 
     @property
     def num_items(self) -> int:
@@ -133,15 +139,36 @@ class EnvSpec:
         emb = np.asarray(base.item_embeddings, dtype=np.float32)
         feats = getattr(base, "item_features", None)
         feats = None if feats is None else np.asarray(feats, dtype=np.float32)
+        space = getattr(base, "single_observation_space", None) or base.observation_space
+        fb = space.spaces.get("item_feedback")
         return cls(
             emb, int(cfg.num_candidates), int(cfg.slate_size), str(cfg.action_type), base.oracle_scores, feats,
             getattr(base, "oracle_view", None),
+            context_dim=int(space["context"].shape[0]), feedback_dim=0 if fb is None else 3,
+            simulator=getattr(base, "simulator", None),
         )
+
+    def observation_space(self, action_type: str | None = None) -> Any:
+        """The single-env observation space of envs of this spec (``gymnasium.spaces.Dict``)."""
+        from recgym.envs.config import EnvConfig
+        from recgym.envs.spaces import observation_space
+
+        n = self.num_candidates
+        cfg = EnvConfig(num_candidates=n, slate_size=1, new_items={"slots": 0}, candidates={"pool_size": max(n, 2)},
+                        feedback={"enabled": self.feedback_dim > 0})
+        return observation_space(cfg, self.dim, self.num_items, self.context_dim)
+
+    def scorer_kwargs(self) -> dict[str, Any]:
+        """Keyword arguments of :class:`~recgym.agents.scorer.CandidateScorer` that follow the env: public item
+        features, context length, feedback width."""
+        return {"item_features": self.item_features, "context_dim": self.context_dim,
+                "feedback_dim": self.feedback_dim}
 
     def meta(self) -> dict[str, Any]:
         return {
             "num_items": self.num_items, "dim": self.dim, "num_candidates": self.num_candidates,
             "slate_size": self.slate_size, "action_type": self.action_type, "table_hash": self.table_hash,
+            "context_dim": self.context_dim, "feedback_dim": self.feedback_dim,
         }
 
 
@@ -438,11 +465,19 @@ def load_agent(path: str | Path, env: Any | None = None) -> Recommender:
                 f"table {meta['table_hash']} and N={meta['num_candidates']}, received {spec.table_hash} and "
                 f"N={spec.num_candidates}"
             )
+        saved = (int(meta.get("context_dim", 4)), int(meta.get("feedback_dim", 0)))
+        if saved != (spec.context_dim, spec.feedback_dim):
+            raise ValueError(
+                f"load_agent({path}): the env's observation differs from the one the agent was saved with: expected "
+                f"context length {saved[0]} and item_feedback width {saved[1]}, received {spec.context_dim} and "
+                f"{spec.feedback_dim} (env.sessions / env.feedback settings)"
+            )
     else:
         feats = payload.get("item_features")
         spec = EnvSpec(
             payload["item_embeddings"].numpy(), meta["num_candidates"], meta["slate_size"], meta["action_type"],
             item_features=None if feats is None else feats.numpy(),
+            context_dim=int(meta.get("context_dim", 4)), feedback_dim=int(meta.get("feedback_dim", 0)),
         )
     try:
         agent = cls(spec, config)

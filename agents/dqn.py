@@ -26,7 +26,7 @@ from stable_baselines3.dqn.policies import DQNPolicy
 
 from recgym.agents._sb3 import SB3Recommender, SeededDictReplayBuffer, seeded_init
 from recgym.agents.base import AgentConfig, EnvSpec, register
-from recgym.agents.scorer import CandidateScorer
+from recgym.agents.scorer import CandidateScorer, space_kwargs
 
 __all__ = ["CandidateQNetwork", "CandidateDQNPolicy", "MaskedDQN", "DQNConfig", "DQNRecommender"]
 
@@ -40,7 +40,8 @@ class CandidateQNetwork(BasePolicy):
                  item_features: np.ndarray | None = None) -> None:
         super().__init__(observation_space, action_space)
         self.scorer = CandidateScorer(
-            item_embeddings, hidden=hidden, value_head=False, item_features=item_features
+            item_embeddings, hidden=hidden, value_head=False, item_features=item_features,
+            **space_kwargs(observation_space),
         )
 
     def forward(self, obs: Mapping[str, torch.Tensor]) -> torch.Tensor:  # type: ignore[override]
@@ -149,13 +150,7 @@ class DQNRecommender(SB3Recommender):
         return self.q_net
 
     def _obs_space(self) -> spaces.Dict:
-        from recgym.envs.config import EnvConfig
-        from recgym.envs.spaces import observation_space
-
-        n = self.spec.num_candidates
-        cfg = EnvConfig(num_candidates=n, slate_size=1, action_type="item", new_items={"slots": 0},
-                        candidates={"pool_size": max(n, 2)})
-        return observation_space(cfg, self.spec.dim, self.spec.num_items)
+        return self.spec.observation_space()
 
     def _build_model(self, env: Any) -> MaskedDQN:
         c = self.config

@@ -8,7 +8,8 @@ key            shape        dtype     meaning
 user           (T,)         int64     user id (any stable id; real logs: your ids mapped to 0..U-1)
 profile        (T, d)       float32   the user's LM profile vector at that step
 history        (T, d)       float32   the user's history summary (zeros for a new user)
-context        (T, 4)       float32   budget fraction, step fraction, last click rate, cold flag
+context        (T, C)       float32   budget fraction, step fraction, last click rate, cold flag (+ session
+                                      features with returning users: C = 7)
 candidates     (T, N)       int64     item indices (rows of ``item_embeddings``) offered to the logger
 mask           (T, N)       int8      1 = could be recommended
 slate          (T, K)       int64     positions into ``candidates``, in display order
@@ -16,6 +17,8 @@ slate_items    (T, K)       int64     item indices shown (``candidates[slate]``)
 clicks         (T, K)       int8      1 = clicked
 propensity     (T, K)       float32   P(logging policy puts this item at this position | context)
 reward         (T,)         float32   the env reward of the step
+item_feedback  (T, 3N)     float32   optional: the platform's feedback of each candidate (impressions, clicks,
+                                      mean dwell; envs with ``feedback.enabled``)
 item_embeddings (M, d)      float32   the item table (optional: the env's table)
 meta           ()           str       JSON: format, version, logging agent, epsilon, seed, env config
 ============== ============ ========= ====================================================================
@@ -77,6 +80,7 @@ class LoggedData:
     reward: np.ndarray
     item_embeddings: np.ndarray | None = None
     meta: dict[str, Any] = field(default_factory=dict)
+    item_feedback: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         for key, dtype in _ARRAYS.items():
@@ -85,12 +89,17 @@ class LoggedData:
         k = self.slate.shape[1] if self.slate.ndim == 2 else -1
         n = self.candidates.shape[1] if self.candidates.ndim == 2 else -1
         shapes = {
-            "user": (t,), "context": (t, 4), "candidates": (t, n), "mask": (t, n), "slate": (t, k),
+            "user": (t,), "context": (t, self.context.shape[1] if self.context.ndim == 2 else -1), "candidates": (t, n), "mask": (t, n), "slate": (t, k),
             "slate_items": (t, k), "clicks": (t, k), "propensity": (t, k), "reward": (t,),
         }
         for key, shape in shapes.items():
             if getattr(self, key).shape != shape:
                 raise ValueError(f"LoggedData.{key}: expected shape {shape}, received {getattr(self, key).shape}")
+        if self.item_feedback is not None:
+            self.item_feedback = np.asarray(self.item_feedback).astype(np.float32, copy=False)
+            if self.item_feedback.shape != (t, 3 * n):
+                raise ValueError(f"LoggedData.item_feedback: expected shape {(t, 3 * n)} (N x 3 per row), received "
+                                 f"{self.item_feedback.shape}")
         if self.profile.shape != self.history.shape or self.profile.ndim != 2 or len(self.profile) != t:
             raise ValueError(
                 f"LoggedData.profile/history: expected equal shapes (T={t}, d), received "
@@ -119,6 +128,8 @@ class LoggedData:
         finite = ["profile", "history", "context", "reward"]
         if self.item_embeddings is not None:
             finite.append("item_embeddings")
+        if self.item_feedback is not None:
+            finite.append("item_feedback")
         for key in finite:
             arr = np.asarray(getattr(self, key))
             if arr.size and not np.isfinite(arr).all():
@@ -147,6 +158,8 @@ class LoggedData:
         arrays = {k: getattr(self, k) for k in _ARRAYS}
         if self.item_embeddings is not None:
             arrays["item_embeddings"] = np.asarray(self.item_embeddings, np.float32)
+        if self.item_feedback is not None:
+            arrays["item_feedback"] = self.item_feedback
         meta = {"format": LOG_FORMAT, "version": LOG_VERSION, **self.meta}
         buf = io.BytesIO()
         np.savez_compressed(buf, **arrays, meta=np.array(json.dumps(meta, sort_keys=True, default=str)))
@@ -185,7 +198,7 @@ class LoggedData:
         missing = [k for k in _ARRAYS if k not in z]
         if missing:
             raise CorruptFileError(f"{where}: fields {missing}: expected arrays, received nothing (missing)")
-        for key, dtype in {**_ARRAYS, "item_embeddings": np.float32}.items():
+        for key, dtype in {**_ARRAYS, "item_embeddings": np.float32, "item_feedback": np.float32}.items():
             if key not in z:
                 continue
             kind = z[key].dtype.kind
@@ -194,7 +207,8 @@ class LoggedData:
                 raise CorruptFileError(f"{where}: field {key!r}: expected a {np.dtype(dtype).name}-compatible array, "
                                        f"received dtype {z[key].dtype}")
         try:
-            return cls(**{k: z[k] for k in _ARRAYS}, item_embeddings=z.get("item_embeddings"), meta=meta)
+            return cls(**{k: z[k] for k in _ARRAYS}, item_embeddings=z.get("item_embeddings"), meta=meta,
+                       item_feedback=z.get("item_feedback"))
         except ValueError as exc:
             raise CorruptFileError(f"{where}: {exc}") from None
 
@@ -222,6 +236,8 @@ def collect_logs(
     rng = np.random.default_rng(seed)
     obs, _ = env.reset(seed=seed)
     rows: dict[str, list[np.ndarray]] = {key: [] for key in _ARRAYS}
+    if "item_feedback" in obs:
+        rows["item_feedback"] = []
     for _ in range(num_steps):
         mask = obs["mask"].astype(bool)
         b = mask.shape[0]
@@ -241,6 +257,8 @@ def collect_logs(
             "candidates": obs["candidates"], "mask": obs["mask"], "slate": slate, "slate_items": info["slate_items"],
             "clicks": info["clicks"], "propensity": prop, "reward": reward,
         }
+        if "item_feedback" in obs:
+            step["item_feedback"] = obs["item_feedback"]
         for key, value in step.items():
             rows[key].append(np.asarray(value)[valid])
         obs = next_obs

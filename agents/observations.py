@@ -9,9 +9,10 @@ from typing import Any
 import numpy as np
 import torch
 
-__all__ = ["OBS_KEYS", "as_batched_obs", "unit_rows"]
+__all__ = ["OBS_KEYS", "OPTIONAL_OBS_KEYS", "as_batched_obs", "unit_rows"]
 
 OBS_KEYS = ("profile", "history", "context", "candidates", "mask")
+OPTIONAL_OBS_KEYS = ("item_feedback",)  # kept by as_batched_obs when the env observes them
 
 
 def as_batched_obs(obs: Mapping[str, Any]) -> tuple[dict[str, np.ndarray], bool]:
@@ -22,7 +23,8 @@ def as_batched_obs(obs: Mapping[str, Any]) -> tuple[dict[str, np.ndarray], bool]
     missing = [k for k in OBS_KEYS if k not in obs]
     if missing:
         raise KeyError(f"obs: expected keys {OBS_KEYS}, missing {missing}")
-    out = {k: np.asarray(obs[k]) if not isinstance(obs[k], torch.Tensor) else obs[k].cpu().numpy() for k in OBS_KEYS}
+    keys = OBS_KEYS + tuple(k for k in OPTIONAL_OBS_KEYS if k in obs)
+    out = {k: np.asarray(obs[k]) if not isinstance(obs[k], torch.Tensor) else obs[k].cpu().numpy() for k in keys}
     single = out["candidates"].ndim == 1
     if single:
         out = {k: v[None] for k, v in out.items()}

@@ -41,6 +41,7 @@ from recgym.agents.scorer import (
     masked_logits,
     pl_log_prob,
     pl_sample,
+    space_kwargs,
 )
 
 __all__ = ["SlatePolicy", "SlatePPO", "PPOConfig", "PPORecommender"]
@@ -80,7 +81,8 @@ class SlatePolicy(ActorCriticPolicy):
 
     def _build(self, lr_schedule: Any) -> None:
         self.scorer = CandidateScorer(
-            self._item_embeddings, hidden=self._hidden, value_head=True, item_features=self._item_features
+            self._item_embeddings, hidden=self._hidden, value_head=True, item_features=self._item_features,
+            **space_kwargs(self.observation_space),
         )
         self.sample_generator = torch.Generator(device="cpu")
         self.sample_generator.manual_seed(self._sample_seed)
@@ -228,13 +230,13 @@ class PPORecommender(SB3Recommender):
 
     def _spaces(self, action_type: str) -> tuple[spaces.Dict, spaces.Space]:
         from recgym.envs.config import EnvConfig
-        from recgym.envs.spaces import action_space, observation_space
+        from recgym.envs.spaces import action_space
 
         k = 1 if action_type == "item" else self.spec.slate_size
         n = self.spec.num_candidates
         cfg = EnvConfig(num_candidates=n, slate_size=k, action_type=action_type, new_items={"slots": 0},
                         candidates={"pool_size": max(n, 2)})
-        return observation_space(cfg, self.spec.dim, self.spec.num_items), action_space(cfg)
+        return self.spec.observation_space(), action_space(cfg)
 
     def _policy_kwargs(self) -> dict[str, Any]:
         c = self.config

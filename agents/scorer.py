@@ -11,11 +11,19 @@ catalogue size ``M`` or the candidate count ``N``. Per forward pass:
    gradients (rollouts, ranking) ``P`` is cached until the weights change;
 3. interaction features ``x`` ``(B, N, 2 + f)``: ``cos(profile, item)``, ``cos(history, item)`` and the
    candidate's public features ``F[c]``;
-4. ``z = relu(u_a + P_a[c] + u_g * P_g[c] + W_x x)``; score ``= w . z + b``;
-5. value (optional): ``MLP([u, masked-mean_N z])``.
+4. feedback (envs that observe their feedback table, ``feedback_dim = 3``): the candidates' rows of
+   ``obs["item_feedback"]`` (impressions ``n``, clicks ``c``, mean dwell ``m``) become ``q = [log1p(n) / 10,
+   (c + 0.5) / (n + 5), (m c + 0.5) / (c + 1), log1p(c) / 10]`` (exposure, smoothed CTR, smoothed mean dwell
+   and its confidence; an item never shown gets the priors) and ``Q = W_q q`` ``(B, N, 2h)`` splits into an
+   additive and a gated part like the item tower - read from the observation each forward, so a policy sees
+   the table as it was when the observation was made (rollout and replay buffers store it);
+5. ``z = relu(u_a + P_a[c] + Q_a + u_g * (P_g[c] + Q_g) + W_x x)``; score ``= w . z + b``;
+6. value (optional): ``MLP([u, masked-mean_N z])``.
 
-The user tower sees the context (budget fraction, step fraction, last click rate, cold flag), so the gate
-``u_g`` can weigh popularity / clickbait-looking items differently late in a session.
+The user tower sees the context (budget fraction, step fraction, last click rate, cold flag; with returning
+users also the session index, days since the last session and the session's progress), so the gate ``u_g``
+can weigh popularity / clickbait-looking items - and, through the feedback part, items whose observed dwell
+is low - differently late in a session or after a long absence.
 
 The cosines have no parameters; a training buffer may precompute them once per rollout with
 :func:`cosine_features` and pass them as ``obs["_cos"]`` (PPO does), saving the ``(B, 2, d) x (d, M)``
@@ -27,16 +35,19 @@ Masked candidates get score ``-inf`` (no probability) from :func:`masked_logits`
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import Any
 
 import numpy as np
 import torch
 from torch import nn
 
 __all__ = [
-    "CandidateScorer", "cosine_features", "masked_logits", "pl_sample", "pl_log_prob", "first_slot_entropy", "COS_KEY",
+    "CandidateScorer", "cosine_features", "feedback_features", "space_kwargs", "FEEDBACK_KEY", "NUM_FEEDBACK_FEATURES", "masked_logits", "pl_sample", "pl_log_prob", "first_slot_entropy", "COS_KEY",
 ]
 
 COS_KEY = "_cos"  # optional precomputed (B, N, 2) cosine features in an observation dict
+FEEDBACK_KEY = "item_feedback"  # (B, 3N): (B, N, 3) impressions, clicks, mean dwell per candidate, flattened
+NUM_FEEDBACK_FEATURES = 4
 
 
 def _f32(x: torch.Tensor) -> torch.Tensor:
@@ -52,11 +63,13 @@ class CandidateScorer(nn.Module):
         context_dim: length of ``obs["context"]``.
         value_head: also return a state value ``(B,)``.
         item_features: ``(M, f)`` float32 public item features (``EnvSpec.item_features``) or ``None`` (f = 0).
+        feedback_dim: width of ``obs["item_feedback"]`` (3: use the feedback table; 0: none). Build with
+            ``**spec.scorer_kwargs()`` to follow the env.
     """
 
     def __init__(
         self, item_embeddings: np.ndarray | torch.Tensor, hidden: int = 64, context_dim: int = 4, value_head: bool = True,
-        item_features: np.ndarray | torch.Tensor | None = None,
+        item_features: np.ndarray | torch.Tensor | None = None, feedback_dim: int = 0,
     ) -> None:
         super().__init__()
         table = torch.as_tensor(np.array(item_embeddings, dtype=np.float32))
@@ -75,6 +88,10 @@ class CandidateScorer(nn.Module):
         self.user = nn.Sequential(nn.Linear(2 * d + context_dim, wide), nn.ReLU(), nn.Linear(wide, 2 * hidden))
         self.item = nn.Linear(d + self.num_item_features, 2 * hidden)
         self.inter = nn.Linear(2 + self.num_item_features, hidden, bias=False)
+        if feedback_dim not in (0, 3):
+            raise ValueError(f"feedback_dim: expected 0 or 3 (impressions, clicks, mean dwell), received {feedback_dim}")
+        self.feedback_dim = feedback_dim
+        self.feedback = nn.Linear(NUM_FEEDBACK_FEATURES, 2 * hidden) if feedback_dim else None
         self._proj_cache: tuple[tuple, torch.Tensor] | None = None
         self.out = nn.Linear(hidden, 1)
         self.value = (
@@ -100,6 +117,11 @@ class CandidateScorer(nn.Module):
             x = torch.cat([_f32(cos), self.item_feat.index_select(0, flat).view(b, n, -1)], dim=2)
         else:
             x = _f32(cos)
+        if self.feedback is not None:
+            if FEEDBACK_KEY not in obs:
+                raise KeyError(f"obs: expected {FEEDBACK_KEY!r} (the scorer was built for an env with feedback.enabled)")
+            qa, qg = self.feedback(feedback_features(obs[FEEDBACK_KEY].reshape(b, n, 3))).split(h, dim=2)
+            pa, pg = pa + qa, pg + qg
         z = torch.relu(ua.unsqueeze(1) + pa + ug.unsqueeze(1) * pg + self.inter(x))
         scores = self.out(z).squeeze(-1)
         value = None
@@ -141,6 +163,21 @@ def cosine_features(
         cos = torch.matmul(q.reshape(2 * b, -1), item_unit.T)  # (2B, M)
         return cos.gather(1, cand.repeat_interleave(2, 0)).reshape(b, 2, n).transpose(1, 2).contiguous()
     return torch.matmul(item_unit[cand], q.transpose(1, 2))
+
+
+def space_kwargs(observation_space: Any) -> dict[str, int]:
+    """:class:`CandidateScorer` keyword arguments read from a ``Dict`` observation space: ``context_dim`` (length
+    of ``context``) and ``feedback_dim`` (3 when it holds ``item_feedback``)."""
+    spaces_ = observation_space.spaces
+    return {"context_dim": int(spaces_["context"].shape[0]), "feedback_dim": 3 if FEEDBACK_KEY in spaces_ else 0}
+
+
+def feedback_features(table_rows: torch.Tensor) -> torch.Tensor:
+    """``(..., 4)`` float32 scorer features of feedback rows ``(..., 3)`` (impressions ``n``, clicks ``c``, mean
+    dwell ``m``): ``[log1p(n) / 10, (c + 0.5) / (n + 5), (m c + 0.5) / (c + 1), log1p(c) / 10]``."""
+    t = _f32(table_rows)
+    n, c, m = t[..., 0], t[..., 1], t[..., 2]
+    return torch.stack([torch.log1p(n) / 10, (c + 0.5) / (n + 5), (m * c + 0.5) / (c + 1), torch.log1p(c) / 10], -1)
 
 
 def masked_logits(scores: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:

@@ -53,13 +53,19 @@ class CTRRecommender(Recommender):
     def __init__(self, spec: EnvSpec, config: AgentConfig | None = None) -> None:
         super().__init__(spec, config)
         with seeded_init(self.config.seed):
-            self.net = CandidateScorer(spec.item_embeddings, hidden=self.config.hidden, value_head=False).to(self.device)
+            self.net = CandidateScorer(spec.item_embeddings, hidden=self.config.hidden, value_head=False,
+                                       context_dim=spec.context_dim, feedback_dim=spec.feedback_dim).to(self.device)
         self.losses: list[float] = []
 
     def fit(self, logged: Any) -> CTRRecommender:
         _require_rows(logged, self.name)
         c, dev = self.config, self.device
         obs = {k: torch.as_tensor(getattr(logged, k)) for k in ("profile", "history", "context", "candidates", "mask")}
+        if self.spec.feedback_dim:
+            if logged.item_feedback is None:
+                raise ValueError("ctr.fit: the env observes item_feedback but the logs hold none; collect the logs "
+                                 "on an env with the same feedback setting")
+            obs["item_feedback"] = torch.as_tensor(logged.item_feedback)
         slate = torch.as_tensor(logged.slate)
         clicks = torch.as_tensor(logged.clicks).to(torch.float32)
         opt = torch.optim.Adam(self.net.parameters(), lr=c.learning_rate, weight_decay=c.weight_decay)

@@ -18,6 +18,7 @@ from recgym.envs.factory import (
     make_env_config,
     make_world,
 )
+from recgym.envs.feedback import FEEDBACK_FIELD, feedback_view
 from recgym.envs.state import SimState
 from recgym.envs.world import World
 
@@ -96,6 +97,24 @@ class CoreShell:
         arr = self._item_features.view()
         arr.flags.writeable = False
         return arr
+
+    @property
+    def item_feedback(self) -> np.ndarray | None:
+        """``(M, 3)`` float32 read-only copy of the platform's feedback table (impressions, clicks, mean dwell per
+        click of every item, over all simulated users so far; :mod:`recgym.envs.feedback`), or ``None`` when
+        ``feedback.enabled`` is off or before the first reset."""
+        if self._state is None or FEEDBACK_FIELD not in self._state.names():
+            return None
+        arr = feedback_view(self._state.item_feedback).cpu().numpy()
+        arr.flags.writeable = False
+        return arr
+
+    def simulator(self) -> tuple[RankingCore, SimState]:
+        """``(core, live state)`` for planning agents that read the hidden model (the lookahead oracle): they
+        must fork the state (``state.clone()`` / ``repeat``), never step it."""
+        if self._state is None:
+            raise RuntimeError("simulator() called before reset(); call env.reset() first")
+        return self.core, self._state
 
     @property
     def world(self) -> World:

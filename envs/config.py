@@ -14,6 +14,8 @@ Top level: the episode and API settings (``num_candidates``, ``slate_size``, ``a
                    pool_lifetime}
       new_items:  {per_step, slots, window}
       observation: {history_ema}
+      sessions:   {count, session_steps, horizon_days, base_rate, satisfaction_weight, ...}   # or  sessions: 5
+      feedback:   {enabled, warmup_users, warmup_steps}
 
 Every field is range-checked at construction; unknown keys are rejected with their full path and a
 suggestion (``env.dynamics.initial_budgt: unknown key (did you mean 'initial_budget'?)``); a key of the old
@@ -34,7 +36,8 @@ from recgym.common.config import ConfigError, StrictModel, suggest
 
 __all__ = [
     "EnvConfig", "ChoiceConfig", "RewardConfig", "RewardWeights", "ResponseConfig", "DynamicsConfig",
-    "CandidatesConfig", "CandidateMix", "NewItemsConfig", "ObservationConfig", "MOVED_KEYS", "deep_merge",
+    "CandidatesConfig", "CandidateMix", "NewItemsConfig", "ObservationConfig", "SessionsConfig", "FeedbackConfig",
+    "MOVED_KEYS", "deep_merge",
 ]
 
 ActionType = Literal["scores", "slate", "item"]
@@ -68,12 +71,17 @@ class ChoiceConfig(_Section):
 
 
 class RewardWeights(_Section):
-    """Weights of the ``mix`` reward: ``clicks * n_clicks + engagement * dwell + satisfaction * sat``."""
+    """Weights of the ``mix`` reward: ``clicks * n_clicks + engagement * dwell + satisfaction * sat``.
+
+    ``retention`` is added to every reward (``clicks``, ..., ``mix``) when the user returns for another session
+    (``env.sessions``): ``retention * 1[returned]``, or ``retention * P(return)`` with
+    ``sessions.retention_reward: expected``. It is 0 by default and has no effect with one session."""
 
     config_path: ClassVar[str] = "env.reward.weights"
     clicks: float = 1.0
     engagement: float = 0.5
     satisfaction: float = 1.0
+    retention: float = Field(0.0, description="per return visit (env.sessions.count > 1; any reward name)")
 
 
 class RewardConfig(_Section):
@@ -155,6 +163,45 @@ class ObservationConfig(_Section):
     history_ema: float = Field(0.3, gt=0, le=1, description="weight of new clicks in the history summary")
 
 
+class SessionsConfig(_Section):
+    """Returning users (:class:`~recgym.envs.sessions.MultiSessionDynamics`). ``count: 1`` (default): one
+    session per episode, today's dynamics bit for bit. ``count > 1``: a session ends when the time budget runs
+    out or after ``session_steps`` slates; the user then returns after a gap of ``Exponential(rate)`` days,
+
+        rate = base_rate * exp(satisfaction_weight * mean satisfaction per slate of the session
+                               - disappointment_weight * accumulated disappointment),
+
+    or churns (``terminated``) when that gap exceeds ``horizon_days``. The episode ends (``truncated``) at the
+    return after the ``count``-th session. Across a gap, genre fatigue and disappointment decay per day and the
+    interest reverts toward the user's long-run taste with a random walk."""
+
+    config_path: ClassVar[str] = "env.sessions"
+    count: int = Field(1, ge=1, le=10_000, description="sessions per episode (1: single-session dynamics)")
+    session_steps: int = Field(20, ge=1, description="slates after which a session ends (the user closes the app)")
+    horizon_days: float = Field(14.0, gt=0, description="no return within this many days = churn (terminated)")
+    base_rate: float = Field(0.5, gt=0, description="returns per day at zero satisfaction and disappointment")
+    satisfaction_weight: float = Field(8.0, ge=0, description="log-rate per unit of mean satisfaction per slate")
+    disappointment_weight: float = Field(0.5, ge=0, description="log-rate lost per unit of disappointment")
+    disappointment_decay: float = Field(0.9, ge=0, le=1, description="per-day decay of accumulated disappointment")
+    fatigue_recovery: float = Field(0.5, ge=0, le=1, description="per-day decay of genre fatigue between sessions")
+    interest_reversion: float = Field(0.1, ge=0, description="per-day rate of interest reverting to the long-run taste")
+    interest_noise: float = Field(0.05, ge=0, description="interest random walk per sqrt(day) between sessions")
+    retention_reward: Literal["sampled", "expected"] = Field(
+        "sampled", description="retention reward: 1 per sampled return, or the return probability (lower variance)")
+
+
+class FeedbackConfig(_Section):
+    """The platform's observable feedback table (:mod:`recgym.envs.feedback`): per item, impressions, clicks
+    and dwell accumulated over every simulated user. ``enabled`` adds ``item_feedback`` ``(3N,)`` (``(N, 3)`` flattened) to
+    the observation and ``env.item_feedback`` ``(M, 3)``; the table starts from ``warmup_steps`` slates of
+    ``warmup_users`` users under random slates (the platform's history) at every seeded reset."""
+
+    config_path: ClassVar[str] = "env.feedback"
+    enabled: bool = Field(False, description="track the table and observe it (obs['item_feedback'])")
+    warmup_users: int = Field(256, ge=0, description="users of the warm-up history (0: start from an empty table)")
+    warmup_steps: int = Field(20, ge=0, description="random slates per warm-up user")
+
+
 # Keys of the flat schema (recgym <= 0.1) and where they live now (relative to ``env``).
 MOVED_KEYS: dict[str, str] = {
     "choice_model": "choice.model", "no_click_logit": "choice.no_click_logit", "pbm_eta": "choice.pbm_eta",
@@ -194,6 +241,8 @@ class EnvConfig(StrictModel):
     candidates: CandidatesConfig = CandidatesConfig()
     new_items: NewItemsConfig = NewItemsConfig()
     observation: ObservationConfig = ObservationConfig()
+    sessions: SessionsConfig = SessionsConfig()
+    feedback: FeedbackConfig = FeedbackConfig()
 
     @model_validator(mode="before")
     @classmethod
@@ -215,6 +264,11 @@ class EnvConfig(StrictModel):
     @classmethod
     def _reward_shorthand(cls, v: Any) -> Any:
         return {"name": v} if isinstance(v, str) else v
+
+    @field_validator("sessions", mode="before")
+    @classmethod
+    def _sessions_shorthand(cls, v: Any) -> Any:
+        return {"count": v} if isinstance(v, int) and not isinstance(v, bool) else v
 
     @model_validator(mode="after")
     def _consistent(self) -> EnvConfig:
@@ -251,10 +305,11 @@ def deep_merge(base: Mapping[str, Any], changes: Mapping[str, Any]) -> dict[str,
     out = dict(base)
     for key, value in changes.items():
         old = out.get(key)
-        if isinstance(old, Mapping) and isinstance(value, str) and key in _SHORTHAND:
+        if isinstance(old, Mapping) and isinstance(value, (str, int)) and not isinstance(value, bool) \
+                and key in _SHORTHAND:
             value = {_SHORTHAND[key]: value}
         out[key] = deep_merge(old, value) if isinstance(old, Mapping) and isinstance(value, Mapping) else value
     return out
 
 
-_SHORTHAND = {"choice": "model", "reward": "name"}
+_SHORTHAND = {"choice": "model", "reward": "name", "sessions": "count"}

@@ -38,9 +38,17 @@ from recgym.envs.candidates import CandidateGenerator
 from recgym.envs.choice import ChoiceModel, make_choice_model, sample_clicks
 from recgym.envs.config import EnvConfig
 from recgym.envs.dynamics import SessionDynamics, UserDynamics
+from recgym.envs.feedback import (
+    FEEDBACK_FIELD,
+    candidate_feedback,
+    feedback_fields,
+    record_feedback,
+    warm_table,
+)
 from recgym.envs.params import SlateView, WorldTensors, weighted_row_sum
 from recgym.envs.preference import LatentPreference, PreferenceModel
 from recgym.envs.response import QualityResponse, ResponseModel, Responses, RewardFn, make_reward
+from recgym.envs.sessions import MultiSessionDynamics
 from recgym.envs.state import SimState
 from recgym.envs.world import World
 
@@ -93,6 +101,8 @@ class RankingCore:
         self.candidates = CandidateGenerator(p, cfg, self.cohort_users)
         self.preference = LatentPreference() if preference_model is None else preference_model
         self.dynamics = SessionDynamics(cfg.dynamics) if user_dynamics is None else user_dynamics
+        if cfg.sessions.count > 1:  # returning users: the (given or default) dynamics runs each session
+            self.dynamics = MultiSessionDynamics(self.dynamics, cfg.sessions, cfg.dynamics.initial_budget)
         self.choice = choice_model or make_choice_model(
             cfg.choice.model, no_click_logit=cfg.choice.no_click_logit, pbm_eta=cfg.choice.pbm_eta)
         r = cfg.response
@@ -110,6 +120,9 @@ class RankingCore:
         # one item is clicked), then the new-item slots.
         self._per_click = cfg.slate_size if self.choice.multi_click else 1
         self.draws_per_step = 2 * self._per_click + 1
+        self.context_features = CONTEXT_FEATURES + tuple(getattr(self.dynamics, "context_features", ()))
+        self._retention = float(cfg.reward.weights.retention)
+        self._expected_retention = cfg.sessions.retention_reward == "expected"
 
     # ----------------------------------------------------------------- state
     def _fields(self, b: int) -> dict[str, torch.Tensor]:
@@ -134,10 +147,12 @@ class RankingCore:
         return own
 
     def init_state(self, users: torch.Tensor | None = None, *, batch_size: int | None = None,
-                   seed: int | None = None) -> SimState:
+                   seed: int | None = None, warmup: bool = True) -> SimState:
         """A fresh state (clock 0) of ``batch_size`` rows — or one row per user of ``users`` ``(B,)`` int64 —
         with random streams from ``seed`` (``None``: fresh OS entropy); every row starts an episode (users
-        drawn from the cohort when ``users`` is None). Row ``i``'s stream depends on ``(seed, i)`` only."""
+        drawn from the cohort when ``users`` is None). Row ``i``'s stream depends on ``(seed, i)`` only.
+        With ``feedback.enabled`` the shared feedback table starts from the warm-up history of ``seed``
+        (:mod:`recgym.envs.feedback`; ``warmup=False``: empty)."""
         if users is not None:
             users = torch.as_tensor(users, dtype=torch.int64, device=self.device)
             batch_size = len(users)
@@ -145,7 +160,13 @@ class RankingCore:
             raise ValueError(f"init_state: expected users or a positive batch_size, received {batch_size!r}")
         if seed is None:
             seed = int(np.random.SeedSequence().generate_state(2, np.uint64)[0])
-        state = SimState(self._fields(batch_size), self.candidates.fields_shared(seed), t=0)
+        fb = self.config.feedback
+        shared = self.candidates.fields_shared(seed)
+        if fb.enabled:
+            shared.update(feedback_fields(self.params.num_items, self.device))
+        state = SimState(self._fields(batch_size), shared, t=0)
+        if fb.enabled and warmup and fb.warmup_users > 0 and fb.warmup_steps > 0:
+            state.item_feedback.copy_(warm_table(self, (seed * 2 + 1) % 2**63, fb.warmup_users, fb.warmup_steps))
         state.rng.copy_(rng.seed_streams(seed, batch_size, self.device))
         self.reset_rows(state, torch.arange(batch_size, device=self.device), users)
         return state
@@ -212,28 +233,39 @@ class RankingCore:
 
     # ----------------------------------------------------------------- step
     def observe(self, state: SimState, copy: bool = True) -> dict[str, torch.Tensor]:
-        """Observation tensors: profile ``(B,d)``, history ``(B,d)``, context ``(B,4)`` (:data:`CONTEXT_FEATURES`),
-        candidates ``(B,N)`` int64, mask ``(B,N)`` int8. With ``copy=False`` ``profile``, ``history`` and
+        """Observation tensors: profile ``(B,d)``, history ``(B,d)``, context ``(B,C)`` (:attr:`context_features`:
+        :data:`CONTEXT_FEATURES`, then the dynamics' own, e.g. the session features of returning users),
+        candidates ``(B,N)`` int64, mask ``(B,N)`` int8, and with ``feedback.enabled`` ``item_feedback``
+        ``(B,3N)`` float32 (``(B,N,3)`` flattened) (:mod:`recgym.envs.feedback`). With ``copy=False`` ``profile``, ``history`` and
         ``candidates`` alias the state (valid until the next step; the shells copy them into numpy anyway)."""
-        context = torch.stack(
-            [self.dynamics.remaining(self.params, state), state.step.to(torch.float32) / self.config.max_steps,
-             state.last_click_rate, state.cold.to(torch.float32)], dim=1,
-        )
-        return {
+        parts = [self.dynamics.remaining(self.params, state), state.step.to(torch.float32) / self.config.max_steps,
+                 state.last_click_rate, state.cold.to(torch.float32)]
+        context = torch.stack(parts, dim=1)
+        if len(self.context_features) > len(CONTEXT_FEATURES):
+            context = torch.cat([context, self.dynamics.context(self.params, state)], dim=1)
+        obs = {
             "profile": state.profile.clone() if copy else state.profile,
             "history": state.history.clone() if copy else state.history,
             "context": context,
             "candidates": state.candidates.clone() if copy else state.candidates,
             "mask": state.mask.to(torch.int8),
         }
+        if FEEDBACK_FIELD in state.names():
+            obs["item_feedback"] = candidate_feedback(state).flatten(1)
+        return obs
 
-    def step(self, state: SimState, slate: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, dict]:
+    def step(self, state: SimState, slate: torch.Tensor,
+             active: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, dict]:
         """Show ``slate`` ``(B, K)`` int64 candidate positions to every user; update ``state`` in place.
+        ``active`` ``(B,)`` bool: rows whose step counts for the shared feedback table (None: all; a vector
+        env passes its placeholder rows as inactive).
 
         Returns ``(reward (B,) float32, terminated (B,) bool, truncated (B,) bool, info)``; ``info`` holds
         fresh tensors: ``slate_items``, ``click_probs``, ``clicks``, ``engagement`` (B,K), ``satisfaction``
         (B,), ``user``, ``user_cold`` (B,), ``item_new``, ``item_head`` (B,K), and ``candidate_click_probs``
-        (B,N) when ``config.info_candidate_relevance``. The slate is not validated here (the shells do it).
+        (B,N) when ``config.info_candidate_relevance``; with returning users also the session signals of
+        :class:`~recgym.envs.sessions.MultiSessionDynamics` (``session_end``, ``returned``, ``return_gap``,
+        ``return_prob``, ``session_index``). The slate is not validated here (the shells do it).
         """
         cfg, p = self.config, self.params
         if cfg.info_candidate_relevance:
@@ -245,13 +277,21 @@ class RankingCore:
         clicks = sample_clicks(probs, u[:, :nc], self.choice.multi_click)
         resp = self.response(clicks, view.quality, rng.normal_from_uniform(u[:, nc : 2 * nc]))
         reward = self.reward_fn(resp)
-        self.dynamics.update(p, state, view, resp)
+        signals = self.dynamics.update(p, state, view, resp)
+        if signals and self._retention:
+            ret = signals["return_prob"] if self._expected_retention else signals["returned"].to(reward.dtype)
+            reward = reward + self._retention * ret
+        if FEEDBACK_FIELD in state.names():
+            record_feedback(state, view.items, clicks, resp.engagement, active)
         self.candidates.record_shown(state, view)
         self._update_history(state, view, resp)
         state.last_click_rate = torch.div(resp.n_clicks, k)
         state.step.add_(1)
         terminated = self.dynamics.leaving(p, state)
-        truncated = (state.step >= cfg.max_steps) & ~terminated
+        truncated = state.step >= cfg.max_steps
+        if hasattr(self.dynamics, "time_limit"):
+            truncated = truncated | self.dynamics.time_limit(p, state)
+        truncated &= ~terminated
         info = {
             "slate_items": view.items,
             "click_probs": probs,
@@ -265,6 +305,8 @@ class RankingCore:
         }
         if cfg.info_candidate_relevance:
             info["candidate_click_probs"] = cand_probs
+        if signals:
+            info.update(signals)
         state.t += 1
         self.candidates.refresh(state, u[:, 2 * nc :])
         return reward, terminated, truncated, info

@@ -100,7 +100,7 @@ class RankingEnv(CoreShell, gym.Env):
                          encoder=encoder, device=device, components=components)
         self.render_mode = render_mode
         cat = self.core.world.catalog
-        self.observation_space = observation_space(self.config, cat.dim, cat.num_items)
+        self.observation_space = observation_space(self.config, cat.dim, cat.num_items, len(self.core.context_features))
         self.action_space = action_space(self.config)
         self._row = torch.zeros(1, dtype=torch.int64, device=self.core.device)
         self._done = False

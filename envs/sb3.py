@@ -86,6 +86,10 @@ class RankingSB3VecEnv(VecEnv):
     def item_features(self) -> np.ndarray:
         return self.venv.item_features
 
+    @property
+    def item_feedback(self) -> np.ndarray | None:
+        return self.venv.item_feedback
+
     def oracle_scores(self) -> np.ndarray:
         return self.venv.oracle_scores()
 

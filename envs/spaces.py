@@ -1,9 +1,12 @@
 """Observation/action spaces and strict action validation shared by every shell.
 
-Observation (``Dict``): ``profile`` ``(d,)`` and ``history`` ``(d,)`` float32 in [-1, 1]; ``context`` ``(4,)``
-float32 in [0, 1] (:data:`~recgym.envs.core.CONTEXT_FEATURES`); ``candidates`` ``(N,)`` int64 item indices
-into the env's ``item_embeddings`` table; ``mask`` ``(N,)`` int8, 1 = may be recommended. Memory per step is
-O(d + N): policies look candidate vectors up in the table themselves.
+Observation (``Dict``): ``profile`` ``(d,)`` and ``history`` ``(d,)`` float32 in [-1, 1]; ``context`` ``(C,)``
+float32 in [0, 1] (C = 4: :data:`~recgym.envs.core.CONTEXT_FEATURES`; C = 7 with returning users, plus
+:data:`~recgym.envs.sessions.SESSION_CONTEXT`); ``candidates`` ``(N,)`` int64 item indices into the env's
+``item_embeddings`` table; ``mask`` ``(N,)`` int8, 1 = may be recommended; with ``feedback.enabled``,
+``item_feedback`` ``(3N,)`` float32: the platform's impressions, clicks and mean dwell of each candidate, an
+``(N, 3)`` block flattened row by row (1-D, as SB3's checker asks; ``reshape(N, 3)`` to read it).
+Memory per step is O(d + N): policies look candidate vectors up in the table themselves.
 
 Actions: ``scores`` ``Box(-1, 1, (N,))`` (any finite float is accepted; the env takes the top-K unmasked
 scores; equal scores: the lower position first); ``slate`` ``MultiDiscrete([N] * K)`` (distinct, unmasked positions, best first);
@@ -30,24 +33,35 @@ from gymnasium import spaces
 
 from recgym.envs.config import EnvConfig
 
-__all__ = ["InvalidActionError", "observation_space", "action_space", "actions_to_slate"]
+__all__ = ["InvalidActionError", "observation_space", "context_dim", "action_space", "actions_to_slate"]
 
 
 class InvalidActionError(ValueError):
     """An action was rejected; nothing in the env changed."""
 
 
-def observation_space(config: EnvConfig, dim: int, num_items: int) -> spaces.Dict:
+def context_dim(config: EnvConfig) -> int:
+    """Length of ``obs["context"]`` under the default dynamics: 4, plus 3 session features with returning users
+    (``sessions.count > 1``; :data:`~recgym.envs.sessions.SESSION_CONTEXT`)."""
+    return 4 + (3 if config.sessions.count > 1 else 0)
+
+
+def observation_space(config: EnvConfig, dim: int, num_items: int, context: int | None = None) -> spaces.Dict:
+    """The ``Dict`` space (module docstring); ``context``: length of ``obs["context"]`` (default
+    :func:`context_dim`). With ``feedback.enabled`` it holds ``item_feedback`` ``(3N,)`` float32 >= 0
+    (impressions, clicks, mean dwell per click of each candidate: :mod:`recgym.envs.feedback`)."""
     n = config.num_candidates
-    return spaces.Dict(
-        {
-            "profile": spaces.Box(-1.0, 1.0, (dim,), np.float32),
-            "history": spaces.Box(-1.0, 1.0, (dim,), np.float32),
-            "context": spaces.Box(0.0, 1.0, (4,), np.float32),
-            "candidates": spaces.Box(0, num_items - 1, (n,), np.int64),
-            "mask": spaces.Box(0, 1, (n,), np.int8),
-        }
-    )
+    keys = {
+        "profile": spaces.Box(-1.0, 1.0, (dim,), np.float32),
+        "history": spaces.Box(-1.0, 1.0, (dim,), np.float32),
+        "context": spaces.Box(0.0, 1.0, (context_dim(config) if context is None else context,), np.float32),
+        "candidates": spaces.Box(0, num_items - 1, (n,), np.int64),
+        "mask": spaces.Box(0, 1, (n,), np.int8),
+    }
+    if config.feedback.enabled:
+        # Counts and mean dwell are finite and non-negative; no tighter bound holds for every response model.
+        keys["item_feedback"] = spaces.Box(0.0, np.finfo(np.float32).max, (3 * n,), np.float32)
+    return spaces.Dict(keys)
 
 
 def action_space(config: EnvConfig) -> spaces.Space:

@@ -98,7 +98,7 @@ class RankingVectorEnv(CoreShell, VectorEnv):
         self.metadata = {"autoreset_mode": _MODES[autoreset_mode]}
         self.render_mode = None
         cat = self.core.world.catalog
-        self.single_observation_space = observation_space(self.config, cat.dim, cat.num_items)
+        self.single_observation_space = observation_space(self.config, cat.dim, cat.num_items, len(self.core.context_features))
         self.single_action_space = action_space(self.config)
         self.observation_space = batch_space(self.single_observation_space, self.num_envs)
         self.action_space = batch_space(self.single_action_space, self.num_envs)
@@ -196,7 +196,7 @@ class RankingVectorEnv(CoreShell, VectorEnv):
             # Slots being reset ignore their action: substitute a valid placeholder so validation passes.
             actions = self._neutralise(actions, pending)
         slate = actions_to_slate(actions, state.mask, self.config, batched=True, strict=self.config.strict)
-        reward, terminated, truncated, info_t = core.step(state, slate)
+        reward, terminated, truncated, info_t = core.step(state, slate, ~pending if any_pending else None)
         done = terminated | truncated
         info_t["episode_step"] = state.step.to(torch.int64, copy=True)
         if self.metadata["autoreset_mode"] is AutoresetMode.SAME_STEP:

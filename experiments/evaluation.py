@@ -10,7 +10,9 @@ from the feedback during evaluation, as they would in deployment; nothing else l
 
 Metrics per segment (``all``, ``warm_users``, ``cold_users``; item segments ``head_items``, ``tail_items``,
 ``new_items``) come from :class:`~recgym.experiments.exposure.ExposureTracker`, plus per-session figures
-computed here: ``return``, ``session_length``, ``satisfaction`` and ``engagement`` (sums over a session).
+computed here: ``return``, ``session_length``, ``satisfaction`` and ``engagement`` (sums over an episode:
+one session, or every session of a returning user), and with returning users (``env.sessions.count > 1``)
+the retention metrics of :mod:`~recgym.experiments.retention` in the ``all`` segment.
 NDCG@K uses the hidden relevance ``sigmoid(true logit)`` of every unmasked candidate as the gain; the
 tracker's ``expected_ctr`` is therefore renamed ``mean_relevance`` (mean hidden relevance of shown items).
 
@@ -33,6 +35,7 @@ from recgym.envs.config import EnvConfig
 from recgym.envs.world import World
 from recgym.experiments.exposure import ExposureTracker
 from recgym.experiments.fairness import FairnessTracker, item_groupings, user_group_metrics, user_groupings
+from recgym.experiments.retention import RetentionTracker
 
 if TYPE_CHECKING:
     from recgym.agents.base import Recommender
@@ -102,9 +105,10 @@ def episode_seed(seed: int, episode: int) -> int:
 
 def _run_episodes(agent: Recommender, env: RankingVectorEnv, users: np.ndarray, seed: int, episodes: int,
                   tracker: ExposureTracker | None, online: bool,
-                  fairness: FairnessTracker | None = None) -> dict[str, np.ndarray]:
-    """Play ``episodes`` sessions of each user; return per-session sums ``(episodes * B,)``, users and cold
-    flags."""
+                  fairness: FairnessTracker | None = None,
+                  retention: RetentionTracker | None = None) -> dict[str, np.ndarray]:
+    """Play ``episodes`` episodes of each user (one session, or every session of a returning user); return
+    per-episode sums ``(episodes * B,)``, users and cold flags."""
     k = env.config.slate_size
     cold_all = np.asarray(env.world.population.cold)
     out: dict[str, list[np.ndarray]] = {key: [] for key in (*SESSION_METRICS, *_SESSION_EXTRA, "cold", "user")}
@@ -113,6 +117,8 @@ def _run_episodes(agent: Recommender, env: RankingVectorEnv, users: np.ndarray, 
         b = len(users)
         active = np.ones(b, dtype=bool)
         sums = {key: np.zeros(b) for key in (*SESSION_METRICS, *_SESSION_EXTRA)}
+        if retention is not None:
+            retention.start(b)
         while active.any():
             t = env.t_global
             slate = agent.rank(obs, k)
@@ -129,6 +135,8 @@ def _run_episodes(agent: Recommender, env: RankingVectorEnv, users: np.ndarray, 
                                mask=active)
                 if fairness is not None:
                     fairness.update(info["slate_items"], obs["candidates"], cand, mask=active)
+            if retention is not None:
+                retention.update(info, active, term)
             a = active
             sums["return"][a] += reward[a]
             sums["session_length"][a] += 1
@@ -166,14 +174,17 @@ def evaluate_cell(make_agent: Callable[[RankingVectorEnv], Any], world: World, e
         item_embeddings=cat.embeddings, n_user_steps=env_cfg.max_steps, ndcg_k=env_cfg.slate_size,
     )
     fair = FairnessTracker(cat.num_items)
+    retention = RetentionTracker(env_cfg.sessions.count) if env_cfg.sessions.count > 1 else None
     sess = _run_episodes(agent, env, users, seed, episodes, tracker, bool(getattr(agent, "learns_online", False)),
-                         fair)
+                         fair, retention)
     metrics = tracker.result()
     item_fair, item_groups = fair.result(item_groupings(cat))
     user_fair, user_groups = user_group_metrics(
         sess["user"], sess["clicks"], sess["impressions"], sess["satisfaction"], sess["left"] > 0, sess["return"],
         user_groupings(world.population))
     metrics["all"].update(item_fair, **user_fair)
+    if retention is not None:
+        metrics["all"].update(retention.result())
     metrics.update(item_groups)
     metrics.update(user_groups)
     for seg, rows in (("all", slice(None)), ("warm_users", ~sess["cold"]), ("cold_users", sess["cold"])):
@@ -191,6 +202,8 @@ def evaluate_cell(make_agent: Callable[[RankingVectorEnv], Any], world: World, e
         "cold_user_ctr": tracker.user_ctr_curve("cold_users"), "warm_user_ctr": tracker.user_ctr_curve("warm_users"),
         "fair_exposure": fair.exposure, "fair_merit": fair.merit,
     }
+    if retention is not None:
+        arrays["retention_curve"] = retention.curve()
     if curves is not None:
         arrays.update(time_to_first_exposure=curves.time_to_first_exposure,
                       time_to_first_click=curves.time_to_first_click,

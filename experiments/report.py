@@ -29,7 +29,6 @@ from recgym.experiments.report_sections import (
     agents_section,
     failures_section,
     oracle_section,
-    planning_gain_section,
     reward_section,
 )
 from recgym.experiments.stats import ci_separated, summarise
@@ -163,6 +162,12 @@ def _plots(cfg: ExperimentConfig, out: Path, summary: list[dict[str, Any]], arra
     if curves:
         attempt("learning_curves", plots.plot_learning_curves, curves, d / "learning_curves.png",
                 ylabel=f"held-out {plots.metric_label('return', reward)}", value_range=return_range)
+    retention = {a: _stack([c["retention_curve"] for c in cs]) for a, cs in arrays.items()
+                 if cs and all("retention_curve" in c for c in cs)}
+    if retention:
+        attempt("retention_curves", plots.plot_learning_curves,
+                {a: (np.arange(1, v.shape[1] + 1), v) for a, v in retention.items()}, d / "retention_curves.png",
+                title="Retention curves", xlabel="session", ylabel="share of users who reached the session")
     all_rows = [r for r in summary if r["segment"] == "all" and math.isfinite(r["mean"])]
     for m in BAR_METRICS:
         if any(r["metric"] == m for r in all_rows):
@@ -295,6 +300,8 @@ def _report_md(cfg: ExperimentConfig, chash: str, summary: list[dict[str, Any]],
                world: World, n_users: int, out: Path, failures: dict[str, dict[int, str]],
                explained: list[str] | None = None) -> str:
     from recgym.agents import AGENTS
+    from recgym.experiments.diagnose import planning_gain_lines
+    from recgym.experiments.retention import RETENTION_METRICS
 
     agents = [s.key for s in cfg.agents]
     conf = cfg.evaluation.confidence
@@ -326,11 +333,12 @@ def _report_md(cfg: ExperimentConfig, chash: str, summary: list[dict[str, Any]],
         lines += [f"> Only {len(ev.seeds)} seed(s): intervals are wide (or undefined for one seed).", ""]
     lines += reward_section(cfg)
     lines += agents_section(cfg)
-    lines += planning_gain_section(out, fingerprint)
-    lines += ["## Conclusions supported by the numbers", ""]
-    lines += [f"- {c}" for c in conclusions(summary, agents, conf, k)] or ["- (fewer than two agents to compare)"]
     rl = [s.key for s in cfg.agents if AGENTS[s.name].train_action_types is not None]
     others = [s.key for s in cfg.agents if s.key not in rl]
+    if out is not None:
+        lines += planning_gain_lines(out, world.fingerprint(), bool(rl and others))
+    lines += ["## Conclusions supported by the numbers", ""]
+    lines += [f"- {c}" for c in conclusions(summary, agents, conf, k)] or ["- (fewer than two agents to compare)"]
     if rl and others:
         lines += ["", "RL agents against the others (session return):", ""]
         lines += [f"- {c}" for c in rl_comparisons(summary, rl, others, conf)]
@@ -339,6 +347,15 @@ def _report_md(cfg: ExperimentConfig, chash: str, summary: list[dict[str, Any]],
     for oracle in oracles:
         lines += oracle_section(oracle, agents, lambda a, m: _row(summary, a, m), cfg.env.reward.name, _fmt)
     lines += ["## All users", "", _table_md(summary, agents, HEADLINE, "all", k, seeds=True)]
+    if cfg.env.sessions.count > 1:
+        lines += ["## Returning users", "",
+                  f"Episodes of up to {cfg.env.sessions.count} sessions; a session ends when the time budget runs out "
+                  f"or after {cfg.env.sessions.session_steps} slates; the user returns after a gap drawn from the "
+                  f"return model or churns. Return = the reward summed over every session of the episode, "
+                  f"{cfg.env.reward.weights.retention:g} per return included. "
+                  "Sessions per user, day-1/day-7 retention (share of session ends followed by a return within 1/7 "
+                  "days), mean return gap (days), churn rate and clicks per episode:", "",
+                  _table_md(summary, agents, RETENTION_METRICS, "all", k)]
     lines += ["## Warm vs cold users", "", "Warm users:", "",
               _table_md(summary, agents, USER_COLUMNS, "warm_users", k),
               "Cold users (no history):", "", _table_md(summary, agents, USER_COLUMNS, "cold_users", k)]

@@ -13,18 +13,15 @@ belongs to this world, says "not measured" otherwise, and never guesses.
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Mapping, Sequence
-from pathlib import Path
 from typing import Any
 
 from recgym.experiments.config import ExperimentConfig
 
-__all__ = ["agents_section", "reward_section", "planning_gain_section", "oracle_section", "failures_section",
-           "agent_ref", "PLANNING_GAIN_FILES"]
+__all__ = ["agents_section", "reward_section", "oracle_section", "failures_section",
+           "agent_ref"]
 
-PLANNING_GAIN_FILES = ("planning_gain.json", "diagnose/planning_gain.json")
 RowLookup = Any  # (agent, metric, segment) -> summary row or None
 
 
@@ -90,41 +87,6 @@ def reward_section(cfg: ExperimentConfig) -> list[str]:
             f"- time budget: starts at {env.dynamics.initial_budget:g}, −{env.dynamics.step_cost:g} per slate, "
             f"+{env.dynamics.budget_gain:g} × satisfaction: clicks on good items keep users longer, clickbait drives "
             "them away.", ""]
-
-
-def _planning_gain(out: Path, fingerprint: str) -> tuple[dict[str, Any] | None, str]:
-    for rel in PLANNING_GAIN_FILES:
-        path = out / rel
-        if not path.is_file():
-            continue
-        try:
-            data = json.loads(path.read_text(encoding="utf-8"))
-            gain, low, high = (float(data[k]) for k in ("gain", "low", "high"))
-        except (ValueError, KeyError, TypeError, OSError) as exc:
-            return None, f"not measured ({rel} is unreadable: {type(exc).__name__})"
-        if data.get("world_fingerprint") not in (None, fingerprint):
-            return None, f"not measured for this world ({rel} belongs to world {str(data['world_fingerprint'])[:16]})"
-        if not all(math.isfinite(v) for v in (gain, low, high)):
-            return None, f"not measured ({rel} holds non-finite values)"
-        return {**data, "gain": gain, "low": low, "high": high}, rel
-    return None, "not measured"
-
-
-def planning_gain_section(out: Path, fingerprint: str) -> list[str]:
-    """Whether planning pays in this world (the long-term-value diagnostic), or "not measured"."""
-    data, where = _planning_gain(out, fingerprint)
-    lines = ["## Does planning pay in this world?", ""]
-    if data is None:
-        return lines + [f"Planning gain: {where}. Without it, an RL agent that does not beat the myopic oracle "
-                        "may be limited by the world (little to gain from planning) or by learning; the report "
-                        f"cannot tell which. (The diagnostic writes `{PLANNING_GAIN_FILES[0]}` into the run folder.)",
-                        ""]
-    conf = float(data.get("confidence", 0.95))
-    verdict = ("planning pays: a planning policy earns more than the myopic one" if data["low"] > 0 else
-               "no gain from planning is shown" if data["high"] <= 0 else
-               "the interval includes 0: the gain from planning is not established")
-    return lines + [f"Planning gain: {data['gain']:.3g} (return; {conf:.0%} CI [{data['low']:.3g}, {data['high']:.3g}]"
-                    f", {data.get('method', 'method not stated')}, from `{where}`): {verdict}.", ""]
 
 
 def oracle_section(oracle: str, agents: Sequence[str], row: RowLookup, reward: str,

@@ -477,7 +477,10 @@ def _run(cfg: ExperimentConfig, out: Path, continuing: bool, console: Console, p
         else:
             failures = run_cells(ctx)
 
+    from recgym.experiments.diagnose import update_planning_gain
     from recgym.experiments.report import write_outputs
+
+    update_planning_gain(cfg, out, world)  # runs listing both oracle and lookahead measure it themselves
 
     summary = write_outputs(cfg, out, chash, world, console)
     elapsed = time.perf_counter() - t0

@@ -434,6 +434,84 @@ def shared_machine_defaults() -> None:
         os.environ["OMP_WAIT_POLICY"] = "PASSIVE"
 
 
+@app.command()
+def diagnose(
+    config: Annotated[Optional[str], typer.Argument(help="experiment YAML whose world, env and evaluation protocol to use")] = None,  # noqa: UP045
+    world: Annotated[Optional[str], typer.Option(help="world name (default: the config's, else synthetic)")] = None,  # noqa: UP045
+    out: Annotated[Optional[Path], typer.Option(help="folder for planning_gain.json (e.g. a run folder; default runs/diagnose-<world>)")] = None,  # noqa: UP045
+    seeds: Annotated[Optional[list[int]], typer.Option("--seed", help="evaluation seeds (repeatable; default: the config's, else 0..4)")] = None,  # noqa: UP045
+    users: Annotated[Optional[int], typer.Option(min=1, help="users per seed (default: the config's, else 64)")] = None,  # noqa: UP045
+    horizon: Annotated[Optional[int], typer.Option(min=1, help="lookahead horizon H (slates simulated per candidate; default: to the episode's end, env max_steps)")] = None,  # noqa: UP045
+    rollouts: Annotated[int, typer.Option(min=1, help="lookahead futures F per user")] = 2,
+    horizons: Annotated[list[int], typer.Option("--sweep-horizon", help="horizons of the sweep (repeatable)")] = [1, 5],  # noqa: B006
+    gammas: Annotated[list[float], typer.Option("--sweep-gamma", help="discounts of the sweep (repeatable)")] = [0.9],  # noqa: B006
+    sweep_seeds: Annotated[int, typer.Option(min=0, help="seeds the sweep runs on (0: no sweep)")] = 2,
+    set_: Annotated[list[str], typer.Option("--set", help="override a config key: a.b=value (repeatable)")] = [],  # noqa: B006
+    data_dir: Annotated[Optional[str], typer.Option(help="real-data folder (default $RECGYM_DATA)")] = None,  # noqa: UP045
+    threads: Annotated[int, typer.Option(min=1, help="torch intra-op threads")] = 1,
+    as_json: Annotated[bool, typer.Option("--json", help="the last line is one JSON object")] = False,
+) -> None:
+    """Does planning pay in this world? Random, the myopic oracle, a quality-aware heuristic and the lookahead
+    oracle on the same users and seeds; writes planning_gain.json (lookahead / myopic - 1 with its CI)."""
+    import torch
+
+    from recgym.common.config import ConfigError
+    from recgym.experiments.config import load_config
+
+    torch.set_num_threads(threads)
+    try:
+        raw = {"name": "diagnose", "agents": [{"name": "oracle"}], "world": world or "synthetic"}
+        cfg = load_config(config, set_) if config else load_config(raw=raw, overrides=set_)
+        if world is not None and world != cfg.world:
+            cfg = load_config(raw={**cfg.to_dict(), "world": world})
+        if data_dir is not None:
+            cfg = load_config(raw={**cfg.to_dict(), "data_dir": data_dir})
+    except ConfigError as exc:
+        _fail(exc)
+    from recgym.envs import make_world
+    from recgym.experiments.diagnose import (
+        PLANNING_GAIN_FILE,
+        DiagnoseSettings,
+        run_diagnose,
+        write_planning_gain,
+    )
+
+    try:
+        w = make_world(cfg.world, world_config=cfg.world_config, data_dir=cfg.data_dir, encoder=cfg.encoder,
+                       progress=not as_json)
+        env_cfg = cfg.env
+        if config is None and cfg.world == "analytic":
+            from recgym.envs.worlds.analytic import analytic_config
+
+            env_cfg = analytic_config(w, action_type="slate")
+        ev = cfg.evaluation
+        settings = DiagnoseSettings(
+            seeds=list(seeds) if seeds else (list(ev.seeds) if config else [0, 1, 2, 3, 4]),
+            users_per_seed=users or (ev.users_per_seed if config else 64), cohort=ev.cohort,
+            confidence=ev.confidence, lookahead={"rollouts": rollouts, **({"horizon": horizon} if horizon else {})},
+            horizons=list(horizons), gammas=list(gammas), sweep_seeds=sweep_seeds, device=cfg.device,
+        )
+        if cfg.world == "analytic" and settings.cohort == "test" and not w.population.test.any():
+            settings.cohort = "all"
+        result = run_diagnose(w, env_cfg, settings, notify=None if as_json else typer.echo)
+    except (ValueError, FileNotFoundError) as exc:
+        _fail(exc)
+    folder = out or Path("runs") / f"diagnose-{cfg.world}"
+    folder.mkdir(parents=True, exist_ok=True)
+    path = write_planning_gain(folder / PLANNING_GAIN_FILE, result)
+    r = result["returns"]
+    if not as_json:
+        for name in ("random", "oracle", "quality", "lookahead"):
+            typer.echo(f"{name:>10}: return {r[name]['mean']:.3f} [{r[name]['low']:.3f}, {r[name]['high']:.3f}]")
+        for row in result["sweep"]:
+            typer.echo(f"  lookahead H={row['horizon']:<3} gamma={row['gamma']:<5g}: return {row['mean']:.3f}")
+        typer.echo(f"planning gain {result['planning_gain']:+.1%} (95% CI [{result['low']:+.1%}, {result['high']:+.1%}])"
+                   f" -> {path}")
+    summary = {"planning_gain": result["planning_gain"], "planning_gain_ci": result["planning_gain_ci"],
+               "returns": {k: v["mean"] for k, v in r.items()}, "world": result["world"], "file": str(path)}
+    typer.echo(json.dumps(summary, default=lambda x: None))
+
+
 def main() -> None:
     """Console entry point."""
     shared_machine_defaults()
