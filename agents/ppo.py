@@ -22,7 +22,7 @@ beat 4, batch 1024 matched 512.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal
 
 import numpy as np
 import torch
@@ -201,6 +201,9 @@ class PPOConfig(AgentConfig):
     vf_coef: float = Field(0.5, ge=0)
     max_grad_norm: float = Field(0.5, gt=0)
     target_kl: float | None = Field(None, gt=0)
+    trainer: Literal["sb3", "fast"] = Field(
+        "sb3", description="'sb3': Stable-Baselines3's PPO over the SB3 VecEnv; 'fast': the on-device trainer "
+        "(recgym.agents.ppo_fast: same policy, loss and hyper-parameters, no numpy round trip per step)")
 
 
 @register
@@ -222,6 +225,7 @@ class PPORecommender(Recommender):
         self.model: PPO | None = None
         self.policy = self._make_policy(spec.action_type if spec.action_type in ("slate", "item") else "slate")
         self.num_timesteps = 0
+        self.fast_trainer: Any = None  # recgym.agents.ppo_fast.FastPPOTrainer once trained with trainer='fast'
 
     def _spaces(self, action_type: str) -> tuple[spaces.Dict, spaces.Space]:
         from recgym.envs.config import EnvConfig
@@ -248,7 +252,16 @@ class PPORecommender(Recommender):
 
     def learn(self, env: Any, total_timesteps: int, callback: Any = None, progress_bar: bool = False) -> PPORecommender:
         """Train (or continue training) on an SB3 VecEnv over the recgym core for ``total_timesteps`` env
-        steps (summed over users). The action type is checked before anything is built."""
+        steps (summed over users). The action type is checked before anything is built.
+
+        With ``config.trainer == "fast"`` the on-device trainer runs instead (:func:`recgym.agents.ppo_fast.learn_fast`;
+        ``callback``: ``None`` or ``f(num_timesteps) -> bool | None``, ``progress_bar`` unsupported)."""
+        if self.config.trainer == "fast":
+            if progress_bar:
+                raise ValueError("learn: progress_bar is not supported by trainer='fast' (use a callback)")
+            from recgym.agents.ppo_fast import learn_fast
+
+            return learn_fast(self, env, total_timesteps, callback)
         spec = EnvSpec.from_env(env)
         check_compatible(self.name, spec.action_type, spec.slate_size)
         if spec.table_hash != self.spec.table_hash or spec.num_candidates != self.spec.num_candidates:
