@@ -137,18 +137,22 @@ def bench_train(
     threads: Annotated[Optional[int], typer.Option(help="torch intra-op threads (default: torch's)")] = None,  # noqa: UP045
     world: Annotated[str, typer.Option(help="world name")] = "synthetic",
     seed: Annotated[int, typer.Option(min=0)] = 0,
+    trainer: Annotated[str, typer.Option(help="PPO trainer: sb3 or fast (on-device)")] = "sb3",
+    seeds: Annotated[int, typer.Option(min=1, help="fast trainer: seeds trained as one batched job")] = 1,
     as_json: Annotated[bool, typer.Option("--json", help="the last line is one JSON object")] = False,
 ) -> None:
     """RL training throughput: env-steps/s including policy updates."""
     from recgym.experiments.bench_train import run_train_benchmark
 
     try:
-        r = run_train_benchmark(agent, total_steps, num_envs, device, seed, world, threads)
+        r = run_train_benchmark(agent, total_steps, num_envs, device, seed, world, threads, trainer=trainer,
+                                seeds=seeds)
     except ValueError as exc:
         _fail(exc)
     if not as_json:
         typer.echo(f"{agent} on {r['world']}: {r['env_steps_per_s']:,.0f} env-steps/s "
-                   f"({r['env_steps']} steps, {r['num_envs']} envs, {r['device']}, {r['torch_threads']} threads)")
+                   f"({r['env_steps']} steps, {r['num_envs']} envs x {r['seeds']} seeds, {r['device']}, "
+                   f"{r['torch_threads']} threads, trainer {r['trainer']})")
     typer.echo(json.dumps(r, default=str))
 
 

@@ -219,3 +219,21 @@ def test_cuda_fast_training_runs_end_to_end() -> None:
     agent.learn(env, 1024)
     assert agent.fast_trainer.device.type == "cuda" and agent.num_timesteps == 1024
     assert all(torch.isfinite(p).all() for p in agent.policy.scorer.parameters())
+
+
+def test_cosine_cache_equals_cosine_features_and_falls_back() -> None:
+    from recgym.agents._rollout import CosineCache
+    from recgym.agents.scorer import cosine_features
+
+    venv = native_env(_env())
+    unit = torch.nn.functional.normalize(torch.as_tensor(venv.item_embeddings), dim=1)
+    obs = venv.core.observe(venv.state)
+    obs["history"][0] = 0.0  # a zero history gives cosine 0, as in cosine_features
+    ref = cosine_features(unit, obs["profile"], obs["history"], obs["candidates"])
+    cache = CosineCache(venv.core, unit)
+    assert cache.table is not None
+    torch.testing.assert_close(cache(venv.state, obs), ref, rtol=1e-5, atol=1e-6)
+    obs["profile"] = obs["profile"] * 0.5 + 0.1  # not the world's profile rows: full product
+    torch.testing.assert_close(cache(venv.state, obs),
+                               cosine_features(unit, obs["profile"], obs["history"], obs["candidates"]))
+    assert CosineCache(venv.core, unit, max_entries=10).table is None
