@@ -191,9 +191,8 @@ class RolloutCollector:
                        scalars["episode_start"], adv, ret)
 
 
-def policy_fn(scorer, proj: torch.Tensor) -> ValueFn:  # noqa: ANN001 - StackedScorer
-    """The acting policy of a :class:`~recgym.agents._stacked.StackedScorer` with a fixed item projection."""
-    def act(obs: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
-        scores, value = scorer(obs, proj)
-        return masked_logits(scores, obs["mask"]), value
-    return act
+def act(scorer, obs: dict[str, torch.Tensor], proj: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:  # noqa: ANN001
+    """``(masked logits (S, B, N), value (S, B))`` of a :class:`~recgym.agents._stacked.StackedScorer` with the
+    item projection ``proj`` (fixed during a rollout)."""
+    scores, value = scorer(obs, proj)
+    return masked_logits(scores, obs["mask"]), value

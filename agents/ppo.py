@@ -204,6 +204,9 @@ class PPOConfig(AgentConfig):
     trainer: Literal["sb3", "fast"] = Field(
         "sb3", description="'sb3': Stable-Baselines3's PPO over the SB3 VecEnv; 'fast': the on-device trainer "
         "(recgym.agents.ppo_fast: same policy, loss and hyper-parameters, no numpy round trip per step)")
+    compile: bool = Field(
+        False, description="trainer='fast' only: torch.compile the acting forward and the PPO loss (needs a C++ "
+        "compiler at run time; ~1-2 min of compilation, then a 2.8x faster update on CPU: pays on long runs)")
 
 
 @register

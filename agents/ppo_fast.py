@@ -25,12 +25,13 @@ stops updating until the next rollout (SB3 stops before the step); gradients cli
 
 from __future__ import annotations
 
+import shutil
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import torch
 
-from recgym.agents._rollout import Rollout, RolloutCollector, policy_fn
+from recgym.agents._rollout import Rollout, RolloutCollector, act
 from recgym.agents._stacked import StackedScorer
 from recgym.agents.scorer import first_slot_entropy, masked_logits, pl_log_prob
 
@@ -179,6 +180,12 @@ class FastPPOTrainer:
             self.samplers[s].manual_seed(seed + 1)
             self.permuters[s].manual_seed(seed)
         self.collector = RolloutCollector(core, state, len(seeds), self.scorer.item_unit, self.samplers)
+        self._act, self._loss = act, ppo_loss
+        if getattr(config, "compile", False):
+            if self.device.type == "cpu" and not any(shutil.which(cc) for cc in ("c++", "g++", "clang++")):
+                raise RuntimeError("compile=True: torch.compile needs a C++ compiler at run time on CPU (c++, g++ "
+                                   "or clang++ on PATH), found none; install one or set compile=False")
+            self._act, self._loss = torch.compile(act), torch.compile(ppo_loss)
         self.num_timesteps = 0  # env steps of one seed (B users each)
         self.timings = {"rollout_s": 0.0, "update_s": 0.0}
         self.last_stats: dict[str, torch.Tensor] = {}
@@ -196,7 +203,7 @@ class FastPPOTrainer:
         self.scorer.train(False)
         with torch.no_grad():
             proj = self.scorer.project()
-        return self.collector.collect(policy_fn(self.scorer, proj), c.n_steps, c.gamma, c.gae_lambda)
+        return self.collector.collect(lambda obs: self._act(self.scorer, obs, proj), c.n_steps, c.gamma, c.gae_lambda)
 
     def minibatches(self, flat: Mapping[str, torch.Tensor]) -> Any:
         """One epoch of minibatches ``(S, mb, ...)``: a fresh permutation per seed from its generator."""
@@ -220,7 +227,7 @@ class FastPPOTrainer:
         stats: dict[str, torch.Tensor] = {}
         for _ in range(c.n_epochs):
             for batch in self.minibatches(flat):
-                loss, stats = ppo_loss(self.scorer, batch, c.clip_range, c.ent_coef, c.vf_coef)
+                loss, stats = self._loss(self.scorer, batch, c.clip_range, c.ent_coef, c.vf_coef)
                 if c.target_kl is not None:
                     active &= stats["approx_kl"] <= 1.5 * c.target_kl
                     if not bool(active.any()):

@@ -226,7 +226,7 @@ def test_cosine_cache_equals_cosine_features_and_falls_back() -> None:
     from recgym.agents.scorer import cosine_features
 
     venv = native_env(_env())
-    unit = torch.nn.functional.normalize(torch.as_tensor(venv.item_embeddings), dim=1)
+    unit = torch.nn.functional.normalize(torch.as_tensor(np.array(venv.item_embeddings)), dim=1)
     obs = venv.core.observe(venv.state)
     obs["history"][0] = 0.0  # a zero history gives cosine 0, as in cosine_features
     ref = cosine_features(unit, obs["profile"], obs["history"], obs["candidates"])
