@@ -99,13 +99,19 @@ def run_cells(cfg: ExperimentConfig, world: Any, out: Path, run_hash: str, progr
         (AGENTS[spec.name].learns_offline and spec.fit_on_logs is not False) for _, spec, _, _ in todo
     )
     log_cache: dict[int, Any] = {}
+    batched: dict[tuple[int, int], Any] = {}  # (agent index, seed) -> agent trained by train_seed_batch
     for i, spec, seed, path in todo:
         cls = AGENTS[spec.name]
         hp = {**spec.hyperparams, "seed": seed, "device": cfg.device}
         users = cohort_users(world, cfg.evaluation.cohort, cfg.evaluation.users_per_seed, seed)
         trained = None
         curve: list[dict[str, float]] = []
-        if cls.train_action_types is not None:
+        if seed_batched(spec):
+            if (i, seed) not in batched:
+                batched.update({(i, s): a for s, a in train_seed_batch(
+                    cfg, world, i, spec, [s for j, _, s, _ in todo if j == i]).items()})
+            trained = batched.pop((i, seed))
+        elif cls.train_action_types is not None:
             trained, curve = _train(cfg, world, out, run_hash, i, spec, seed, hp, progress, notify)
         fit = cls.learns_offline and spec.fit_on_logs is not False and needs_logs
         if fit and seed not in log_cache:
@@ -130,6 +136,32 @@ def run_cells(cfg: ExperimentConfig, world: Any, out: Path, run_hash: str, progr
                                                  "cell_hash": cell_hash(run_hash, spec.key, seed),
                                                  "n_users": len(users)})
         progress.advance(task)
+
+
+def seed_batched(spec: Any) -> bool:
+    """Whether the cells of agent ``spec`` train their seeds as one batched job (:func:`train_seed_batch`):
+    PPO with ``trainer: fast``."""
+    return spec.name == "ppo" and spec.hyperparams.get("trainer") == "fast"
+
+
+def train_seed_batch(cfg: ExperimentConfig, world: Any, i: int, spec: Any, seeds: list[int]) -> dict[int, Any]:
+    """Hook of issue 15: train the seeds of agent ``i``'s cells as one batched job
+    (:func:`recgym.agents.ppo_fast.train_seeds`; each seed as in a separate run, with the env seed
+    ``train_rl`` would give it). Returns ``{seed: trained agent}``.
+
+    Not yet: checkpoints, resume and learning curves (``train_rl`` drives an SB3 model); they come with the
+    runner's ``training_state`` contract. Until then a killed run trains these cells again from step 0.
+    """
+    from recgym.agents import make_agent
+    from recgym.agents.ppo_fast import train_seeds
+    from recgym.envs.sb3 import RankingSB3VecEnv
+
+    tenv_cfg = cfg.train_env(i)
+    envs = [RankingSB3VecEnv(cfg.training.num_envs, world=world, config=tenv_cfg, device=cfg.device,
+                             seed=int(np.random.SeedSequence([s, 0]).generate_state(1)[0] % (2**31))) for s in seeds]
+    agents = [make_agent(spec.name, envs[0], **{**spec.hyperparams, "seed": s, "device": cfg.device}) for s in seeds]
+    train_seeds(agents, envs, cfg.budget(i))
+    return dict(zip(seeds, agents, strict=True))
 
 
 def _train(cfg: ExperimentConfig, world: Any, out: Path, run_hash: str, i: int, spec: Any, seed: int,
