@@ -151,9 +151,11 @@ def main() -> None:
     p.add_argument("--threads", type=int, default=1, help="torch.set_num_threads (shared machines: 1 or 2)")
     p.add_argument("--trainer", default="sb3", choices=("sb3", "fast"))
     p.add_argument("--seeds", type=int, default=1, help="fast trainer: seeds trained as one batched job")
+    p.add_argument("--compile", action="store_true", help="fast trainer: torch.compile (compiled in the warm-up)")
     a = p.parse_args()
+    extra = {"compile": True} if a.compile else {}
     res = run_train_benchmark(a.agent, a.total_steps, a.num_envs, a.device, a.seed, a.world, a.threads,
-                              trainer=a.trainer, seeds=a.seeds)
+                              trainer=a.trainer, seeds=a.seeds, **extra)
     print(f"{res['agent']} on {res['world']}: {res['env_steps']} env-steps in {res['wall_s']} s "
           f"= {res['env_steps_per_s']:.0f} env-steps/s (B={res['num_envs']}, device={res['device']}, "
           f"threads={res['torch_threads']}, trainer={res['trainer']}, seeds={res['seeds']})")

@@ -139,6 +139,7 @@ def bench_train(
     seed: Annotated[int, typer.Option(min=0)] = 0,
     trainer: Annotated[str, typer.Option(help="PPO trainer: sb3 or fast (on-device)")] = "sb3",
     seeds: Annotated[int, typer.Option(min=1, help="fast trainer: seeds trained as one batched job")] = 1,
+    compile_: Annotated[bool, typer.Option("--compile", help="fast trainer: torch.compile (in the warm-up)")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="the last line is one JSON object")] = False,
 ) -> None:
     """RL training throughput: env-steps/s including policy updates."""
@@ -146,7 +147,7 @@ def bench_train(
 
     try:
         r = run_train_benchmark(agent, total_steps, num_envs, device, seed, world, threads, trainer=trainer,
-                                seeds=seeds)
+                                seeds=seeds, **({"compile": True} if compile_ else {}))
     except ValueError as exc:
         _fail(exc)
     if not as_json:
