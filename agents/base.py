@@ -242,6 +242,13 @@ class Recommender(ABC):
             )
         return masked_top_k(self.score(batch), batch["mask"], k)
 
+    def explain(self, obs: Mapping[str, Any], slate: np.ndarray, context: Any = None, top: int | None = 5) -> list:
+        """Evidence per recommended item of ``slate`` ``(B, K)``: the history items and profile aspects that
+        contributed most (:func:`recgym.agents.explain.explain_agent`; ``context`` an ``ExplainContext``)."""
+        from recgym.agents.explain import explain_agent
+
+        return explain_agent(self, obs, slate, context, top)
+
     # ------------------------------------------------------------------ learning hooks
     def fit(self, logged: Any) -> Recommender:
         """Learn from logged interactions (:class:`~recgym.agents.logging.LoggedData`)."""

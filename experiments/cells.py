@@ -13,6 +13,7 @@ Every file name here comes from an agent label (validated by the config) and a s
 from __future__ import annotations
 
 import hashlib
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -75,6 +76,7 @@ def _logs(cfg: ExperimentConfig, world: Any, out: Path, seed: int, notify: Any) 
 
 def run_cells(cfg: ExperimentConfig, world: Any, out: Path, run_hash: str, progress: Any, console: Any) -> None:
     from recgym.agents import AGENTS, make_agent
+    from recgym.agents.rerank import FairReranker
 
     eval_cfg = cfg.eval_env()
     seeds = cfg.evaluation.seeds
@@ -117,13 +119,14 @@ def run_cells(cfg: ExperimentConfig, world: Any, out: Path, run_hash: str, progr
         if fit and seed not in log_cache:
             log_cache[seed] = _logs(cfg, world, out, seed, notify)
 
-        def build(env: Any, cls=cls, trained=trained, fit=fit, seed=seed, hp=hp, name=spec.name) -> Any:
-            if trained is not None:
-                return trained
-            agent = make_agent(name, env, **hp)
-            if fit:
-                agent.fit(log_cache[seed])
-            return agent
+        def build(env: Any, cls=cls, trained=trained, fit=fit, seed=seed, hp=hp, name=spec.name,
+                  rerank=spec.rerank) -> Any:
+            agent = trained
+            if agent is None:
+                agent = make_agent(name, env, **hp)
+                if fit:
+                    agent.fit(log_cache[seed])
+            return agent if rerank is None else FairReranker(agent, rerank)
 
         result = evaluate_cell(build, world, eval_cfg, users, seed, cfg.evaluation.episodes_per_user, cfg.device)
         arrays = dict(result.arrays)
@@ -167,6 +170,7 @@ def train_seed_batch(cfg: ExperimentConfig, world: Any, i: int, spec: Any, seeds
 def _train(cfg: ExperimentConfig, world: Any, out: Path, run_hash: str, i: int, spec: Any, seed: int,
            hp: dict[str, Any], progress: Any, notify: Any) -> tuple[Any, list[dict[str, float]]]:
     from recgym.agents import make_agent
+    from recgym.envs.fairness import FairExposureReward
     from recgym.envs.sb3 import RankingSB3VecEnv
     from recgym.experiments.training import train_rl
 
@@ -188,6 +192,7 @@ def _train(cfg: ExperimentConfig, world: Any, out: Path, run_hash: str, i: int, 
         log_path=cell_path(out, spec.key, seed, "curves", ".csv"),
         tb_dir=path_inside(out / "tensorboard", name) if cfg.output.tensorboard else None, cfg_hash=run_hash,
         curve_fn=curve_fn, keep=cfg.training.keep_checkpoints, device=cfg.device,
+        wrap_env=None if spec.reward_fairness is None else partial(FairExposureReward, config=spec.reward_fairness),
         on_progress=lambda n: progress.update(task, completed=min(n, budget)), notify=notify,
     )
     progress.update(task, completed=budget)

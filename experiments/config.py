@@ -21,9 +21,15 @@ Schema (every section optional except ``name`` and ``agents``)::
         total_timesteps: null         # RL only: overrides training.total_timesteps
         env: {}                       # RL only: training-env overrides (e.g. DQN: {action_type: item, slate_size: 1})
         fit_on_logs: null             # offline learners: fit on the logging policy's data (default: yes)
+        rerank: null                  # fairness-aware re-ranker around the agent: {method: exposure, lam: 0.5}
+                                      #   or {method: fair, protected: tail, p: 0.5} (recgym.agents.rerank)
+        reward_fairness: null         # RL only: training reward + weight * protected attention share
+                                      #   {weight: 0.5, protected: tail} (recgym.envs.fairness)
     training: {total_timesteps, num_envs, checkpoint_every, curve_users, logging: {policy, epsilon, steps, num_envs}}
     evaluation: {cohort, users_per_seed, episodes_per_user, seeds, confidence}
     output: {dir, plots, tensorboard}
+    text: {enrich: none}              # LM enrichment of item/user texts: none | items | users | both
+                                      #   (+ model, max_new_tokens, batch_size, dtype, history_titles)
 """
 
 from __future__ import annotations
@@ -39,10 +45,13 @@ from typing import Any, ClassVar, Literal, Union
 
 from pydantic import BaseModel, Field, field_validator, model_validator
 
+from recgym.agents.rerank import RerankConfig
 from recgym.common.config import ConfigError, StrictModel, suggest
 from recgym.common.device import check_device
 from recgym.common.yamlio import load_yaml_file, load_yaml_text
 from recgym.envs.config import EnvConfig
+from recgym.envs.fairness import FairRewardConfig
+from recgym.experiments.enrichment import TextConfig
 
 __all__ = [
     "AgentSpec", "EvaluationConfig", "ExperimentConfig", "LoggingConfig", "OutputConfig", "TrainingConfig",
@@ -136,6 +145,8 @@ class AgentSpec(StrictModel):
     total_timesteps: int | None = Field(None, ge=0)
     env: dict[str, Any] = Field(default_factory=dict)
     fit_on_logs: bool | None = None
+    rerank: RerankConfig | None = None
+    reward_fairness: FairRewardConfig | None = None
 
     @field_validator("label")
     @classmethod
@@ -169,6 +180,7 @@ class ExperimentConfig(StrictModel):
     training: TrainingConfig = TrainingConfig()
     evaluation: EvaluationConfig = EvaluationConfig()
     output: OutputConfig = OutputConfig()
+    text: TextConfig = TextConfig()
 
     @field_validator("name")
     @classmethod
@@ -226,9 +238,9 @@ class ExperimentConfig(StrictModel):
             except ConfigError as exc:
                 raise ConfigError(_rebase(str(exc), cls.Config.config_path, f"{where}.hyperparams")) from None
             rl = cls.train_action_types is not None
-            if not rl and (spec.env or spec.total_timesteps is not None):
-                raise ConfigError(f"{where}: 'env' and 'total_timesteps' apply to RL agents only; {spec.name!r} "
-                                  "does not train on an env")
+            if not rl and (spec.env or spec.total_timesteps is not None or spec.reward_fairness is not None):
+                raise ConfigError(f"{where}: 'env', 'total_timesteps' and 'reward_fairness' apply to RL agents "
+                                  f"only; {spec.name!r} does not train on an env")
             if spec.fit_on_logs and not cls.learns_offline:
                 raise ConfigError(f"{where}.fit_on_logs: agent {spec.name!r} does not learn from logs")
             if rl:

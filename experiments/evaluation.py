@@ -12,6 +12,11 @@ Metrics per segment (``all``, ``warm_users``, ``cold_users``; item segments ``he
 computed here: ``return``, ``session_length``, ``satisfaction`` and ``engagement`` (sums over a session).
 NDCG@K uses the hidden relevance ``sigmoid(true logit)`` of every unmasked candidate as the gain; the
 tracker's ``expected_ctr`` is therefore renamed ``mean_relevance`` (mean hidden relevance of shown items).
+
+Fairness of exposure (:mod:`recgym.experiments.fairness`): a :class:`FairnessTracker` adds up
+position-weighted exposure against the candidates' hidden relevance; ``all`` gains ``eoa_unfairness``,
+``treatment_gap_*``, ``parity_gap_*`` and the user-side ``user_*_gap_*``; per-group segments
+``items:<grouping>=<group>`` and ``users:<attribute>=<group>`` hold the group figures.
 """
 
 from __future__ import annotations
@@ -25,11 +30,13 @@ import numpy as np
 from recgym.envs import RankingVectorEnv
 from recgym.envs.config import EnvConfig
 from recgym.envs.world import World
+from recgym.experiments.fairness import FairnessTracker, item_groupings, user_group_metrics, user_groupings
 from recgym.experiments.metrics import ExposureTracker
 
 __all__ = ["CellResult", "cohort_users", "evaluate_cell", "quick_return", "SESSION_METRICS"]
 
 SESSION_METRICS = ("return", "session_length", "satisfaction", "engagement")
+_SESSION_EXTRA = ("clicks", "impressions", "left")  # per-session sums kept for user-side fairness
 USER_SEGMENTS = ("all", "warm_users", "cold_users")
 
 
@@ -67,16 +74,18 @@ def _env(world: World, cfg: EnvConfig, n: int, device: str) -> RankingVectorEnv:
 
 
 def _run_episodes(agent: Any, env: RankingVectorEnv, users: np.ndarray, seed: int, episodes: int,
-                  tracker: ExposureTracker | None, online: bool) -> dict[str, np.ndarray]:
-    """Play ``episodes`` sessions of each user; return per-session sums ``(episodes * B,)`` and cold flags."""
+                  tracker: ExposureTracker | None, online: bool,
+                  fairness: FairnessTracker | None = None) -> dict[str, np.ndarray]:
+    """Play ``episodes`` sessions of each user; return per-session sums ``(episodes * B,)``, users and cold
+    flags."""
     k = env.config.slate_size
     cold_all = np.asarray(env.world.population.cold)
-    out: dict[str, list[np.ndarray]] = {key: [] for key in (*SESSION_METRICS, "cold")}
+    out: dict[str, list[np.ndarray]] = {key: [] for key in (*SESSION_METRICS, *_SESSION_EXTRA, "cold", "user")}
     for ep in range(episodes):
         obs, _ = env.reset(seed=int(seed) * 1000 + ep, options={"user_indices": users})
         b = len(users)
         active = np.ones(b, dtype=bool)
-        sums = {key: np.zeros(b) for key in SESSION_METRICS}
+        sums = {key: np.zeros(b) for key in (*SESSION_METRICS, *_SESSION_EXTRA)}
         while active.any():
             t = env.t_global
             slate = agent.rank(obs, k)
@@ -91,16 +100,22 @@ def _run_episodes(agent: Any, env: RankingVectorEnv, users: np.ndarray, seed: in
                 tracker.update(t, info["slate_items"], info["clicks"], rel, info["user_cold"],
                                user_step=np.maximum(info["episode_step"] - 1, 0), candidate_relevance=cand,
                                mask=active)
+                if fairness is not None:
+                    fairness.update(info["slate_items"], obs["candidates"], cand, mask=active)
             a = active
             sums["return"][a] += reward[a]
             sums["session_length"][a] += 1
             sums["satisfaction"][a] += np.asarray(info["satisfaction"], dtype=np.float64)[a]
             sums["engagement"][a] += np.asarray(info["engagement"], dtype=np.float64).sum(axis=1)[a]
+            sums["clicks"][a] += np.asarray(info["clicks"], dtype=np.float64).sum(axis=1)[a]
+            sums["impressions"][a] += k
+            sums["left"][a] = np.asarray(term, dtype=np.float64)[a]
             active = active & ~(term | trunc)
             obs = next_obs
-        for key in SESSION_METRICS:
+        for key in (*SESSION_METRICS, *_SESSION_EXTRA):
             out[key].append(sums[key])
         out["cold"].append(cold_all[users])
+        out["user"].append(np.asarray(users, dtype=np.int64))
     return {key: np.concatenate(v) for key, v in out.items()}
 
 
@@ -123,8 +138,17 @@ def evaluate_cell(make_agent: Callable[[RankingVectorEnv], Any], world: World, e
         new_item_release_steps=release[new_ids] if len(new_ids) else None,
         item_embeddings=cat.embeddings, n_user_steps=env_cfg.max_steps, ndcg_k=env_cfg.slate_size,
     )
-    sess = _run_episodes(agent, env, users, seed, episodes, tracker, bool(getattr(agent, "learns_online", False)))
+    fair = FairnessTracker(cat.num_items)
+    sess = _run_episodes(agent, env, users, seed, episodes, tracker, bool(getattr(agent, "learns_online", False)),
+                         fair)
     metrics = tracker.result()
+    item_fair, item_groups = fair.result(item_groupings(cat))
+    user_fair, user_groups = user_group_metrics(
+        sess["user"], sess["clicks"], sess["impressions"], sess["satisfaction"], sess["left"] > 0, sess["return"],
+        user_groupings(world.population))
+    metrics["all"].update(item_fair, **user_fair)
+    metrics.update(item_groups)
+    metrics.update(user_groups)
     for seg, rows in (("all", slice(None)), ("warm_users", ~sess["cold"]), ("cold_users", sess["cold"])):
         m = metrics.setdefault(seg, {})
         if "expected_ctr" in m:
@@ -138,6 +162,7 @@ def evaluate_cell(make_agent: Callable[[RankingVectorEnv], Any], world: World, e
         "exposure": tracker.exposure_counts, "clicks": tracker.click_counts,
         "ctr_by_decile": tracker.ctr_by_popularity_decile().ctr,
         "cold_user_ctr": tracker.user_ctr_curve("cold_users"), "warm_user_ctr": tracker.user_ctr_curve("warm_users"),
+        "fair_exposure": fair.exposure, "fair_merit": fair.merit,
     }
     if curves is not None:
         arrays.update(time_to_first_exposure=curves.time_to_first_exposure,

@@ -20,6 +20,7 @@ from recgym.common.errors import CorruptFileError
 from recgym.common.io import atomic_write_json, atomic_write_text, load_npz_arrays, read_json_file
 from recgym.experiments.cells import cell_path
 from recgym.experiments.config import ExperimentConfig
+from recgym.experiments.fairness_report import fairness_plots, fairness_section
 from recgym.experiments.stats import ci_separated, summarise
 
 __all__ = ["write_outputs", "HEADLINE"]
@@ -108,7 +109,8 @@ def _stack(rows: list[np.ndarray]) -> np.ndarray:
 
 
 # ------------------------------------------------------------------------------------------- plots
-def _plots(cfg: ExperimentConfig, out: Path, summary: list[dict[str, Any]], arrays: dict[str, Any]) -> dict[str, str]:
+def _plots(cfg: ExperimentConfig, out: Path, summary: list[dict[str, Any]], arrays: dict[str, Any],
+           world: Any) -> dict[str, str]:
     from recgym.experiments import plots
 
     d = out / "plots"
@@ -154,6 +156,7 @@ def _plots(cfg: ExperimentConfig, out: Path, summary: list[dict[str, Any]], arra
             entry["time_to_first_click"] = np.concatenate([c["time_to_first_click"] for c in cs])
         cold[a] = entry
     attempt("cold_start", plots.plot_cold_start_curves, cold, d / "cold_start.png", allow_missing=True)
+    fairness_plots(cfg, world, out, summary, arrays, attempt)
     return made
 
 
@@ -208,7 +211,7 @@ def _table_md(summary: list[dict[str, Any]], agents: list[str], metrics: tuple[s
 
 
 def _report_md(cfg: ExperimentConfig, chash: str, summary: list[dict[str, Any]], made: dict[str, str],
-               world: Any, n_users: int) -> str:
+               world: Any, n_users: int, explained: list[str] | None = None) -> str:
     agents = [s.key for s in cfg.agents]
     conf = cfg.evaluation.confidence
     ev = cfg.evaluation
@@ -247,6 +250,8 @@ def _report_md(cfg: ExperimentConfig, chash: str, summary: list[dict[str, Any]],
               _table_md(summary, agents, ("exposure_share", "ctr", "coverage"), "head_items"),
               "Tail items:", "", _table_md(summary, agents, ("exposure_share", "ctr", "coverage"), "tail_items"),
               "New (injected) items:", "", _table_md(summary, agents, ("exposure_share", "ctr", "coverage"), "new_items")]
+    lines += fairness_section(summary, agents, _fmt)
+    lines += explained or []
     lines += ["## Plots", ""]
     for key, rel in made.items():
         if rel.startswith("!"):
@@ -287,8 +292,11 @@ def write_outputs(cfg: ExperimentConfig, out: Path, chash: str, world: Any, cons
         "agents": [s.key for s in cfg.agents], "records": records, "summary": summary}))
     _write_csv(out / "metrics.csv", records)
     _write_csv(out / "metrics_summary.csv", summary)
-    made = _plots(cfg, out, summary, arrays) if cfg.output.plots else {}
-    atomic_write_text(out / "report.md", _report_md(cfg, chash, summary, made, world, n_users))
+    made = _plots(cfg, out, summary, arrays, world) if cfg.output.plots else {}
+    from recgym.experiments.explain import report_examples
+
+    explained = report_examples(cfg, world, chash, out)
+    atomic_write_text(out / "report.md", _report_md(cfg, chash, summary, made, world, n_users, explained))
     _console_table(summary, [s.key for s in cfg.agents], console,
                    f"{cfg.name}: mean ± {conf:.0%} CI half-width over {len(cfg.evaluation.seeds)} seeds (all users)")
     return {"summary": summary, "plots": made}

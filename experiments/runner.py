@@ -342,12 +342,11 @@ def _run(cfg: ExperimentConfig, out: Path, continuing: bool, console: Any, t0: f
         atomic_write_text(out / CONFIG_FILE, yaml.safe_dump(cfg.to_dict(), sort_keys=False))
     console.print(f"[bold]recgym run[/] {cfg.name} -> {out} (config {chash[:12]}{', resuming' if continuing else ''})")
 
-    from recgym.envs import make_world
+    from recgym.experiments.enrichment import build_world
 
     tw = time.perf_counter()
     console.print(f"world {cfg.world}: building (first use encodes its texts into the cache) ...")
-    world = make_world(cfg.world, world_config=cfg.world_config, data_dir=cfg.data_dir, encoder=cfg.encoder,
-                       progress=True)
+    world = build_world(cfg, progress=True, console=console)
     fingerprint = world.fingerprint()
     console.print(f"world {cfg.world}: {world.catalog.num_items} items, {world.population.num_users} users "
                   f"({time.perf_counter() - tw:.1f} s)")

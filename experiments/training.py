@@ -408,11 +408,14 @@ def train_rl(agent: Any, *, world: Any, train_env_cfg: Any, budget: int, num_env
              checkpoint_every: int, ckpt_dir: Path, log_path: Path, tb_dir: Path | None, cfg_hash: str,
              curve_fn: Callable[[Any], float], keep: int = 2, device: str = "cpu",
              on_progress: Callable[[int], None] | None = None, resume: bool = True,
-             notify: Callable[[str], None] | None = None) -> list[dict[str, float]]:
+             notify: Callable[[str], None] | None = None,
+             wrap_env: Callable[[Any], Any] | None = None) -> list[dict[str, float]]:
     """Train ``agent`` (PPO/DQN recommender) for ``budget`` env steps; return its learning curve rows.
 
     Already complete (newest valid checkpoint at ``>= budget``) and ``resume``: loads the final weights,
     trains nothing. ``notify`` receives one-line notices (resume fallback, cleaned temp files).
+    ``wrap_env``: optional VecEnv wrapper of the training env (e.g. the reward's fairness term,
+    :class:`~recgym.envs.fairness.FairExposureReward`); evaluation and the learning curve use the plain env.
 
     Raises:
         NaNLossError: NaN/inf parameters or losses (the last good checkpoint is kept).
@@ -429,7 +432,7 @@ def train_rl(agent: Any, *, world: Any, train_env_cfg: Any, budget: int, num_env
     start = int(ckpt["step"]) if ckpt else 0
     env_seed = int(np.random.SeedSequence([seed, start]).generate_state(1)[0] % (2**31))
     venv = RankingSB3VecEnv(num_envs, seed=env_seed, world=world, config=train_env_cfg, device=device)
-    menv = VecMonitor(venv)
+    menv = VecMonitor(venv if wrap_env is None else wrap_env(venv))
     agent.num_timesteps = start
     agent.learn(menv, 0)  # builds the SB3 model on this env (no steps)
     model = agent.model

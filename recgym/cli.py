@@ -235,6 +235,142 @@ def run(
         _fail(exc)
 
 
+@app.command()
+def enrich(
+    world: Annotated[str, typer.Option(help="world whose texts to enrich (synthetic, movielens-100k, ...)")] = "synthetic",
+    which: Annotated[str, typer.Option(help="items, users or both")] = "items",
+    model: Annotated[Optional[str], typer.Option(help="local causal-LM directory or .gguf (default: SmolLM2-135M)")] = None,  # noqa: UP045
+    max_new_tokens: Annotated[int, typer.Option(min=1)] = 24,
+    batch_size: Annotated[int, typer.Option(min=1)] = 32,
+    dtype: Annotated[str, typer.Option(help="auto, float32, bfloat16 or float16")] = "auto",
+    limit: Annotated[Optional[int], typer.Option(min=1, help="only the first N texts (timing runs)")] = None,  # noqa: UP045
+    data_dir: Annotated[Optional[str], typer.Option(help="data folder of real-data worlds")] = None,  # noqa: UP045
+    cache_dir: Annotated[Optional[Path], typer.Option(help="cache folder (default $RECGYM_CACHE)")] = None,  # noqa: UP045
+    show: Annotated[int, typer.Option(min=0, help="print this many example generations")] = 3,
+    threads: Annotated[Optional[int], typer.Option(help="torch threads (default 1: safe on a busy machine; "  # noqa: UP045
+                                                   "2 is faster on an idle 2-core one)")] = 1,
+    as_json: Annotated[bool, typer.Option("--json", help="the last line is one JSON object per kind")] = False,
+) -> None:
+    """Generate LM enrichments (item keywords, user interest summaries) into the verified cache; prints
+    texts, tokens generated, seconds and throughput."""
+    import os as _os
+
+    from recgym.encoders.enrich import ITEM_PROMPT, USER_PROMPT, CausalLMEnricher, enrich_with_cache
+    from recgym.envs import make_world
+    from recgym.experiments.enrichment import user_prompt_texts
+
+    try:
+        if which not in ("items", "users", "both"):
+            raise ValueError(f"--which: expected items, users or both, received {which!r}")
+        if threads is not None:
+            import torch
+
+            torch.set_num_threads(threads)
+        enricher = CausalLMEnricher(model, max_new_tokens=max_new_tokens, batch_size=batch_size, dtype=dtype)
+        w = make_world(world, data_dir=data_dir)
+        jobs = {}
+        if which in ("items", "both"):
+            jobs["items"] = (list(w.catalog.texts), ITEM_PROMPT)
+        if which in ("users", "both"):
+            jobs["users"] = (user_prompt_texts(w), USER_PROMPT)
+        for kind, (texts, template) in jobs.items():
+            texts = texts[:limit] if limit else texts
+            name = f"{w.name}-{kind}" + (f"-first{limit}" if limit else "")
+            res = enrich_with_cache(enricher, texts, template, cache_dir, name=name, progress=True)
+            m = res.manifest
+            secs = float(m["seconds"])
+            fig = {"kind": kind, "texts": m["n"], "tokens": m["tokens"], "seconds": secs, "cache_hit": res.hit,
+                   "texts_per_s": round(m["n"] / max(secs, 1e-9), 3), "tokens_per_s": round(m["tokens"] / max(secs, 1e-9), 2),
+                   "model": m["model"], "dtype": m["dtype"], "batch_size": m["batch_size"],
+                   "max_new_tokens": m["max_new_tokens"], "load_avg_1min": round(_os.getloadavg()[0], 2),
+                   "threads": threads,
+                   "cache": str(res.path)}
+            if not as_json:
+                typer.echo(f"{kind}: {fig['texts']} texts, {fig['tokens']} tokens in {secs:.1f} s "
+                           f"({fig['texts_per_s']:.2f} texts/s, {fig['tokens_per_s']:.1f} tokens/s; "
+                           f"{'cache hit, built' if res.hit else 'generated'}; {fig['model']} {fig['dtype']}, "
+                           f"load avg {fig['load_avg_1min']}), cache {res.path}")
+                for t, g in list(zip(texts, res.texts, strict=True))[:show]:
+                    typer.echo(f"  {t[:90]}{'...' if len(t) > 90 else ''}\n    -> {g}")
+            if as_json:
+                typer.echo(json.dumps(fig))
+    except (ValueError, FileNotFoundError, ImportError) as exc:
+        _fail(exc)
+
+
+@app.command()
+def compare(
+    run_a: Annotated[Path, typer.Argument(help="baseline run folder (e.g. without enrichment)")],
+    run_b: Annotated[Path, typer.Argument(help="treatment run folder (same agents and seeds)")],
+    metric: Annotated[list[str], typer.Option("--metric", help="segment:metric, repeatable (default: cold users, "
+                                              "new and tail items, all)")] = [],  # noqa: B006
+    label_a: Annotated[str, typer.Option(help="name of run A in the table")] = "A",
+    label_b: Annotated[str, typer.Option(help="name of run B in the table")] = "B",
+    as_json: Annotated[bool, typer.Option("--json", help="the last line is a JSON list of rows")] = False,
+) -> None:
+    """Ablation table of two runs, paired by seed: B - A per agent and metric with a confidence interval;
+    '*' marks differences whose interval excludes 0."""
+    from recgym.experiments.ablation import DEFAULT_METRICS, compare_runs, comparison_markdown
+
+    try:
+        pairs = DEFAULT_METRICS
+        if metric:
+            bad = [m for m in metric if m.count(":") != 1]
+            if bad:
+                raise ValueError(f"--metric: expected segment:metric (e.g. cold_users:ctr), received {bad[0]!r}")
+            pairs = tuple(tuple(m.split(":")) for m in metric)  # type: ignore[assignment]
+        rows = compare_runs(run_a, run_b, pairs)
+    except (ValueError, FileNotFoundError) as exc:
+        _fail(exc)
+    typer.echo(comparison_markdown(rows, label_a, label_b))
+    if as_json:
+        typer.echo(json.dumps(rows))
+
+
+@app.command()
+def explain(
+    run_dir: Annotated[Path, typer.Argument(help="a finished run folder (recgym run --out)")],
+    user: Annotated[int, typer.Option("--user", min=0, help="population index of the user to explain")],
+    agent: Annotated[Optional[str], typer.Option(help="agent label (default: every explainable agent)")] = None,  # noqa: UP045
+    seed: Annotated[Optional[int], typer.Option(help="evaluation seed (default: the run's first)")] = None,  # noqa: UP045
+    steps: Annotated[int, typer.Option(min=1, help="slates to play and explain")] = 3,
+    top: Annotated[int, typer.Option(min=1, help="pieces of evidence per item")] = 3,
+    as_json: Annotated[bool, typer.Option("--json", help="one JSON array per agent")] = False,
+) -> None:
+    """Explain the slates an agent of a run recommends to one user: per item, the history items and
+    profile aspects that contributed most to its score."""
+    from recgym.agents.explain import SCORER_ACCESSORS
+    from recgym.envs import RankingVectorEnv
+    from recgym.experiments.explain import (
+        explain_user,
+        explanations_json,
+        format_steps,
+        load_run,
+        load_run_agent,
+    )
+
+    try:
+        cfg, world, chash = load_run(run_dir)
+        s = cfg.evaluation.seeds[0] if seed is None else seed
+        labels = [agent] if agent else [a.key for a in cfg.agents
+                                         if a.name == "lm_similarity" or a.name in SCORER_ACCESSORS]
+        if not labels:
+            raise ValueError(f"{run_dir}: no agent with an attribution method (lm_similarity, "
+                             f"{', '.join(SCORER_ACCESSORS)})")
+        env = RankingVectorEnv(1, world=world, config=cfg.eval_env(), device=cfg.device)
+        for label in labels:
+            a = load_run_agent(cfg, world, chash, run_dir, label, s, env)
+            out, note = explain_user(a, world, cfg, user, steps=steps, seed=s, top=top)
+            if as_json:
+                typer.echo(explanations_json(out))
+            else:
+                kind = "cold" if world.population.cold[user] else "warm"
+                typer.echo(f"== {label} (seed {s}), user {user} ({kind}; {note})")
+                typer.echo(format_steps(out, world, top=top))
+    except (ValueError, FileNotFoundError, NotImplementedError) as exc:
+        _fail(exc)
+
+
 def main() -> None:
     """Console entry point."""
     app(prog_name="recgym")

@@ -56,7 +56,7 @@ def test_agent_action_space_compatibility_checked_before_any_work():
 def test_duplicate_labels_and_rl_only_fields():
     with pytest.raises(ConfigError, match=r"agents: expected distinct labels, received duplicates \['random'\]"):
         _load({"name": "t", "agents": [{"name": "random"}, {"name": "random"}]})
-    with pytest.raises(ConfigError, match=r"agents\[0\]: 'env' and 'total_timesteps' apply to RL agents only"):
+    with pytest.raises(ConfigError, match=r"agents\[0\]: 'env', 'total_timesteps' and 'reward_fairness' apply to RL agents only"):
         _load({"name": "t", "agents": [{"name": "random", "total_timesteps": 5}]})
 
 

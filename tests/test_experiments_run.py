@@ -70,6 +70,16 @@ def test_shipped_config_smoke_analytic(tmp_path, name):
     _check_folder(out, n)
     assert list((out / "tensorboard").rglob("events.out.tfevents*"))
     assert (out / "plots" / "learning_curves.png").stat().st_size > 1000
+    report = (out / "report.md").read_text()
+    assert "## Fairness of exposure" in report and "## Explained slates" in report
+    assert (out / "plots" / "exposure_vs_merit.png").stat().st_size > 1000
+    if name == "long_tail":  # the lambda series of re-ranked LM-similarity agents
+        assert "![fairness_tradeoff](plots/fairness_tradeoff.png)" in report
+    res = recgym("explain", str(out), "--user", "0", "--agent", "ppo", "--steps", "2")
+    assert res.returncode == 0, res.stderr[-3000:]
+    assert "gradient x input" in res.stdout and "step 1:" in res.stdout
+    bad = recgym("explain", str(out), "--user", "0", "--agent", "nope")
+    assert bad.returncode == 2 and "--agent: expected one of" in bad.stderr
 
 
 def test_quickstart_and_cold_start_smoke_on_default_world(tmp_path):
