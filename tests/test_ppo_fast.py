@@ -263,3 +263,17 @@ def test_fast_training_resumes_exactly_from_its_state() -> None:
     b.learn(env_b, 128)
     for k, v in a.policy.scorer.state_dict().items():
         assert torch.equal(v, b.policy.scorer.state_dict()[k]), k
+
+
+def test_bench_train_fast_and_batched_seeds_report_env_steps_per_s() -> None:
+    from recgym.experiments.bench_train import run_train_benchmark
+
+    for seeds in (1, 2):
+        res = run_train_benchmark("ppo", 128, 16, "cpu", 0, WORLD, trainer="fast", seeds=seeds, n_steps=4,
+                                  batch_size=32, hidden=8)
+        assert res["trainer"] == "fast" and res["seeds"] == seeds and res["env_steps"] == 128 * seeds
+        assert res["env_steps_per_s"] > 0 and "load_avg_1m" in res
+    with pytest.raises(ValueError, match="trainer"):
+        run_train_benchmark("dqn", 128, 16, "cpu", 0, WORLD, trainer="fast")
+    with pytest.raises(ValueError, match="seeds"):
+        run_train_benchmark("ppo", 128, 16, "cpu", 0, WORLD, trainer="sb3", seeds=2)
