@@ -26,6 +26,7 @@ stops updating until the next rollout (SB3 stops before the step); gradients cli
 from __future__ import annotations
 
 import shutil
+import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -245,8 +246,6 @@ class FastPPOTrainer:
     def learn(self, total_timesteps: int, callback: Callable[[int], Any] | None = None) -> None:
         """Train until ``total_timesteps`` more env steps per seed (``B`` users x steps, rounded up to whole
         rollouts, as SB3). ``callback(num_timesteps)`` runs after each update; returning ``False`` stops."""
-        import time
-
         target = self.num_timesteps + total_timesteps
         while self.num_timesteps < target:
             t0 = time.perf_counter()
