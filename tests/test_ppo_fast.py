@@ -277,3 +277,31 @@ def test_bench_train_fast_and_batched_seeds_report_env_steps_per_s() -> None:
         run_train_benchmark("dqn", 128, 16, "cpu", 0, WORLD, trainer="fast")
     with pytest.raises(ValueError, match="seeds"):
         run_train_benchmark("ppo", 128, 16, "cpu", 0, WORLD, trainer="sb3", seeds=2)
+
+
+def test_rollout_matches_sb3_vecenv_steps_and_time_limit_bootstrap() -> None:
+    """The fast rollout's env steps, same-step resets and time-limit bootstrap equal SB3's over the SB3 VecEnv:
+    stepping the adapter with the rollout's slates gives the same rewards + gamma * V(terminal obs)."""
+    kw = {**ENV_KW, "max_steps": 3}
+    env_fast = RankingSB3VecEnv(16, seed=1, world=WORLD, **kw)
+    env_fast.reset()
+    env_ref = RankingSB3VecEnv(16, seed=1, world=WORLD, **kw)
+    obs = env_ref.reset()
+    agent = make_agent("ppo", env_fast, **{**HP, "n_steps": 7})
+    trainer = _trainer(agent, env_fast)
+    rollout = trainer.rollout()
+    gamma = agent.config.gamma
+    truncations = 0
+    for t in range(7):
+        np.testing.assert_array_equal(obs["candidates"], rollout.obs["candidates"][t, 0].numpy())
+        obs, reward, dones, infos = env_ref.step(rollout.slate[t, 0].numpy())
+        for i in np.flatnonzero(dones):
+            if infos[i]["TimeLimit.truncated"]:
+                truncations += 1
+                term = {k: torch.as_tensor(v[None]) for k, v in infos[i]["terminal_observation"].items()}
+                with torch.no_grad():
+                    reward[i] += gamma * float(agent.policy.predict_values(term))
+        np.testing.assert_allclose(rollout.reward[t, 0].numpy(), reward, rtol=1e-5, atol=1e-5)
+        if t + 1 < 7:
+            np.testing.assert_array_equal(rollout.episode_start[t + 1, 0].numpy(), dones.astype(np.float32))
+    assert truncations > 0
