@@ -18,4 +18,10 @@ recgym bench encode --json | tail -n 1
 echo "# PPO training throughput"
 recgym bench train --agent ppo --threads 1 --json | tail -n 1
 recgym bench train --agent ppo --threads 2 --json | tail -n 1
+echo "# fast PPO trainer (issue 15): side by side with the lines above; 5 seeds batched vs one"
+recgym bench train --trainer fast --threads 1 --json | tail -n 1
+recgym bench train --trainer fast --threads 2 --json | tail -n 1
+recgym bench train --trainer fast --compile --threads 1 --json | tail -n 1
+recgym bench train --trainer fast --seeds 1 --total-steps 51200 --threads 1 --json | tail -n 1
+recgym bench train --trainer fast --seeds 5 --total-steps 51200 --threads 1 --json | tail -n 1
 uptime

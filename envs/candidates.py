@@ -219,12 +219,14 @@ class CandidateGenerator:
             "candidates": torch.zeros(batch, n, dtype=torch.int64, device=dev),
             "mask": torch.ones(batch, n, dtype=torch.bool, device=dev),
             "slot_shown": torch.full((batch, self.num_slots), NEVER, dtype=torch.int32, device=dev),
+            # Per row, not env-wide: states of envs seeded apart can be concatenated (seed-batched training).
+            "retrieval_key": torch.zeros(batch, dtype=torch.int64, device=dev),
         }
 
-    def fields_shared(self, seed: int) -> dict[str, torch.Tensor]:
-        """Env-wide state: ``retrieval_key`` ``(1,)`` int64, the seed of the users' pools (pool_lifetime > 0)."""
-        key = rng.seed_streams(seed, 1, self.params.device, offset=-1)
-        return {"retrieval_key": key}
+    def retrieval_key(self, seed: int) -> torch.Tensor:
+        """``(1,)`` int64 seed of the users' pools (pool_lifetime > 0) of an env seeded with ``seed``; every row
+        of a fresh state gets it (field ``retrieval_key`` ``(B,)``)."""
+        return rng.seed_streams(seed, 1, self.params.device, offset=-1)
 
     def draws_at_reset(self, t: int) -> int:
         """Random words a new episode's candidates consume at env step ``t``: pool order (2), new-item slots (1),
@@ -239,7 +241,15 @@ class CandidateGenerator:
             m = self.poolable_count(state.t)
             pool = self._race(users, m, rng.uniform(words[:, 3:]))
         else:
-            pool = self._lifetime_pools(int(state.retrieval_key[0]), state.t, users)
+            keys = state.retrieval_key.index_select(0, rows)
+            first = int(keys[0]) if len(keys) else 0
+            if bool((keys == first).all()):  # the usual case: one env seed
+                pool = self._lifetime_pools(first, state.t, users)
+            else:  # rows of envs seeded apart (seed-batched training): each key's pools as in its own env
+                pool = torch.empty(len(rows), self.pool_size, dtype=torch.int64, device=users.device)
+                for key in keys.unique().tolist():
+                    sel = (keys == key).nonzero().squeeze(1)
+                    pool.index_copy_(0, sel, self._lifetime_pools(int(key), state.t, users.index_select(0, sel)))
         # A random order: position j -> (a * j + b) mod P with a coprime to P (an affine permutation per row).
         a = self.coprimes[(u[:, 0] * len(self.coprimes)).long().clamp_(max=len(self.coprimes) - 1)]
         b = (u[:, 1] * self.pool_size).long()

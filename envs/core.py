@@ -161,10 +161,9 @@ class RankingCore:
         if seed is None:
             seed = int(np.random.SeedSequence().generate_state(2, np.uint64)[0])
         fb = self.config.feedback
-        shared = self.candidates.fields_shared(seed)
-        if fb.enabled:
-            shared.update(feedback_fields(self.params.num_items, self.device))
+        shared = feedback_fields(self.params.num_items, self.device) if fb.enabled else None
         state = SimState(self._fields(batch_size), shared, t=0)
+        state.retrieval_key.copy_(self.candidates.retrieval_key(seed).expand(batch_size))
         if fb.enabled and warmup and fb.warmup_users > 0 and fb.warmup_steps > 0:
             state.item_feedback.copy_(warm_table(self, (seed * 2 + 1) % 2**63, fb.warmup_users, fb.warmup_steps))
         state.rng.copy_(rng.seed_streams(seed, batch_size, self.device))

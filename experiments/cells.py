@@ -21,7 +21,7 @@ import hashlib
 import io
 import traceback
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -133,6 +133,7 @@ class RunContext:
     notify: Notify
     on_curve: Callable[[Cell, int, float], None] | None = None  # each learning-curve point (tuning: pruning)
     reraise: tuple[type[BaseException], ...] = ()  # exceptions that stop the run instead of failing a cell
+    batched: dict[tuple[int, int], Recommender] = field(default_factory=dict)  # (agent index, seed) -> trained
 
     @classmethod
     def create(cls, cfg: ExperimentConfig, world: World, out: Path, run_hash: str, progress: Progress,
@@ -240,7 +241,12 @@ def _run_cell(ctx: RunContext, cell: Cell, log_cache: dict[int, LoggedData], wit
                          ctx.seeds.seed("eval", seed, "users"))
     trained: Recommender | None = None
     curve: list[dict[str, float]] = []
-    if cls.train_action_types is not None:
+    if seed_batched(spec):
+        if (cell.index, seed) not in ctx.batched:
+            seeds = [c.seed for c in pending_cells(cfg, ctx.out, ctx.run_hash) if c.index == cell.index]
+            ctx.batched.update({(cell.index, s): a for s, a in train_seed_batch(ctx, cell.index, seeds).items()})
+        trained = ctx.batched.pop((cell.index, seed))
+    elif cls.train_action_types is not None:
         trained, curve = train_cell(ctx, cell, hp)
     fit = cls.learns_offline and spec.fit_on_logs is not False and with_logs
     if fit and seed not in log_cache:
@@ -298,3 +304,30 @@ def curve_function(ctx: RunContext, cell: Cell) -> Callable[[Recommender], float
         return value
 
     return point
+
+
+def seed_batched(spec: AgentSpec) -> bool:
+    """Whether the cells of agent ``spec`` train their seeds as one batched job (:func:`train_seed_batch`):
+    PPO with ``trainer: fast``."""
+    return spec.name == "ppo" and spec.hyperparams.get("trainer") == "fast"
+
+
+def train_seed_batch(ctx: RunContext, index: int, seeds: list[int]) -> dict[int, Recommender]:
+    """Train the pending seeds of agent ``index`` as one batched job (:func:`recgym.agents.ppo_fast.train_seeds`;
+    each seed with the agent and env seeds its own cell would use). Returns ``{seed: trained agent}``.
+
+    Not yet: checkpoints, resume and learning curves for batched cells; a killed run trains them again from
+    step 0. Under the Ray backend every worker trains the batch of the seeds still pending and keeps its own.
+    """
+    from recgym.agents.ppo_fast import train_seeds
+    from recgym.envs.sb3 import RankingSB3VecEnv
+
+    cfg = ctx.cfg
+    spec, tenv_cfg = cfg.agents[index], cfg.train_env(index)
+    envs = [RankingSB3VecEnv(cfg.training.num_envs, world=ctx.world, config=tenv_cfg, device=cfg.device,
+                             seed=int(np.random.SeedSequence([ctx.seeds.seed("train", s), 0]).generate_state(1)[0]
+                                      % (2**31))) for s in seeds]
+    agents = [make_agent(spec.name, envs[0], **{**spec.hyperparams, "seed": ctx.agent_seed(s), "device": cfg.device})
+              for s in seeds]
+    train_seeds(agents, envs, cfg.budget(index))
+    return dict(zip(seeds, agents, strict=True))

@@ -153,6 +153,9 @@ def bench_train(
     seed: Annotated[int, typer.Option(min=0)] = 0,
     contention: Annotated[bool, typer.Option("--contention", help="measure again beside one CPU-bound process "
                                              "and report the slowdown factor")] = False,
+    trainer: Annotated[str, typer.Option(help="PPO trainer: sb3 or fast (on-device)")] = "sb3",
+    seeds: Annotated[int, typer.Option(min=1, help="fast trainer: seeds trained as one batched job")] = 1,
+    compile_: Annotated[bool, typer.Option("--compile", help="fast trainer: torch.compile (in the warm-up)")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="the last line is one JSON object")] = False,
 ) -> None:
     """RL training throughput: env-steps/s including policy updates."""
@@ -160,7 +163,8 @@ def bench_train(
     from recgym.benchmarks.train import run_train_benchmark
 
     def once() -> dict:
-        return run_train_benchmark(agent, total_steps, num_envs, device, seed, world, threads, progress=Progress())
+        return run_train_benchmark(agent, total_steps, num_envs, device, seed, world, threads, progress=Progress(),
+                                   trainer=trainer, seeds=seeds, **({"compile": True} if compile_ else {}))
 
     try:
         r = contention_report(once, ["env_steps_per_s"]) if contention else once()
@@ -169,7 +173,8 @@ def bench_train(
     if not as_json:
         for label, x in ((("quiet", r["quiet"]), ("contended", r["contended"])) if contention else (("", r),)):
             typer.echo(f"{label + ': ' if label else ''}{agent} on {x['world']}: {x['env_steps_per_s']:,.0f} env-steps/s "
-                       f"({x['env_steps']} steps, {x['num_envs']} envs, {x['device']}, {x['torch_threads']} threads)")
+                       f"({x['env_steps']} steps, {x['num_envs']} envs x {x['seeds']} seeds, {x['device']}, "
+                       f"{x['torch_threads']} threads, trainer {x['trainer']})")
         if contention:
             typer.echo(f"slowdown beside one CPU-bound process: {r['slowdown']}")
     typer.echo(json.dumps(r, default=str))
