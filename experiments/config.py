@@ -30,6 +30,8 @@ Schema (every section optional except ``name`` and ``agents``)::
     output: {dir, plots, tensorboard}
     text: {enrich: none}              # LM enrichment of item/user texts: none | items | users | both
                                       #   (+ model, max_new_tokens, batch_size, dtype, history_titles)
+    features: {fuse: all}             # item modalities fused with the text vector: all | text | [names]
+                                      #   (+ weights: {text: 1, image: 1}, max_dim: 32; recgym.experiments.multimodal)
 """
 
 from __future__ import annotations
@@ -52,6 +54,7 @@ from recgym.common.yamlio import load_yaml_file, load_yaml_text
 from recgym.envs.config import EnvConfig
 from recgym.envs.fairness import FairRewardConfig
 from recgym.experiments.enrichment import TextConfig
+from recgym.experiments.multimodal import FeaturesConfig
 
 __all__ = [
     "AgentSpec", "EvaluationConfig", "ExperimentConfig", "LoggingConfig", "OutputConfig", "TrainingConfig",
@@ -181,6 +184,7 @@ class ExperimentConfig(StrictModel):
     evaluation: EvaluationConfig = EvaluationConfig()
     output: OutputConfig = OutputConfig()
     text: TextConfig = TextConfig()
+    features: FeaturesConfig = FeaturesConfig()
 
     @field_validator("name")
     @classmethod

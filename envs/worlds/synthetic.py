@@ -19,6 +19,12 @@ Pipeline (all randomness from one ``np.random.default_rng(config.seed)``, consum
      enter through the genre term because sentence embeddings do not understand negation ("Dislikes horror"
      embeds close to horror).
 
+3. Optional second modality (``image_dim > 0``; drawn last from the same Generator, so every other array is
+   the one the world has without it): ``Catalog.modalities["image"]`` ``v_i = rho * q~_i * a + sqrt(1 - rho^2)
+   * eps_i`` with ``q~`` the standardised hidden quality, ``a`` a random unit direction, ``eps_i ~ N(0, I)``
+   and ``rho = image_quality_corr``: the projection on ``a`` has correlation ``rho`` with the quality no text
+   shows (as a cover image tells a well-made film from a cheap one); the other directions are noise.
+
 The env's hidden click logit is ``affinity_scale*<z_u, x_i> + popularity_weight*log(M*pop_i)
 + appeal_weight*appeal_i + bias + bias_u`` (see :class:`recgym.envs.world.PreferenceParams`).
 """
@@ -114,6 +120,9 @@ class SyntheticWorldConfig(StrictModel):
     popularity_weight: float = Field(0.3, ge=-10.0, le=10.0, description="PreferenceParams.popularity_weight.")
     appeal_weight: float = Field(1.0, ge=-10.0, le=10.0, description="PreferenceParams.appeal_weight.")
     click_bias: float = Field(-3.5, ge=-50.0, le=50.0, description="PreferenceParams.bias.")
+    # --- optional second modality (off by default: the default world is unchanged)
+    image_dim: int = Field(0, ge=0, le=4096, description="Dim of a per-item 'image' vector (0: no second modality).")
+    image_quality_corr: float = Field(0.8, ge=0.0, le=1.0, description="Correlation of the image's quality direction with hidden quality.")
 
     @model_validator(mode="after")
     def _consistent(self) -> SyntheticWorldConfig:
@@ -410,13 +419,14 @@ def make_synthetic_world(
         if us.history:
             history[j, h - len(us.history):] = us.history
     names = GENRE_VOCABULARY[: cfg.n_genres]
+    quality = np.array([it.quality for it in items], dtype=np.float32)
+    modalities = {"image": _image_vectors(cfg, rng, quality)} if cfg.image_dim else {}
     catalog = Catalog(
         item_ids=np.arange(m, dtype=np.int64), titles=[it.title for it in items], texts=[it.text for it in items],
         embeddings=item_emb, genres=genre, genre_names=names,
         popularity=np.array([it.popularity for it in items], dtype=np.float32),
-        quality=np.array([it.quality for it in items], dtype=np.float32),
-        appeal=np.array([it.appeal for it in items], dtype=np.float32),
-        latent=x.astype(np.float32), is_new=np.array([it.is_new for it in items], dtype=bool),
+        quality=quality, appeal=np.array([it.appeal for it in items], dtype=np.float32),
+        latent=x.astype(np.float32), is_new=np.array([it.is_new for it in items], dtype=bool), modalities=modalities,
     )
     population = Population(
         user_ids=np.arange(u, dtype=np.int64), texts=[us.text for us in users], embeddings=user_emb,
@@ -431,6 +441,16 @@ def make_synthetic_world(
     }
     return World(name="synthetic", catalog=catalog, population=population, preference=cfg.preference(),
                  source=source)
+
+
+def _image_vectors(cfg: SyntheticWorldConfig, rng: np.random.Generator, quality: np.ndarray) -> np.ndarray:
+    """``(M, image_dim)`` float32 second-modality vectors carrying part of the hidden quality (module docstring)."""
+    q = quality.astype(np.float64)
+    q = (q - q.mean()) / (q.std() if q.std() > 0 else 1.0)
+    direction = _normalise(rng.normal(size=(1, cfg.image_dim)))[0]
+    rho = cfg.image_quality_corr
+    eps = rng.normal(size=(len(q), cfg.image_dim))
+    return (rho * q[:, None] * direction + np.sqrt(1.0 - rho**2) * eps).astype(np.float32)
 
 
 def clickbait_mask(world: World) -> np.ndarray:
