@@ -5,6 +5,7 @@ section and a run end to end."""
 from __future__ import annotations
 
 import pickle
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -21,6 +22,8 @@ from recgym.envs.worlds.fitted import FitConfig, fit_world
 from recgym.envs.worlds.synthetic import SyntheticWorldConfig, make_synthetic_world
 from recgym.experiments.config import ExperimentConfig
 from recgym.experiments.multimodal import FeaturesConfig, fuse_world
+
+CONFIGS = Path(__file__).resolve().parents[1] / "experiments" / "configs"
 
 
 def _unit(x):
@@ -167,6 +170,15 @@ def test_synthetic_image_carries_hidden_quality_that_fusion_exposes(tmp_path):
     assert _heldout_r2(blind, q) < text_r2 + 0.1  # no signal in the image: fusion finds nothing
 
 
+def test_synthetic_image_correlations_match_the_config(tmp_path):
+    world = _world(tmp_path, image_dim=8, image_quality_corr=0.8, image_appeal_corr=0.6)
+    img = world.catalog.modalities["image"].astype(np.float64)
+    assert 0.5 < _heldout_r2(img, world.catalog.quality.astype(np.float64)) < 0.8  # rho_q^2 = 0.64
+    assert 0.2 < _heldout_r2(img, world.catalog.appeal.astype(np.float64)) < 0.5  # rho_a^2 = 0.36
+    with pytest.raises(ConfigError, match="image_dim: expected >= 2 when image_appeal_corr > 0"):
+        SyntheticWorldConfig(image_dim=1, image_appeal_corr=0.5)
+
+
 def test_features_section_is_typed(tmp_path):
     base = {"name": "x", "agents": [{"name": "random"}]}
     assert ExperimentConfig.model_validate(base).features.fuse == "all"
@@ -178,19 +190,23 @@ def test_features_section_is_typed(tmp_path):
         ExperimentConfig.model_validate({**base, "features": {"weights": {"image": -1}}})
 
 
-def test_run_fuses_the_synthetic_image_end_to_end(tmp_path, monkeypatch):
+SMALL = ["encoder=hashing", "world_config={n_items: 300, n_users: 60, image_dim: 8, image_appeal_corr: 0.6}",
+         "training.total_timesteps=256", "training.num_envs=16", "training.checkpoint_every=128",
+         "training.curve_users=8", "training.logging.steps=5", "training.logging.num_envs=16", "evaluation.seeds=[0, 1]",
+         "evaluation.users_per_seed=8", "env.max_steps=5", "agents[3].hyperparams.epochs=1", "output.plots=false",
+         "output.tensorboard=false"]
+
+
+def test_shipped_multimodal_ablation_runs_end_to_end(tmp_path, monkeypatch):
     monkeypatch.setenv("RECGYM_CACHE", str(tmp_path / "cache"))
-    cfg = tmp_path / "mm.yaml"
-    cfg.write_text("""name: mm
-world: synthetic
-encoder: hashing
-world_config: {n_items: 300, n_users: 60, image_dim: 8}
-agents: [{name: lm_similarity}, {name: ctr, hyperparams: {epochs: 1}}]
-training: {total_timesteps: 0, logging: {steps: 3, num_envs: 8}}
-evaluation: {users_per_seed: 6, seeds: [0]}
-output: {plots: false, tensorboard: false}
-""")
-    res = CliRunner().invoke(app, ["run", str(cfg), "--out", str(tmp_path / "run")])
+    runner = CliRunner()
+    sets = [x for s in SMALL for x in ("--set", s)]
+    for arm, extra in (("fused", []), ("text", ["--set", "features.fuse=text"])):
+        res = runner.invoke(app, ["run", str(CONFIGS / "multimodal.yaml"), "--out", str(tmp_path / arm), *sets, *extra])
+        assert res.exit_code == 0, res.output
+    assert "text:1, image:1 (max_dim 32, dim 384 -> 392)" in (tmp_path / "fused" / "world.json").read_text()
+    assert "fusion" not in (tmp_path / "text" / "world.json").read_text()
+    res = runner.invoke(app, ["compare", str(tmp_path / "text"), str(tmp_path / "fused"), "--label-a", "text",
+                              "--label-b", "fused", "--metric", "all:ctr", "--metric", "all:satisfaction"])
     assert res.exit_code == 0, res.output
-    world = (tmp_path / "run" / "world.json").read_text()
-    assert "text:1, image:1 (max_dim 32, dim 384 -> 392)" in world
+    assert "| ppo | all | satisfaction |" in res.output and "| ctr | all | ctr |" in res.output
