@@ -89,6 +89,11 @@ class MaskedDQN(DQN):
         pick = self.explore_rng.random(action.shape[0]) < eps
         return np.where(pick, rnd, action)
 
+    def _on_step(self) -> None:
+        super()._on_step()
+        # The target update writes through .data (version counters unchanged): its projection cache is stale.
+        self.q_net_target.scorer.clear_cache()
+
     def _sample_action(self, learning_starts: int, action_noise: Any = None, n_envs: int = 1):  # type: ignore[override]
         if self.num_timesteps < learning_starts:
             action = self._explore(self._last_obs, np.zeros(n_envs, dtype=np.int64), 1.0)  # type: ignore[arg-type]

@@ -109,6 +109,12 @@ class CandidateScorer(nn.Module):
             value = self.value(torch.cat([ua, ug, pooled], dim=1)).squeeze(-1)
         return scores, value
 
+    def clear_cache(self) -> None:
+        """Drop the cached item projection. Needed after weights are written through ``.data`` (SB3's
+        ``polyak_update`` does so for target networks), which leaves the version counters that key the
+        cache unchanged: the cache would keep serving the projection of the old weights."""
+        self._proj_cache = None
+
     def item_projection(self) -> torch.Tensor:
         """``(M, 2h)`` projection of the whole item table (once per forward). Without gradients it is cached
         and reused until the weights change (their in-place version counters or storage move)."""

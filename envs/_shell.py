@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from typing import Any
 
 import numpy as np
@@ -14,6 +14,8 @@ from recgym.envs.core import RankingCore
 from recgym.envs.factory import adapt_env_config, explicit_paths, make_env_config, make_world
 from recgym.envs.state import SimState
 from recgym.envs.world import World
+
+CHOICE_MODELS = ("mnl", "cascade", "pbm")
 
 
 def build_core(
@@ -29,7 +31,7 @@ def build_core(
 ) -> RankingCore:
     """Validate the config first (fail fast), then build or fetch the world, then the core; env sizes the user did
     not set follow the world (:func:`~recgym.envs.factory.adapt_env_config`). ``components``:
-    ``preference``, ``dynamics``, ``choice_model``, ``response_model``, ``reward_fn`` (``None``: default).
+    ``preference_model``, ``user_dynamics``, ``choice_model``, ``response_model``, ``reward_fn`` (``None``: default).
 
     ``choice_model`` takes a name (``"mnl"``, ``"cascade"``, ``"pbm"``: the config's ``choice.model``) or a
     component object.
@@ -105,15 +107,27 @@ class CoreShell:
         return self.core.candidate_logits(self._state).cpu().numpy().copy()
 
 
-def to_numpy(tensors: Mapping[str, torch.Tensor], squeeze: bool = False) -> dict[str, np.ndarray]:
-    """Fresh numpy copies (never views of live tensors); drop the batch dim when ``squeeze``."""
+def to_numpy(tensors: Mapping[str, torch.Tensor], squeeze: bool = False,
+             fresh: Collection[str] = ()) -> dict[str, np.ndarray]:
+    """Numpy arrays that share nothing with live state: copies, except for the keys in ``fresh`` — tensors
+    the caller made for this call alone (the core's ``info``, its observation's ``context`` and ``mask``),
+    which are handed over without a copy. ``squeeze`` drops the batch dim."""
     out = {}
     for k, v in tensors.items():
-        v = v.detach()
-        # torch's copy runs on all intra-op threads (numpy's on one); off-CPU, .cpu() is the copy already.
-        a = (v.clone() if v.device.type == "cpu" else v.cpu()).numpy()
+        if v.device.type != "cpu":
+            a = v.detach().cpu().numpy()  # .cpu() is the copy
+        elif k in fresh:
+            a = v.numpy()
+        elif v.numel() < _TORCH_COPY_MIN:
+            a = v.numpy().copy()  # small: numpy's copy, no torch op
+        else:
+            a = v.clone().numpy()  # large: torch's copy runs on every intra-op thread (numpy's on one)
         out[k] = a[0] if squeeze else a
     return out
+
+
+_TORCH_COPY_MIN = 1 << 16
+OBS_FRESH = frozenset({"context", "mask"})  # observe() makes these anew on every call
 
 
 def check_options(

@@ -1,23 +1,30 @@
-"""Candidate generation: a per-user retrieval pool built at reset, and N distinct candidates per step.
+"""Candidate generation: a per-user retrieval pool, and N distinct candidates per step.
 
-Pool (at reset, for the users being reset): ``pool_size`` distinct items sampled without replacement
-(exponential race, equivalent to Gumbel top-k) from the mixture ``nearest * softmax(cos(query, e_i) / T) +
-popular * pop_i + random / M`` over the poolable items, where ``query`` is the user's normalised profile +
-prior-history vector. This is the retrieval stage of a two-stage recommender: the policy ranks N << M
-candidates. The pool is then put in a random order (a random affine permutation of positions per user).
-:class:`RetrievalIndex` keeps the per-user similarity logits and the mixture rows of the current poolable set.
+Pool: ``pool_size`` distinct items sampled without replacement (exponential race, equivalent to Gumbel
+top-k) from the mixture ``nearest * softmax(cos(query, e_i) / T) + popular * pop_i + random / M`` over the
+poolable items, where ``query`` is the user's normalised profile + prior-history vector. This is the
+retrieval stage of a two-stage recommender: the policy ranks N << M candidates. A pool lives
+``pool_lifetime`` env steps, like a retrieval index refreshed periodically: the pool of user ``u`` in
+lifetime ``floor(t / pool_lifetime)`` is drawn on a stream named by ``(retrieval key, u, lifetime)`` over the
+items poolable when the lifetime began, so all of ``u``'s episodes starting in it share the item set, and
+the draw is the same whichever row (or fork) asks first. Every episode puts its pool in its own random
+order (a random affine permutation of positions, from the row's stream). ``pool_lifetime = 0``: a fresh pool
+every episode, from the row's stream. :class:`RetrievalIndex` keeps the per-user similarity logits and
+the mixture rows of the current poolable set.
 
 Per step every user gets the window of N pool positions starting at ``(t * N) mod P`` (``t`` = the env
-step; one shared window, so it costs a slice): the N candidates are distinct, each pool item comes back
+clock; one shared window, so it costs a slice): the N candidates are distinct, each pool item comes back
 every ``P / N`` steps, and the shuffle makes the window's content random per user. Then the last
-``new_item_slots`` columns are overwritten by items injected within the last ``new_item_window`` steps
-(uniformly), when there are any.
+``new_items.slots`` columns show items injected within the last ``new_items.window`` steps (each slot
+uniform over them, distinct while there are enough: the recent items in release order from a random
+offset; see :meth:`CandidateGenerator.refresh`), when there are any.
 """
 
 from __future__ import annotations
 
 import functools
 import math
+from collections import OrderedDict
 
 import torch
 
@@ -27,10 +34,12 @@ from recgym.envs.config import EnvConfig
 from recgym.envs.params import SlateView, WorldTensors, take_rows
 from recgym.envs.state import NEVER, SimState
 
-__all__ = ["CandidateGenerator", "RetrievalIndex", "retrieval_probs", "sample_pools", "take_window",
+__all__ = ["CandidateGenerator", "RetrievalIndex", "retrieval_probs", "sample_pools",
            "RETRIEVAL_CACHE_MAX"]
 
 RETRIEVAL_CACHE_MAX = 64_000_000  # users x items above which per-user retrieval tables are not kept
+_MEMO_MAX = 8_000_000  # users x pool size above which lifetime pools are recomputed rather than memoised
+_MEMO_ENTRIES = 4  # (retrieval key, lifetime) tables kept
 
 
 def retrieval_probs(
@@ -127,7 +136,9 @@ class CandidateGenerator:
     the mask of recently shown candidates (see the module docstring).
 
     State fields (:meth:`fields`): ``pool`` ``(B, P)`` int64, ``candidates`` ``(B, N)`` int64, ``mask``
-    ``(B, N)`` bool, ``slot_shown`` ``(B, S)`` int32 (episode step a slot was last shown; ``NEVER`` if not).
+    ``(B, N)`` bool, ``slot_shown`` ``(B, S)`` int32 (env clock ``t`` when a slot was last shown; ``NEVER`` if
+    not in this episode). Stamping the env clock (not the episode step) makes every window test a comparison
+    with one scalar, which vectorises.
 
     Slots: within one episode every item a user can see has one *slot*: its position in the user's pool
     (``0 .. P-1``), or ``P + r`` for the r-th injected item (pools never hold items inside their new
@@ -156,7 +167,7 @@ class CandidateGenerator:
         self.retrieval = RetrievalIndex(query, params.item_emb, params.item_popularity, order,
                                         mix=(mix.nearest, mix.popular, mix.random),
                                         temperature=cc.similarity_temperature, max_cache=RETRIEVAL_CACHE_MAX)
-        dev = params.items.device
+        dev = params.device
         self.coprimes = torch.tensor(_coprimes(self.pool_size), device=dev)
         self.affine_j = torch.arange(self.pool_size, device=dev)
         self.slots = nc.slots if nc.per_step > 0 and len(params.new_order) else 0
@@ -166,6 +177,10 @@ class CandidateGenerator:
             self.num - cc.mask_window * config.slate_size - max(self.slots - 1, 0) < config.slate_size
         )
         self._all_positions = torch.arange(self.num, device=dev)
+        self._slot_index = torch.arange(max(self.slots, 1), device=dev)
+        self.lifetime = cc.pool_lifetime
+        # Memo of the lifetime pools (a cache of a pure function, not simulation state: see _lifetime_pools).
+        self._memo: OrderedDict[tuple[int, int], tuple[torch.Tensor, torch.Tensor]] = OrderedDict()
 
     # ----------------------------------------------------------------- clock
     def released_new_count(self, t: int) -> int:
@@ -197,70 +212,125 @@ class CandidateGenerator:
 
     # ----------------------------------------------------------------- state
     def fields(self, batch: int) -> dict[str, torch.Tensor]:
-        dev = self.params.items.device
+        dev = self.params.device
         n = self.num
         return {
-            "pool": torch.zeros(batch, self.pool_size, dtype=torch.int64, device=dev),
+            "pool": torch.zeros(batch, self.pool_size, dtype=torch.int32, device=dev),
             "candidates": torch.zeros(batch, n, dtype=torch.int64, device=dev),
             "mask": torch.ones(batch, n, dtype=torch.bool, device=dev),
             "slot_shown": torch.full((batch, self.num_slots), NEVER, dtype=torch.int32, device=dev),
         }
 
+    def fields_shared(self, seed: int) -> dict[str, torch.Tensor]:
+        """Env-wide state: ``retrieval_key`` ``(1,)`` int64, the seed of the users' pools (pool_lifetime > 0)."""
+        key = rng.seed_streams(seed, 1, self.params.device, offset=-1)
+        return {"retrieval_key": key}
+
     def draws_at_reset(self, t: int) -> int:
-        """Random words a new episode's candidates consume at env step ``t``: pool order (2), new-item slots,
-        the pool race (one per poolable item)."""
-        return 2 + self.slots + self.poolable_count(t)
+        """Random words a new episode's candidates consume at env step ``t``: pool order (2), new-item slots (1),
+        and the pool race (one per poolable item) when pools live one episode."""
+        return 3 + (self.poolable_count(t) if self.lifetime == 0 else 0)
 
     def reset(self, state: SimState, rows: torch.Tensor, users: torch.Tensor, words: torch.Tensor) -> None:
-        """New episodes of ``users`` ``(R,)`` in ``rows`` ``(R,)``: sample their pools, forget what was shown
-        and refresh their candidates, in place. ``words``: ``(R, draws_at_reset(t))`` int32 random words."""
-        u = rng.uniform(words[:, : 2 + self.slots])
-        probs = self.retrieval.probs(users, self.poolable_count(state.t))
-        pool = sample_pools(probs, self.pool_size, rng.uniform(words[:, 2 + self.slots :]))
+        """New episodes of ``users`` ``(R,)`` in ``rows`` ``(R,)``: their pools in a fresh order, nothing shown
+        yet, this step's candidates, in place. ``words``: ``(R, draws_at_reset(t))`` int32 random words."""
+        u = rng.uniform(words[:, :3])
+        if self.lifetime == 0:
+            m = self.poolable_count(state.t)
+            pool = self._race(users, m, rng.uniform(words[:, 3:]))
+        else:
+            pool = self._lifetime_pools(int(state.retrieval_key[0]), state.t, users)
         # A random order: position j -> (a * j + b) mod P with a coprime to P (an affine permutation per row).
         a = self.coprimes[(u[:, 0] * len(self.coprimes)).long().clamp_(max=len(self.coprimes) - 1)]
         b = (u[:, 1] * self.pool_size).long()
         order = torch.addcmul(b.unsqueeze(1), a.unsqueeze(1), self.affine_j).remainder_(self.pool_size)
-        pool = self.retrieval.order.index_select(0, pool.gather(1, order).view(-1)).view(len(rows), -1)
-        state.pool.index_copy_(0, rows, pool)
+        state.pool.index_copy_(0, rows, pool.gather(1, order).to(torch.int32))
         state.slot_shown.index_fill_(0, rows, NEVER)
         self.refresh(state, u[:, 2:], rows)
 
+    def _race(self, users: torch.Tensor, m: int, uniforms: torch.Tensor) -> torch.Tensor:
+        """``(R, P)`` int64 item ids: pools of ``users`` over the first ``m`` retrieval columns."""
+        cols = sample_pools(self.retrieval.probs(users, m), self.pool_size, uniforms)
+        return self.retrieval.order.index_select(0, cols.view(-1)).view(len(users), -1)
+
+    def _lifetime_pools(self, key: int, t: int, users: torch.Tensor) -> torch.Tensor:
+        """Pools of ``users`` in the lifetime of env step ``t``: a pure function of ``(key, user, lifetime
+        index)``, drawn on the user's own stream over the items poolable when the lifetime began, so it
+        does not matter which row (or which fork) asks first. Memoised per lifetime (at most
+        ``_MEMO_ENTRIES`` user x pool tables of up to ``_MEMO_MAX`` entries; larger populations recompute)."""
+        epoch = t // self.lifetime
+        m = self.poolable_count(epoch * self.lifetime)
+
+        def race(us: torch.Tensor) -> torch.Tensor:
+            words = rng.hash_words(rng.keyed_bases(key, us, epoch), m)
+            return self._race(us, m, rng.uniform(words))
+
+        n_users = self.params.num_users
+        if n_users * self.pool_size > _MEMO_MAX:
+            return race(users)
+        memo = self._memo.get((key, epoch))
+        if memo is None:
+            dev = users.device
+            memo = (torch.zeros(n_users, self.pool_size, dtype=torch.int64, device=dev),
+                    torch.zeros(n_users, dtype=torch.bool, device=dev))
+            self._memo[(key, epoch)] = memo
+            while len(self._memo) > _MEMO_ENTRIES:
+                self._memo.popitem(last=False)
+        table, have = memo
+        missing = users[~have.index_select(0, users)]
+        if len(missing):
+            missing = torch.unique(missing)
+            table.index_copy_(0, missing, race(missing))
+            have.index_fill_(0, missing, True)
+        return table.index_select(0, users)
+
     def refresh(self, state: SimState, uniforms: torch.Tensor, rows: torch.Tensor | None = None) -> None:
-        """This env step's candidates and mask for ``rows`` (all when None), in place. ``uniforms``:
-        ``(R, >= new_items.slots)`` float32 in (0, 1) for the new-item slots."""
+        """This env step's candidates and mask for ``rows`` (all when None), written in place. ``uniforms``:
+        ``(R, >= 1)`` float32 in (0, 1) for the new-item slots.
+
+        New-item slots: the ``s`` slots show ``lo + (b + i) mod n`` for ``i < s`` — the ``n`` items released
+        within the window, in release order from a random offset ``b`` per user and step: each slot is
+        uniform over them and the slots are distinct while ``s <= n``; slots ``i >= n`` repeat slot ``i - n``
+        and are masked (the later copy of a repeated item)."""
         cfg, t = self.config, state.t
-        pool = state.pool if rows is None else state.pool.index_select(0, rows)
         start = self.window_start(t)
-        cand = take_window(pool, start, self.num)
-        mask = torch.ones_like(cand, dtype=torch.bool)
         rng_new = self.new_range(t)
         s = self.slots if rng_new is not None else 0
+        n_pool = self.num - s
+        if rows is None:  # the whole batch: write into the state's tensors
+            cand, mask, pool, shown = state.candidates, state.mask, state.pool, state.slot_shown
+        else:
+            cand = torch.empty(len(rows), self.num, dtype=state.candidates.dtype, device=state.device)
+            mask = torch.empty(len(rows), self.num, dtype=torch.bool, device=state.device)
+            pool, shown = state.pool.index_select(0, rows), state.slot_shown.index_select(0, rows)
+        window = cfg.candidates.mask_window
+        thresh = t - window  # shown at env time x is allowed again when x < now - window
+        for col, lo, hi in _window_slices(start, n_pool, self.pool_size):
+            cand[:, col : col + hi - lo].copy_(pool[:, lo:hi])
+            if window > 0:
+                torch.lt(shown[:, lo:hi], thresh, out=mask[:, col : col + hi - lo])
+        if window == 0:
+            mask[:, :n_pool].fill_(True)
         if s:
             lo, hi = rng_new
-            j = (uniforms[:, :s] * (hi - lo)).long().clamp_(max=hi - lo - 1).add_(lo)
-            new_items = self.params.new_order[j]
-            cand[:, -s:] = new_items
-            # Pools never hold items inside their new window (see poolable_count), so the only possible
-            # duplicates are two slots drawing the same new item: mask the later copy.
-            same = new_items.unsqueeze(2) == new_items.unsqueeze(1)
-            mask[:, -s:] = ~torch.tril(same, diagonal=-1).any(2)
-        window = cfg.candidates.mask_window
-        if window > 0:
-            shown = state.slot_shown if rows is None else state.slot_shown.index_select(0, rows)
-            last = take_window(shown, start, self.num, width=self.pool_size)
-            if s:  # new-item columns: slot P + rank
-                last[:, -s:] = shown.gather(1, j + self.pool_size)
-            step = state.step if rows is None else state.step.index_select(0, rows)
-            # shown at step s is masked while now - s <= window, i.e. allowed when s < now - window
-            recent = last >= (step - window).unsqueeze(1)
-            if self.mask_can_run_short:
-                # Never leave fewer than K choices: if nearly every candidate was shown lately, they come back.
-                recent &= ((mask & ~recent).sum(1) >= cfg.slate_size).unsqueeze(1)
-            mask &= ~recent
-        if rows is None:
-            state.candidates, state.mask = cand, mask
-        else:
+            n = hi - lo
+            offset = uniforms[:, :1].mul(n).long()  # uniforms < 1: offset < n
+            j = torch.add(offset, self._slot_index[:s]).remainder_(n).add_(lo)
+            cand[:, n_pool:] = self.params.new_order[j]
+            if window > 0:  # new-item columns: slot P + rank
+                torch.lt(shown.gather(1, j + self.pool_size), thresh, out=mask[:, n_pool:])
+            else:
+                mask[:, n_pool:].fill_(True)
+            if n < s:  # more slots than recent items: the repeats are masked
+                mask[:, n_pool + n :].fill_(False)
+        if self.mask_can_run_short and window > 0:
+            # Never leave fewer than K choices: if nearly every candidate was shown lately, they come back.
+            short = (mask.sum(1) < cfg.slate_size).nonzero().squeeze(1)
+            if len(short):
+                mask.index_fill_(0, short, True)
+                if s and n < s:
+                    mask[short, n_pool + n :] = False
+        if rows is not None:
             state.candidates.index_copy_(0, rows, cand)
             state.mask.index_copy_(0, rows, mask)
 
@@ -273,23 +343,20 @@ class CandidateGenerator:
             items = state.candidates
         elif items is None:
             items = state.candidates.gather(1, positions)
-        pos = positions + self.window_start(t)
-        keys = torch.where(pos >= self.pool_size, pos - self.pool_size, pos)
+        keys = torch.add(positions, self.window_start(t)).remainder_(self.pool_size)
         n_pool = self.pool_columns(t)
         if n_pool < self.num:
-            keys = torch.where(positions < n_pool, keys, self.pool_size + take_rows(p.new_rank, items))
-        return SlateView(positions, items, keys, take_rows(p.items, items), p.latent_dim)
+            keys = torch.where(positions < n_pool, keys, take_rows(p.new_rank, items).add_(self.pool_size))
+        return SlateView(p, positions, items, keys)
 
     def record_shown(self, state: SimState, view: SlateView) -> None:
-        """Remember the step at which the slate's slots were shown (for the mask)."""
+        """Stamp the slate's slots with the env clock (for the mask)."""
         if self.config.candidates.mask_window > 0:
-            state.slot_shown.scatter_(1, view.keys, state.step.unsqueeze(1).expand_as(view.keys))
+            state.slot_shown.scatter_(1, view.keys, state.t)
 
 
-def take_window(x: torch.Tensor, start: int, num: int, width: int | None = None) -> torch.Tensor:
-    """Columns ``(start + j) mod width`` for ``j < num`` of ``x`` ``(R, >= width)`` (default width: all
-    columns): a slice copy, or two when the window wraps."""
-    width = x.shape[1] if width is None else width
-    if start + num <= width:  # contiguous slices copy far faster than a strided index_select
-        return x[:, start : start + num].clone()
-    return torch.cat([x[:, start:width], x[:, : start + num - width]], dim=1)
+def _window_slices(start: int, num: int, width: int) -> list[tuple[int, int, int]]:
+    """The window of ``num`` columns ``(start + j) mod width`` as ``(first output column, lo, hi)`` slices."""
+    if start + num <= width:
+        return [(0, start, start + num)]
+    return [(0, start, width), (width - start, 0, start + num - width)]

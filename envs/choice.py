@@ -28,10 +28,9 @@ def sample_clicks(probs: torch.Tensor, uniforms: torch.Tensor, multi_click: bool
     """
     if multi_click:
         return uniforms < probs
-    cdf = torch.cumsum(probs, dim=1)
-    chosen = uniforms[:, :1] < cdf
-    first = chosen.to(torch.int8).argmax(dim=1, keepdim=True)
-    return torch.zeros_like(chosen).scatter_(1, first, chosen.any(dim=1, keepdim=True))
+    # The clicked position is the number of cumulative marginals at or below the draw (K: no click).
+    pos = (torch.cumsum(probs, dim=1) <= uniforms[:, :1]).sum(dim=1, keepdim=True)
+    return torch.arange(probs.shape[1], device=probs.device) == pos
 
 
 class ChoiceModel(Protocol):

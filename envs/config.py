@@ -10,7 +10,8 @@ Top level: the episode and API settings (``num_candidates``, ``slate_size``, ``a
       response:   {dwell_scale, dwell_noise, quality_threshold}
       dynamics:   {initial_budget, step_cost, budget_gain, interest_drift, fatigue_decay, item_fatigue_decay,
                    item_fatigue_weight, genre_fatigue_weight, exposure_fatigue}
-      candidates: {pool_size, mix: {nearest, popular, random}, similarity_temperature, mask_window}
+      candidates: {pool_size, mix: {nearest, popular, random}, similarity_temperature, mask_window,
+                   pool_lifetime}
       new_items:  {per_step, slots, window}
       observation: {history_ema}
 
@@ -132,6 +133,10 @@ class CandidatesConfig(_Section):
     mix: CandidateMix = CandidateMix()
     similarity_temperature: float = Field(0.05, gt=0, description="softmax temperature of LM-nearest retrieval")
     mask_window: int = Field(5, ge=0, description="mask candidates shown in the last mask_window slates (0: never)")
+    pool_lifetime: int = Field(
+        20, ge=0, description="env steps a user's retrieval pool lives: episodes of a user starting in the same "
+        "lifetime share its item set, each in its own order (0: a new pool every episode)"
+    )
 
 
 class NewItemsConfig(_Section):

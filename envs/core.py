@@ -38,9 +38,9 @@ from recgym.envs.candidates import CandidateGenerator
 from recgym.envs.choice import ChoiceModel, make_choice_model, sample_clicks
 from recgym.envs.config import EnvConfig
 from recgym.envs.dynamics import SessionDynamics, UserDynamics
-from recgym.envs.params import SlateView, WorldTensors, take_rows
+from recgym.envs.params import SlateView, WorldTensors, weighted_row_sum
 from recgym.envs.preference import LatentPreference, PreferenceModel
-from recgym.envs.response import QualityResponse, ResponseModel, RewardFn, make_reward
+from recgym.envs.response import QualityResponse, ResponseModel, Responses, RewardFn, make_reward
 from recgym.envs.state import SimState
 from recgym.envs.world import World
 
@@ -106,9 +106,10 @@ class RankingCore:
             if missing:
                 raise ValueError(f"{arg}: {type(comp).__name__} needs state fields {missing} that no component "
                                  f"provides (fields: {', '.join(sorted(probe))})")
-        k = cfg.slate_size
-        self._n_click_draws = k if self.choice.multi_click else 1
-        self.draws_per_step = self._n_click_draws + k + self.candidates.slots  # clicks, dwell noise, new slots
+        # Per step and row: click uniforms and dwell normals (K each for multi-click models, else one: at most
+        # one item is clicked), then the new-item slots.
+        self._per_click = cfg.slate_size if self.choice.multi_click else 1
+        self.draws_per_step = 2 * self._per_click + 1
 
     # ----------------------------------------------------------------- state
     def _fields(self, b: int) -> dict[str, torch.Tensor]:
@@ -144,7 +145,7 @@ class RankingCore:
             raise ValueError(f"init_state: expected users or a positive batch_size, received {batch_size!r}")
         if seed is None:
             seed = int(np.random.SeedSequence().generate_state(2, np.uint64)[0])
-        state = SimState(self._fields(batch_size), t=0)
+        state = SimState(self._fields(batch_size), self.candidates.fields_shared(seed), t=0)
         state.rng.copy_(rng.seed_streams(seed, batch_size, self.device))
         self.reset_rows(state, torch.arange(batch_size, device=self.device), users)
         return state
@@ -240,18 +241,17 @@ class RankingCore:
         view = self.candidates.view(state, slate)
         probs = self.choice.click_probs(self.hidden_logits(state, view))
         u = rng.uniform(rng.hash_words(rng.event_bases(rng.advance(state.rng)), self.draws_per_step))
-        nc, k = self._n_click_draws, cfg.slate_size
+        nc, k = self._per_click, cfg.slate_size
         clicks = sample_clicks(probs, u[:, :nc], self.choice.multi_click)
-        resp = self.response(clicks, view.quality, rng.normal_from_uniform(u[:, nc : nc + k]))
+        resp = self.response(clicks, view.quality, rng.normal_from_uniform(u[:, nc : 2 * nc]))
         reward = self.reward_fn(resp)
         self.dynamics.update(p, state, view, resp)
         self.candidates.record_shown(state, view)
-        self._update_history(state, view, clicks)
-        state.last_click_rate = clicks.sum(1).to(torch.float32).div_(k)
+        self._update_history(state, view, resp)
+        state.last_click_rate = torch.div(resp.n_clicks, k)
         state.step.add_(1)
         terminated = self.dynamics.leaving(p, state)
         truncated = (state.step >= cfg.max_steps) & ~terminated
-        flags = view.rows[..., p.latent_dim + p.NEW :] > 0.5
         info = {
             "slate_items": view.items,
             "click_probs": probs,
@@ -260,32 +260,34 @@ class RankingCore:
             "satisfaction": resp.satisfaction,
             "user": state.user.clone(),
             "user_cold": state.cold.clone(),
-            "item_new": flags[..., 0],
-            "item_head": flags[..., 1],
+            "item_new": view.is_new,
+            "item_head": view.is_head,
         }
         if cfg.info_candidate_relevance:
             info["candidate_click_probs"] = cand_probs
         state.t += 1
-        self.candidates.refresh(state, u[:, nc + k :])
+        self.candidates.refresh(state, u[:, 2 * nc :])
         return reward, terminated, truncated, info
 
-    def _update_history(self, state: SimState, view: SlateView, clicks: torch.Tensor) -> None:
+    def _update_history(self, state: SimState, view: SlateView, resp: Responses) -> None:
         """History summary (what the platform knows of past consumption): an EMA of consumed items' LM
         embeddings, ``h += a * (mean(e) - h)`` for rows with clicks."""
         a = self.config.observation.history_ema
-        h, emb = state.history, self.params.item_emb
+        h, emb, clicks = state.history, self.params.item_emb, resp.clicks
         b, k = clicks.shape
         if b * k * h.shape[1] <= _DENSE_HISTORY_MAX:  # small batches: dense, no host sync
-            n = clicks.sum(1, keepdim=True)
-            w = clicks.to(torch.float32) / n.clamp_min(1)
-            mean = torch.bmm(w.unsqueeze(1), take_rows(emb, view.items)).squeeze(1)
-            h.copy_(torch.where(n > 0, h + (mean - h) * a, h))
+            mean = weighted_row_sum(emb, view.items, resp.click_shares)
+            h.lerp_(mean, resp.any_click * a)  # rows without clicks: weight 0, h unchanged
             return
         # Large batches: in place over the clicked slots only ((B, d) is too big to rewrite every step).
         flat = clicks.view(-1).nonzero().squeeze(1)  # (C,) flat index row * K + position
         if len(flat) == 0:
             return
         row = torch.div(flat, k, rounding_mode="floor")
-        share = clicks.sum(1).to(torch.float32).reciprocal_().index_select(0, row).mul_(a).unsqueeze(1)
         e = emb.index_select(0, view.items.reshape(-1).index_select(0, flat))
-        h.index_add_(0, row, e.sub_(h.index_select(0, row)).mul_(share))
+        old = h.index_select(0, row)
+        if not self.choice.multi_click:  # one click per row at most: h + a * (e - h), rows written once
+            h.index_copy_(0, row, old.lerp_(e, a))
+            return
+        share = resp.n_clicks.reciprocal().index_select(0, row).mul_(a).unsqueeze(1)
+        h.index_add_(0, row, e.sub_(old).mul_(share))

@@ -16,8 +16,9 @@ The default, :class:`SessionDynamics` (settings: :class:`~recgym.envs.config.Dyn
 * **genre fatigue**: ``genre_fatigue`` ``(B, G)`` decays by ``fatigue_decay`` per slate and grows by 1 per
   clicked and ``exposure_fatigue`` per shown-but-unclicked item of the genre; logit ``-=
   genre_fatigue_weight * fatigue``;
-* **item fatigue**: ``slot_consumed`` ``(B, S)`` int32 remembers when each slot's item was last consumed;
-  logit ``-= item_fatigue_weight * item_fatigue_decay ** (slates since)``;
+* **item fatigue**: ``slot_consumed`` ``(B, S)`` int32 remembers the env clock when each slot's item was last
+  consumed (``NEVER``: not in this episode); logit ``-= item_fatigue_weight * item_fatigue_decay ** (slates
+  since)``;
 * **interest drift**: ``interest`` (the preference's field) moves ``interest_drift`` of the way toward the
   mean latent factors of the clicked items, keeping its norm.
 """
@@ -29,7 +30,7 @@ from typing import Protocol, runtime_checkable
 import torch
 
 from recgym.envs.config import DynamicsConfig
-from recgym.envs.params import SlateView, WorldTensors
+from recgym.envs.params import SlateView, WorldTensors, weighted_row_sum
 from recgym.envs.response import Responses
 from recgym.envs.state import NEVER, SimState
 
@@ -68,7 +69,7 @@ class SessionDynamics:
         self.requires = ("interest",) if c.interest_drift > 0 else ()
 
     def fields(self, params: WorldTensors, batch: int, slots: int) -> dict[str, torch.Tensor]:
-        dev = params.items.device
+        dev = params.device
         out = {"budget": torch.zeros(batch, device=dev),
                "genre_fatigue": torch.zeros(batch, params.num_genres, device=dev)}
         if self.config.item_fatigue_weight > 0:
@@ -88,33 +89,33 @@ class SessionDynamics:
             off = state.genre_fatigue.gather(1, view.genre).mul_(-c.genre_fatigue_weight)
         if c.item_fatigue_weight > 0:
             # -weight * decay ** (slates since the item was last consumed); never consumed: decay ** 2^30 = 0
-            age = (state.step.unsqueeze(1) - state.slot_consumed.gather(1, view.keys)).to(torch.float32)
-            item = torch.pow(c.item_fatigue_decay, age).mul_(-c.item_fatigue_weight)
-            off = item if off is None else off.add_(item)
+            consumed = state.slot_consumed.gather(1, view.keys)
+            age = torch.sub(state.t, consumed).to(torch.float32)  # env clock minus the stamp
+            item = torch.pow(c.item_fatigue_decay, age)
+            if c.item_fatigue_decay >= 1.0:  # no decay: 1 ** age is 1 for never-consumed slots too
+                item.masked_fill_(consumed == NEVER, 0.0)
+            off = item.mul_(-c.item_fatigue_weight) if off is None else off.sub_(item, alpha=c.item_fatigue_weight)
         return off
 
     def update(self, params: WorldTensors, state: SimState, view: SlateView, responses: Responses) -> None:
         c = self.config
-        clicks = responses.clicks
-        b, k = clicks.shape
-        cf = clicks.to(torch.float32)
+        clicks, cf = responses.clicks, responses.clicks_f
         if c.item_fatigue_weight > 0:
             sink = state.slot_consumed.shape[1] - 1
-            now = state.step.unsqueeze(1).expand(b, k)
-            state.slot_consumed.scatter_(1, torch.where(clicks, view.keys, sink), now)
-        state.budget.add_(responses.satisfaction * c.budget_gain - c.step_cost).clamp_(max=self.budget_cap)
+            state.slot_consumed.scatter_(1, torch.where(clicks, view.keys, sink), state.t)
+        state.budget.add_(responses.satisfaction, alpha=c.budget_gain).sub_(c.step_cost).clamp_(max=self.budget_cap)
         # 1 per click, exposure_fatigue per shown-but-unclicked item: e + (1 - e) * click
         state.genre_fatigue.mul_(c.fatigue_decay).scatter_add_(
-            1, view.genre, cf * (1.0 - c.exposure_fatigue) + c.exposure_fatigue
+            1, view.genre, torch.mul(cf, 1.0 - c.exposure_fatigue).add_(c.exposure_fatigue)
         )
         if c.interest_drift > 0:
-            n = cf.sum(1, keepdim=True)
-            # Mean latent of the clicked items: (B, 1, K) weights x (B, K, k); rows without clicks keep z.
-            mean_lat = torch.bmm((cf / n.clamp_min(1.0)).unsqueeze(1), view.latent).squeeze(1)
+            # Mean latent of the clicked items; a weight of 0 keeps z as it is in rows without clicks
+            # (z + 0 * (0 - z) == z).
+            mean_lat = weighted_row_sum(params.item_latent, view.items, responses.click_shares)
             z = state.interest
-            moved = torch.lerp(z, mean_lat, c.interest_drift)
-            moved.mul_(z.norm(dim=1, keepdim=True) / moved.norm(dim=1, keepdim=True).clamp_min(1e-8))
-            z.copy_(torch.where(n > 0, moved, z))
+            norm = torch.linalg.vector_norm(z, dim=1, keepdim=True)
+            z.lerp_(mean_lat, responses.any_click * c.interest_drift)
+            z.mul_(norm.div_(torch.linalg.vector_norm(z, dim=1, keepdim=True).clamp_min_(1e-8)))
 
     def leaving(self, params: WorldTensors, state: SimState) -> torch.Tensor:
         return state.budget <= 0

@@ -22,10 +22,11 @@ from recgym.common.config import ConfigError, suggest
 from recgym.envs.config import EnvConfig
 from recgym.envs.world import World
 
-__all__ = ["KNOWN_WORLDS", "make_world", "make_env_config", "world_env_defaults", "adapt_env_config", "initial_item_count",
+__all__ = ["KNOWN_WORLDS", "REAL_WORLDS", "make_encoder", "make_world", "make_env_config", "world_env_defaults", "adapt_env_config", "initial_item_count",
            "explicit_paths"]
 
-KNOWN_WORLDS = ("synthetic", "analytic", "movielens-100k", "ml-latest-small", "log")
+REAL_WORLDS = ("movielens-100k", "ml-latest-small", "log")  # fitted to interactions (need data)
+KNOWN_WORLDS = ("synthetic", "analytic", *REAL_WORLDS)  # the one list of world names (configs import it)
 
 
 def make_env_config(config: EnvConfig | Mapping[str, Any] | None, overrides: Mapping[str, Any]) -> EnvConfig:
@@ -157,7 +158,10 @@ def make_world(
     return _WORLDS[key]
 
 
-def _encoder_from_spec(spec: str | None):  # noqa: ANN202 - returns a TextEncoder
+def make_encoder(spec: str | None):  # noqa: ANN201 - returns a TextEncoder
+    """The encoder named by ``spec`` (the one place names map to encoders; the CLI and the runner use it):
+    ``None`` the bundled MiniLM, ``"hashing"`` the model-free :class:`~recgym.encoders.HashingEncoder`, else a
+    local Hugging Face model directory."""
     from recgym.encoders import HashingEncoder, TransformerEncoder
 
     if spec is None:
@@ -181,7 +185,7 @@ def _build_world(name: str, world_config_json: str, data_dir: str | None, encode
     if name == "synthetic":
         from recgym.envs.worlds.synthetic import SyntheticWorldConfig, make_synthetic_world
 
-        return make_synthetic_world(SyntheticWorldConfig(**cfg), encoder=_encoder_from_spec(encoder), progress=progress)
+        return make_synthetic_world(SyntheticWorldConfig(**cfg), encoder=make_encoder(encoder), progress=progress)
     from recgym.envs.worlds.fitted import make_fitted_world
 
-    return make_fitted_world(name, data_dir=data_dir, encoder=_encoder_from_spec(encoder), progress=progress or None, **cfg)
+    return make_fitted_world(name, data_dir=data_dir, encoder=make_encoder(encoder), progress=progress or None, **cfg)

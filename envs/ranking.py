@@ -10,7 +10,7 @@ import numpy as np
 import torch
 
 from recgym.common.config import ConfigError
-from recgym.envs._shell import CoreShell, check_options, check_seed, step_threads, to_numpy
+from recgym.envs._shell import OBS_FRESH, CoreShell, check_options, check_seed, step_threads, to_numpy
 from recgym.envs.config import EnvConfig
 from recgym.envs.spaces import action_space, actions_to_slate, observation_space
 from recgym.envs.world import World
@@ -61,7 +61,8 @@ class RankingEnv(CoreShell, gym.Env):
     ``world`` (``"synthetic"`` default, ``"analytic"``, ``"movielens-100k"``, ``"ml-latest-small"``, ``"log"``
     or a :class:`~recgym.envs.world.World`), ``config`` (:class:`~recgym.envs.config.EnvConfig` or mapping),
     ``world_config``, ``data_dir``, ``encoder``, ``device``, the components ``preference_model``,
-    ``user_dynamics``, ``choice_model`` (a name - ``"mnl"``, ``"cascade"``, ``"pbm"`` - or a ``ChoiceModel``), ``response_model``, ``reward_fn`` (:mod:`recgym.envs.core`), ``render_mode``
+    ``user_dynamics``, ``choice_model`` (an object, or a name: ``"mnl"``, ``"cascade"``, ``"pbm"``),
+    ``response_model``, ``reward_fn`` (:mod:`recgym.envs.core`), ``render_mode``
     (``"ansi"``), and any :class:`EnvConfig` field as a keyword, sections as mappings that merge
     (``slate_size=5, dynamics={"step_cost": 0.5}``; unknown keys raise with their path and a suggestion).
 
@@ -127,7 +128,7 @@ class RankingEnv(CoreShell, gym.Env):
             state = self._state
             self._done = False
             self._last = None
-            obs = to_numpy(self.core.observe(state, copy=False), squeeze=True)
+            obs = to_numpy(self.core.observe(state, copy=False), squeeze=True, fresh=OBS_FRESH)
         return obs, {"user": int(state.user[0]), "user_cold": bool(state.cold[0])}
 
     def step(self, action: Any):
@@ -135,8 +136,8 @@ class RankingEnv(CoreShell, gym.Env):
         with step_threads(1):
             slate = actions_to_slate(action, self._state.mask, self.config, batched=False, strict=self.config.strict)
             reward, terminated, truncated, info_t = self.core.step(self._state, slate)
-            obs = to_numpy(self.core.observe(self._state, copy=False), squeeze=True)
-            info = to_numpy(info_t, squeeze=True)
+            obs = to_numpy(self.core.observe(self._state, copy=False), squeeze=True, fresh=OBS_FRESH)
+            info = to_numpy(info_t, squeeze=True, fresh=info_t)
         term, trunc = bool(terminated[0]), bool(truncated[0])
         self._done = term or trunc
         info["user"] = int(info["user"])

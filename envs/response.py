@@ -6,6 +6,7 @@ dwell and negative satisfaction. Swap in your own with ``RankingCore(..., respon
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -19,16 +20,37 @@ __all__ = ["Responses", "ResponseModel", "QualityResponse", "RewardFn", "Weighte
 @dataclass(frozen=True)
 class Responses:
     """Per-slate feedback. ``clicks`` ``(B, K)`` bool, ``engagement`` ``(B, K)`` float32 dwell of clicked items
-    (0 elsewhere), ``satisfaction`` ``(B,)`` float32 sum over clicked items of ``quality - threshold``."""
+    (0 elsewhere), ``satisfaction`` ``(B,)`` float32 sum over clicked items of ``quality - threshold``.
+    ``clicks_f`` ``(B, K)`` and ``n_clicks`` ``(B,)`` float32 are computed once, on first use."""
 
     clicks: torch.Tensor
     engagement: torch.Tensor
     satisfaction: torch.Tensor
 
+    @functools.cached_property
+    def clicks_f(self) -> torch.Tensor:
+        return self.clicks.to(torch.float32)
+
+    @functools.cached_property
+    def n_clicks(self) -> torch.Tensor:
+        return self.clicks_f.sum(dim=1)
+
+    @functools.cached_property
+    def click_shares(self) -> torch.Tensor:
+        """``(B, K)`` float32: ``1 / n_clicks`` at clicked positions, 0 elsewhere (weights of a mean over clicks)."""
+        return self.clicks_f / self.n_clicks.unsqueeze(1).clamp_min(1.0)
+
+    @functools.cached_property
+    def any_click(self) -> torch.Tensor:
+        """``(B, 1)`` float32: 1 where the user clicked something."""
+        return (self.n_clicks > 0).unsqueeze(1).to(torch.float32)
+
 
 class ResponseModel(Protocol):
     def __call__(self, clicks: torch.Tensor, quality: torch.Tensor, noise: torch.Tensor) -> Responses:
-        """``clicks`` ``(B,K)`` bool, ``quality`` ``(B,K)`` of the slate items, ``noise`` ``(B,K)`` N(0,1)."""
+        """``clicks`` ``(B,K)`` bool, ``quality`` ``(B,K)`` of the slate items, ``noise`` N(0,1) draws broadcastable
+        to ``(B,K)``: ``(B,K)``, or ``(B,1)`` for single-click choice models (one click at most per slate, so
+        one draw per user serves it)."""
         ...
 
 
@@ -46,9 +68,10 @@ class QualityResponse:
         self.quality_threshold = quality_threshold
 
     def __call__(self, clicks: torch.Tensor, quality: torch.Tensor, noise: torch.Tensor) -> Responses:
-        c = clicks.to(quality.dtype)
-        dwell = self.dwell_scale * quality * torch.exp((self.dwell_noise * noise).clamp(max=_MAX_LOG_DWELL)) * c
-        satisfaction = ((quality - self.quality_threshold) * c).sum(dim=1)
+        q = quality * clicks
+        # The exponent is capped so a large valid dwell_noise cannot overflow float32 (noise may be (B, 1)).
+        dwell = q * torch.exp((noise * self.dwell_noise).clamp_(max=_MAX_LOG_DWELL)).mul_(self.dwell_scale)
+        satisfaction = (quality - self.quality_threshold).mul_(clicks).sum(dim=1)
         return Responses(clicks=clicks, engagement=dwell, satisfaction=satisfaction)
 
 
@@ -65,14 +88,14 @@ class WeightedReward:
         self.w = (float(clicks), float(engagement), float(satisfaction))
 
     def __call__(self, responses: Responses) -> torch.Tensor:
-        wc, we, ws = self.w
-        r = torch.zeros_like(responses.satisfaction)
-        if wc:
-            r = r + wc * responses.clicks.sum(dim=1).to(r.dtype)
-        if we:
-            r = r + we * responses.engagement.sum(dim=1)
-        if ws:
-            r = r + ws * responses.satisfaction
+        terms = [(w, f) for w, f in zip(self.w, (lambda: responses.n_clicks, lambda: responses.engagement.sum(dim=1),
+                                                  lambda: responses.satisfaction), strict=True) if w]
+        if not terms:
+            return torch.zeros_like(responses.satisfaction)
+        (w0, f0), rest = terms[0], terms[1:]
+        r = f0() * w0 if w0 != 1.0 or rest else f0().clone()  # a fresh tensor: callers may keep it
+        for w, f in rest:
+            r.add_(f(), alpha=w)
         return r
 
 

@@ -23,7 +23,9 @@ from __future__ import annotations
 
 import torch
 
-__all__ = ["seed_streams", "split", "advance", "event_bases", "hash_words", "uniform", "normal_from_uniform"]
+__all__ = [
+    "seed_streams", "split", "advance", "event_bases", "keyed_bases", "hash_words", "uniform", "normal_from_uniform",
+]
 
 _MASK64 = (1 << 64) - 1
 _LCG_A = 6364136223846793005  # Knuth's MMIX multiplier (fits int64)
@@ -60,6 +62,13 @@ def _splitmix64_t(x: torch.Tensor) -> torch.Tensor:
     z = (z ^ ((z >> 30) & ((1 << 34) - 1))) * _signed64(0xBF58476D1CE4E5B9)
     z = (z ^ ((z >> 27) & ((1 << 37) - 1))) * _signed64(0x94D049BB133111EB)
     return z ^ ((z >> 31) & ((1 << 33) - 1))
+
+
+def keyed_bases(key: int, ids: torch.Tensor, epoch: int) -> torch.Tensor:
+    """``(R,)`` int32 event bases of streams named by ``(key, id, epoch)`` (``ids`` ``(R,)`` int64), for draws
+    that belong to an entity rather than to a row — e.g. a user's retrieval pool in a pool lifetime."""
+    z = _splitmix64_t(_splitmix64_t(ids) + _signed64(epoch * 0x9E3779B97F4A7C15)) ^ _signed64(key)
+    return (_splitmix64_t(z) >> 32).to(torch.int32)
 
 
 def split(words: torch.Tensor, copies: int) -> torch.Tensor:
@@ -106,8 +115,9 @@ def hash_words(bases: torch.Tensor, n: int) -> torch.Tensor:
 
 
 def uniform(words: torch.Tensor) -> torch.Tensor:
-    """Words (int32) -> float32 uniforms in the open interval (0, 1), 24 random bits each (new tensor)."""
-    return (words >> 8).to(torch.float32).add_(8388608.5).mul_(2.0**-24)
+    """Words (int32) -> float32 uniforms in the open interval (0, 1), 23 random bits each (new tensor): the
+    bits become the mantissa of a float in [1, 2), shifted by just under 1."""
+    return torch.bitwise_and(words, 0x7FFFFF).bitwise_or_(0x3F800000).view(torch.float32).sub_(1.0 - 2.0**-24)
 
 
 def normal_from_uniform(u: torch.Tensor) -> torch.Tensor:

@@ -89,6 +89,16 @@ class RankingSB3VecEnv(VecEnv):
     def oracle_scores(self) -> np.ndarray:
         return self.venv.oracle_scores()
 
+    def state_dict(self) -> dict[str, Any]:
+        """:meth:`RankingVectorEnv.state_dict` of the wrapped env (tensors and plain data; exact resume)."""
+        return self.venv.state_dict()
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Continue from :meth:`state_dict` (see :meth:`RankingVectorEnv.load_state_dict`); a pending
+        ``seed`` is dropped: the restored streams replace it."""
+        self.venv.load_state_dict(state)
+        self._reset_seeds()
+
     def reset(self):
         seed = self._seeds[0]
         obs, info = self.venv.reset(seed=seed)

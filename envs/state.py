@@ -31,7 +31,9 @@ from recgym.envs import rng as rng_mod
 __all__ = ["SimState", "NEVER"]
 
 _FORMAT = 1
-NEVER = -(2**30)  # "last shown/consumed at step NEVER" in per-slot tables: long ago for any window or decay
+# "Last shown/consumed at env time NEVER" in per-slot tables: long ago for any window or decay (while the
+# env clock stays below 2**30 steps, so that clock - NEVER fits an int32).
+NEVER = -(2**30)
 
 
 class SimState:

@@ -31,9 +31,18 @@ from gymnasium.vector import AutoresetMode, VectorEnv
 from gymnasium.vector.utils import batch_space
 
 from recgym.common.config import ConfigError
-from recgym.envs._shell import CoreShell, check_options, check_seed, step_thread_count, step_threads, to_numpy
+from recgym.envs._shell import (
+    OBS_FRESH,
+    CoreShell,
+    check_options,
+    check_seed,
+    step_thread_count,
+    step_threads,
+    to_numpy,
+)
 from recgym.envs.config import EnvConfig
 from recgym.envs.spaces import action_space, actions_to_slate, observation_space
+from recgym.envs.state import SimState
 from recgym.envs.world import World
 
 __all__ = ["RankingVectorEnv"]
@@ -102,6 +111,53 @@ class RankingVectorEnv(CoreShell, VectorEnv):
         self._require_reset("oracle_scores")
         return self._oracle_batch()
 
+    def state_dict(self) -> dict[str, Any]:
+        """Everything this env needs to continue bit-identically, as tensors and plain data (``torch.save``
+        then ``torch.load(..., weights_only=True)`` reads it back): ``sim`` (:meth:`SimState.state_dict`: the
+        users' tables, the clock and the random streams), ``pending_reset`` ``(B,)`` bool (``next_step``
+        autoresets due at the next step) and ``np_random`` (the seeding generator's state, a plain dict).
+        Copies: later steps do not change it."""
+        self._require_reset("state_dict")
+        return {"sim": self._state.state_dict(), "pending_reset": self._pending_reset.detach().cpu().clone(),
+                "np_random": self.np_random.bit_generator.state}
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        """Continue from :meth:`state_dict` of an env built with the same world, config and ``num_envs`` (also
+        before any ``reset``). A state that does not fit raises ``ValueError`` naming the field, expected and
+        received; nothing is changed then."""
+        if not isinstance(state, Mapping) or not {"sim", "pending_reset"} <= set(state):
+            got = sorted(state) if isinstance(state, Mapping) else type(state).__name__
+            raise ValueError(f"load_state_dict: expected a mapping with 'sim' and 'pending_reset', received {got}")
+        try:
+            sim = SimState.from_state_dict(state["sim"], device=self.core.device)
+        except (ValueError, TypeError, KeyError, AttributeError, RuntimeError) as exc:
+            raise ValueError(f"load_state_dict: field 'sim': {exc}") from None
+        ref = self.core.init_state(batch_size=1, seed=0)
+        if sim.names() != ref.names():
+            raise ValueError(f"load_state_dict: field 'sim': expected the fields {list(ref.names())} of this env's "
+                             f"components, received {list(sim.names())}")
+        batched_names = {n for n, _ in ref.batched()}
+        for name in ref.names():
+            want, got = getattr(ref, name), getattr(sim, name)
+            batched = name in batched_names
+            want_shape = (self.num_envs, *want.shape[1:]) if batched else tuple(want.shape)
+            if got.dtype != want.dtype or tuple(got.shape) != want_shape:
+                raise ValueError(f"load_state_dict: field 'sim.{name}': expected {want.dtype} {want_shape}, received "
+                                 f"{got.dtype} {tuple(got.shape)} (another world, config or num_envs?)")
+        pending = state["pending_reset"]
+        if not isinstance(pending, torch.Tensor) or pending.dtype != torch.bool or tuple(pending.shape) != (self.num_envs,):
+            got = f"{pending.dtype} {tuple(pending.shape)}" if isinstance(pending, torch.Tensor) else type(pending).__name__
+            raise ValueError(f"load_state_dict: field 'pending_reset': expected bool ({self.num_envs},), received {got}")
+        if "np_random" in state:
+            gen = np.random.Generator(np.random.PCG64())
+            try:
+                gen.bit_generator.state = state["np_random"]
+            except (TypeError, ValueError, KeyError) as exc:
+                raise ValueError(f"load_state_dict: field 'np_random': expected a numpy PCG64 state ({exc})") from None
+            self._np_random = gen
+        self._state = sim
+        self._pending_reset = pending.to(self.core.device, copy=True)
+
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
         if isinstance(seed, (list, tuple)):
             raise ConfigError("seed: expected one int seed for all users (the native vector env seeds them from one "
@@ -124,7 +180,7 @@ class RankingVectorEnv(CoreShell, VectorEnv):
             else:
                 self.core.reset_rows(self._state, self._all_rows, users)
             self._pending_reset.zero_()
-            obs = to_numpy(self.core.observe(self._state, copy=False))
+            obs = to_numpy(self.core.observe(self._state, copy=False), fresh=OBS_FRESH)
         return obs, self._vector_info({"user": self._state.user.cpu().numpy()})
 
     def step(self, actions: Any):
@@ -142,15 +198,15 @@ class RankingVectorEnv(CoreShell, VectorEnv):
         slate = actions_to_slate(actions, state.mask, self.config, batched=True, strict=self.config.strict)
         reward, terminated, truncated, info_t = core.step(state, slate)
         done = terminated | truncated
-        info_t["episode_step"] = state.step.to(torch.int64)
+        info_t["episode_step"] = state.step.to(torch.int64, copy=True)
         if self.metadata["autoreset_mode"] is AutoresetMode.SAME_STEP:
-            step_info = to_numpy(info_t)
+            step_info = to_numpy(info_t, fresh=info_t)
             if not bool(done.any()):
-                obs, info = to_numpy(core.observe(state, copy=False)), self._vector_info(step_info)
+                obs, info = to_numpy(core.observe(state, copy=False), fresh=OBS_FRESH), self._vector_info(step_info)
             else:
                 final_obs = _final_observations(core.observe(state, copy=False), done)
                 self._reset_slots(done)
-                obs = to_numpy(core.observe(state, copy=False))
+                obs = to_numpy(core.observe(state, copy=False), fresh=OBS_FRESH)
                 done_np = done.cpu().numpy()
                 # The ending slots' step values are read through final_info (the same arrays, other masks).
                 info = self._vector_info(step_info, valid=~done_np)
@@ -163,8 +219,8 @@ class RankingVectorEnv(CoreShell, VectorEnv):
                 reward = torch.where(pending, torch.zeros_like(reward), reward)
                 terminated, truncated = terminated & ~pending, truncated & ~pending
             self._pending_reset = terminated | truncated
-            obs = to_numpy(core.observe(state, copy=False))
-            info = self._vector_info(to_numpy(info_t), valid=(~pending).cpu().numpy() if any_pending else None)
+            obs = to_numpy(core.observe(state, copy=False), fresh=OBS_FRESH)
+            info = self._vector_info(to_numpy(info_t, fresh=info_t), valid=(~pending).cpu().numpy() if any_pending else None)
             if any_pending:
                 self._put_reset_info(info)
         return (

@@ -52,6 +52,7 @@ from recgym.common.config import ConfigError, StrictModel, suggest
 from recgym.common.device import check_device
 from recgym.common.yamlio import load_yaml_file, load_yaml_text
 from recgym.envs.config import EnvConfig
+from recgym.envs.factory import KNOWN_WORLDS, REAL_WORLDS
 from recgym.envs.fairness import FairRewardConfig
 from recgym.experiments.enrichment import TextConfig
 from recgym.experiments.multimodal import FeaturesConfig
@@ -61,8 +62,6 @@ __all__ = [
     "apply_overrides", "config_diff", "config_hash", "load_config",
 ]
 
-KNOWN_WORLDS = ("synthetic", "analytic", "movielens-100k", "ml-latest-small", "log")
-REAL_WORLDS = ("movielens-100k", "ml-latest-small", "log")
 EVAL_SEED_MAX = 2**32 - 1
 """Largest evaluation seed: each seed ``s`` also makes per-episode env seeds ``s * 1000 + e`` (and the agents'
 seeds ``s + 1``), which must stay within what numpy and torch accept."""

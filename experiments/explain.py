@@ -47,12 +47,6 @@ def profile_aspects(text: str) -> list[tuple[str, str]]:
     return out
 
 
-def _encoder(spec: str | None) -> Any:
-    from recgym.encoders import HashingEncoder, TransformerEncoder
-
-    return HashingEncoder() if spec == "hashing" else TransformerEncoder(spec)
-
-
 def aspect_context(world: Any, users: np.ndarray, encoder_spec: str | None) -> tuple[list, list, str]:
     """``(aspect names per row, (A, d) occluded profile vectors per row, note)``; empty lists and a note
     when the world has no text encoder or the encoder does not reproduce its profile vectors."""
@@ -60,8 +54,9 @@ def aspect_context(world: Any, users: np.ndarray, encoder_spec: str | None) -> t
         return [[] for _ in users], [np.zeros((0, world.catalog.dim), np.float32) for _ in users], \
             "profile aspects: not scored (the world's profiles are not LM-encoded texts)"
     from recgym.encoders.fusion import pad_profiles
+    from recgym.envs.factory import make_encoder
 
-    base = _encoder(encoder_spec)
+    base = make_encoder(encoder_spec)
     dim = world.population.embeddings.shape[1]
 
     def encode(texts: list[str]) -> np.ndarray:  # a fused world's profiles: text vectors padded with zeros

@@ -356,13 +356,13 @@ def _run(cfg: ExperimentConfig, out: Path, continuing: bool, console: Any, t0: f
                 "command": sys.argv}
     atomic_write_json(out / "run.json", run_info)
     if cfg.is_real_world and not (out / "fidelity" / "fidelity.md").is_file():
-        from recgym.envs.factory import _encoder_from_spec
+        from recgym.envs.factory import make_encoder
         from recgym.envs.worlds.fitted import FitConfig
         from recgym.experiments.fidelity import FidelityConfig, cached_fidelity_report
 
         console.print("real-data world: fidelity report card (reused from the cache when this world has one) ...")
         fid_cfg = FidelityConfig(fit=FitConfig.model_validate(dict(cfg.world_config)))
-        report, hit = cached_fidelity_report(cfg.world, cfg.data_dir, out / "fidelity", _encoder_from_spec(cfg.encoder),
+        report, hit = cached_fidelity_report(cfg.world, cfg.data_dir, out / "fidelity", make_encoder(cfg.encoder),
                                              config=fid_cfg, progress=True)
         console.print(f"fidelity ({'cached' if hit else 'computed'}): {report['verdict']}")
 

@@ -29,9 +29,13 @@ killed write are removed when the folder is opened. Version-1 folders (``latest.
 manifests) still resume from the file ``latest.json`` names, under the same checks.
 
 On resume the learning curve comes from the verified checkpoint and ``train_log.csv`` is rewritten to it,
-then only the remaining budget is trained. The env is reseeded from ``(seed, step)``: a resumed run has the
-same step count and schedule, not bit-identical trajectories (the in-flight episodes of the killed process
-are not restored). DQN resumes with an empty replay buffer.
+then only the remaining budget is trained. Resume is exact: the checkpoint also holds the training env's
+state (``sim``: :meth:`~recgym.envs.vector.RankingVectorEnv.state_dict` - users' tables, clock, random
+streams) and the learner state (``learner``: :func:`~recgym.experiments.resume.learner_state` - rollout
+position, episode statistics, counters, DQN's replay buffer), so a run killed mid-training and resumed
+trains the same trajectories and writes the same metrics as one that was never interrupted. Checkpoints
+without them (written before exact resume) still resume approximately: the env is reseeded from
+``(seed, step)`` and DQN starts with an empty replay buffer (a notice says so).
 
 A full disk while writing a checkpoint raises :class:`~recgym.common.errors.DiskFullError` (the previous
 checkpoint stays the newest valid one).
@@ -65,6 +69,7 @@ from recgym.common.io import (
     sha256_bytes,
 )
 from recgym.envs.sb3 import RankingSB3VecEnv
+from recgym.experiments.resume import check_learner_state, learner_state, load_learner_state
 
 __all__ = ["CheckpointMismatchError", "NaNLossError", "train_rl", "find_resume_checkpoint"]
 
@@ -155,9 +160,26 @@ def _apply_checkpoint(agent: Any, ckpt: dict[str, Any], where: Path) -> None:
         _restore_rng(agent, ckpt["rng"])
     except (RuntimeError, ValueError, KeyError, TypeError, AttributeError) as exc:
         raise CorruptFileError(f"{where}: field 'rng': cannot be restored ({exc})") from None
-    if hasattr(model.policy, "q_net_target"):
+    if hasattr(model.policy, "q_net_target") and "learner" not in ckpt:  # exact checkpoints hold the target net
         model.policy.q_net_target.load_state_dict(model.policy.q_net.state_dict())
     _sync_agent(agent)
+
+
+def _restore_training_state(ckpt: dict[str, Any], model: Any, venv: RankingSB3VecEnv, menv: VecMonitor, where: Path,
+                            notify: Callable[[str], None] | None) -> None:
+    """The env and learner state of an exact checkpoint (the run continues bit-identically); an older
+    checkpoint without them resumes on a reseeded env, with a notice."""
+    if "learner" not in ckpt:
+        (notify or log.warning)(f"{where}: written before exact resume (no env or learner state): training continues "
+                                "on a reseeded env" + (" with an empty replay buffer" if hasattr(model, "replay_buffer")
+                                                       else ""))
+        return
+    try:
+        venv.load_state_dict(ckpt["sim"])
+        load_learner_state(model, ckpt["learner"], menv)
+    except ValueError as exc:
+        raise CorruptFileError(f"{where}: {str(exc).removeprefix('load_state_dict: ')} (does not fit this run's "
+                               "training env or agent)") from None
 
 
 def _sync_agent(agent: Any) -> None:
@@ -263,6 +285,15 @@ def _check_payload(payload: Any, where: Path, step: int) -> dict[str, Any]:
             except (TypeError, RuntimeError, ValueError) as exc:
                 raise CorruptFileError(f"{where}: field 'rng.{key}': expected a torch generator state, received an "
                                        f"invalid one ({str(exc)[:120]})") from None
+    if ("sim" in payload) != ("learner" in payload):
+        raise CorruptFileError(f"{where}: fields 'sim' and 'learner': expected both (exact resume) or neither, "
+                               f"received only {'sim' if 'sim' in payload else 'learner'}")
+    if "learner" in payload:
+        _field(where, payload, "sim", dict, "the training env's state")
+        try:
+            check_learner_state(payload["learner"])
+        except ValueError as exc:
+            raise CorruptFileError(f"{where}: {exc}") from None
     curve = _field(where, payload, "curve", list, "the learning curve rows")
     for i, row in enumerate(curve):
         if not isinstance(row, dict) or not isinstance(row.get("step"), (int, float)) or \
@@ -379,15 +410,16 @@ def find_resume_checkpoint(ckpt_dir: Path, cfg_hash: str,
     return payload
 
 
-def _save(ckpt_dir: Path, agent: Any, venv: RankingSB3VecEnv, step: int, cfg_hash: str,
+def _save(ckpt_dir: Path, agent: Any, menv: VecMonitor, step: int, cfg_hash: str,
           curve: list[dict[str, float]], keep: int) -> None:
     """``step_<N>.pt``, then its manifest ``step_<N>.json``, then ``latest.json``; all atomic. Prunes to ``keep``."""
     from recgym import __version__
 
-    model = agent.model
+    model, venv = agent.model, menv.venv
     payload = {"format": CKPT_FORMAT, "version": CKPT_VERSION, "step": step, "config_hash": cfg_hash,
                "policy": model.policy.state_dict(), "optimizer": model.policy.optimizer.state_dict(),
-               "rng": _rng_state(agent, venv), "curve": curve}
+               "rng": _rng_state(agent, venv), "curve": curve,
+               "sim": venv.state_dict(), "learner": learner_state(model, menv)}
     buf = io.BytesIO()
     torch.save(payload, buf)
     data = buf.getvalue()
@@ -442,6 +474,7 @@ def train_rl(agent: Any, *, world: Any, train_env_cfg: Any, budget: int, num_env
         model.set_logger(configure(str(tb_dir), ["tensorboard"]))
     if ckpt:
         _apply_checkpoint(agent, ckpt, ckpt_dir / f"step_{start:010d}.pt")
+        _restore_training_state(ckpt, model, venv, menv, ckpt_dir / f"step_{start:010d}.pt", notify)
         curve = [dict(r) for r in ckpt["curve"] if r["step"] <= start]  # verified: the log may be stale
     else:
         curve = [{"step": 0.0, "eval_return": curve_fn(agent)}]
@@ -474,7 +507,7 @@ def train_rl(agent: Any, *, world: Any, train_env_cfg: Any, budget: int, num_env
         if model.logger is not None:
             model.logger.record("eval/return", row["eval_return"])
             model.logger.dump(step)
-        _save(ckpt_dir, agent, venv, step, cfg_hash, curve, keep)
+        _save(ckpt_dir, agent, menv, step, cfg_hash, curve, keep)
         progress(step)
     if ckpt and step >= budget and start == step:
         pass  # finished earlier: weights restored from the final checkpoint

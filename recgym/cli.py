@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -28,11 +29,9 @@ EncoderOpt = Annotated[
 
 
 def _encoder(spec: str | None):  # noqa: ANN202 - returns a TextEncoder
-    from recgym.encoders import HashingEncoder, TransformerEncoder
+    from recgym.envs.factory import make_encoder
 
-    if spec == "hashing":
-        return HashingEncoder()
-    return TransformerEncoder(spec)
+    return make_encoder(spec)
 
 
 def _fail(exc: BaseException) -> None:
@@ -92,21 +91,29 @@ def bench_env(
     threads: Annotated[Optional[int], typer.Option(help="torch intra-op threads (default: torch's)")] = None,  # noqa: UP045
     world: Annotated[str, typer.Option(help="world name")] = "synthetic",
     repeats: Annotated[int, typer.Option(min=1, help="timed windows per figure; the median is reported")] = 5,
+    steps: Annotated[Optional[int], typer.Option(min=1, help="env steps per window (default: 1M / B, within "  # noqa: UP045
+                                                  "100..2,000)")] = None,
+    contention: Annotated[bool, typer.Option("--contention", help="measure again beside one CPU-bound process "
+                                             "and report the slowdown factor")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="one JSON object per B; the last line is the last B")] = False,
 ) -> None:
     """User-steps/s of the batched simulator (candidate generation, choice, dynamics, observation)."""
-    from recgym.experiments.bench_env import run_env_benchmark
+    from recgym.benchmarks.env import describe, run_env_benchmark, run_env_contention
 
     for b in num_envs:
-        r = run_env_benchmark(b, candidates, slate_size, device, world=world, threads=threads, repeats=repeats)
+        kw = dict(candidates=candidates, slate_size=slate_size, device=device, world=world, threads=threads,
+                  repeats=repeats, steps=steps)
+        if contention:
+            r = run_env_contention(b, **kw)
+            if not as_json:
+                typer.echo(f"quiet:     {describe(r['quiet'])}\ncontended: {describe(r['contended'])}\n"
+                           f"slowdown beside one CPU-bound process: {r['slowdown']}")
+        else:
+            r = run_env_benchmark(b, **kw)
+            if not as_json:
+                typer.echo(describe(r))
         if as_json:
             typer.echo(json.dumps(r))
-        else:
-            typer.echo(
-                f"B={b:6d} N={candidates} K={slate_size} d={r['dim']} {r['device']} threads={r['threads']}: "
-                f"core {r['core_user_steps_per_s']:>12,.0f} user-steps/s   vector env {r['vector_user_steps_per_s']:>12,.0f} "
-                f"(same_step autoreset {r['vector_same_step_user_steps_per_s']:>10,.0f})"
-            )
 
 
 @bench_app.command("encode")
@@ -116,7 +123,7 @@ def bench_encode(
     as_json: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
     """Encoding throughput (MiniLM, hashing) and warm-cache load time."""
-    from recgym.experiments.bench_encode import default_world_texts, run_encode_benchmark
+    from recgym.benchmarks.encode import default_world_texts, run_encode_benchmark
 
     texts, source = default_world_texts(n_items)
     res = {"texts_source": source, **run_encode_benchmark(texts, batch_sizes=batch_sizes)}
@@ -137,18 +144,27 @@ def bench_train(
     threads: Annotated[Optional[int], typer.Option(help="torch intra-op threads (default: torch's)")] = None,  # noqa: UP045
     world: Annotated[str, typer.Option(help="world name")] = "synthetic",
     seed: Annotated[int, typer.Option(min=0)] = 0,
+    contention: Annotated[bool, typer.Option("--contention", help="measure again beside one CPU-bound process "
+                                             "and report the slowdown factor")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="the last line is one JSON object")] = False,
 ) -> None:
     """RL training throughput: env-steps/s including policy updates."""
-    from recgym.experiments.bench_train import run_train_benchmark
+    from recgym.benchmarks.contention import contention_report
+    from recgym.benchmarks.train import run_train_benchmark
+
+    def once() -> dict:
+        return run_train_benchmark(agent, total_steps, num_envs, device, seed, world, threads)
 
     try:
-        r = run_train_benchmark(agent, total_steps, num_envs, device, seed, world, threads)
+        r = contention_report(once, ["env_steps_per_s"]) if contention else once()
     except ValueError as exc:
         _fail(exc)
     if not as_json:
-        typer.echo(f"{agent} on {r['world']}: {r['env_steps_per_s']:,.0f} env-steps/s "
-                   f"({r['env_steps']} steps, {r['num_envs']} envs, {r['device']}, {r['torch_threads']} threads)")
+        for label, x in ((("quiet", r["quiet"]), ("contended", r["contended"])) if contention else (("", r),)):
+            typer.echo(f"{label + ': ' if label else ''}{agent} on {x['world']}: {x['env_steps_per_s']:,.0f} env-steps/s "
+                       f"({x['env_steps']} steps, {x['num_envs']} envs, {x['device']}, {x['torch_threads']} threads)")
+        if contention:
+            typer.echo(f"slowdown beside one CPU-bound process: {r['slowdown']}")
     typer.echo(json.dumps(r, default=str))
 
 
@@ -366,8 +382,18 @@ def explain(
         _fail(exc)
 
 
+def shared_machine_defaults() -> None:
+    """Before torch loads: OpenMP worker threads sleep when they wait instead of spinning
+    (``OMP_WAIT_POLICY=PASSIVE``), unless the user set ``OMP_WAIT_POLICY`` or ``GOMP_SPINCOUNT``. On a shared
+    machine a spinning worker fights other processes (and our own main thread) for a core: with the default
+    policy a 2-thread step ran up to ~10x slower beside other jobs (benchmarks/RESULTS.md)."""
+    if "OMP_WAIT_POLICY" not in os.environ and "GOMP_SPINCOUNT" not in os.environ:
+        os.environ["OMP_WAIT_POLICY"] = "PASSIVE"
+
+
 def main() -> None:
     """Console entry point."""
+    shared_machine_defaults()
     app(prog_name="recgym")
 
 

@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -38,9 +39,32 @@ def test_encode_missing_file_fails_clearly(tmp_path):
 
 def test_bench_env_json_last_line(tmp_path):
     out = run("bench", "env", "--num-envs", "16", "--candidates", "20", "--slate-size", "3",
-              "--threads", "1", "--json").stdout
+              "--threads", "1", "--repeats", "2", "--steps", "50", "--json").stdout
     rec = json.loads(out.strip().splitlines()[-1])
     assert rec["user_steps_per_s"] > 0 and rec["num_envs"] == 16
+    assert rec["steps"] == 50 and len(rec["core_user_steps_per_s_runs"]) == 2
+
+
+def test_bench_env_contention_reports_slowdown_and_leaves_no_helper(tmp_path):
+    """--contention measures beside a CPU-bound process and stops it; the CLI sleeps idle OpenMP threads."""
+    env = {k: v for k, v in os.environ.items() if k not in ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT")}
+    out = subprocess.run([sys.executable, "-m", "recgym", "bench", "env", "--num-envs", "1", "--candidates", "20",
+                          "--slate-size", "3", "--repeats", "1", "--steps", "50", "--contention", "--json"], capture_output=True,
+                         text=True, env={**env, "HF_HUB_OFFLINE": "1"}, timeout=600, check=True).stdout
+    rec = json.loads(out.strip().splitlines()[-1])
+    assert rec["helpers"] == 1 and rec["slowdown"]["core_user_steps_per_s"] > 0
+    assert set(rec["slowdown"]) >= {"core_user_steps_per_s", "vector_user_steps_per_s", "single_env_steps_per_s"}
+    assert rec["threads"]["OMP_WAIT_POLICY"] == "PASSIVE"
+
+    leftovers = [p for p in Path("/proc").glob("[0-9]*") if _cmdline(p).endswith("while True: pass")]
+    assert not leftovers
+
+
+def _cmdline(proc: Path) -> str:
+    try:
+        return (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace").strip()
+    except OSError:
+        return ""
 
 
 @pytest.mark.parametrize("name", ["ml-1m"])

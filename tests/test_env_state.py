@@ -154,7 +154,7 @@ class FixedLengthSessions:
         self.length = length
 
     def fields(self, params, batch, slots):
-        return {"left": torch.zeros(batch, device=params.items.device)}
+        return {"left": torch.zeros(batch, device=params.device)}
 
     def reset(self, params, state, rows, users):
         state.left.index_fill_(0, rows, float(self.length))
@@ -249,3 +249,19 @@ def test_nested_config_paths_moves_shorthands_and_deep_merge(small_world):
     assert merged.reward.name == "clicks" and merged.choice.model == "pbm"
     env = RankingEnv(small_world, config=cfg, num_candidates=30, candidates={"pool_size": 90})
     assert env.config.choice.model == "pbm" and env.config.candidates.pool_size == 90
+
+
+def test_a_pool_lives_pool_lifetime_steps_and_each_episode_orders_it(small_world):
+    core = RankingCore(small_world, CFG.merged({"candidates": {"pool_lifetime": 10}}))
+    state = core.init_state(torch.tensor([3, 3, 5]), seed=0)
+    a, b, other = (state.pool[i].tolist() for i in range(3))
+    assert set(a) == set(b) and a != b and set(a) != set(other)  # one item set per user, own orders
+    state.t = 9
+    core.reset_rows(state, torch.tensor([2]), torch.tensor([3]))
+    assert set(state.pool[2].tolist()) == set(a)  # same lifetime
+    state.t = 10
+    core.reset_rows(state, torch.tensor([2]), torch.tensor([3]))
+    assert set(state.pool[2].tolist()) != set(a)  # a new lifetime draws a new pool
+    fresh = RankingCore(small_world, CFG.merged({"candidates": {"pool_lifetime": 0}}))
+    state = fresh.init_state(torch.tensor([3, 3]), seed=0)
+    assert set(state.pool[0].tolist()) != set(state.pool[1].tolist())  # 0: a pool per episode

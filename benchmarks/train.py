@@ -1,6 +1,6 @@
 """Training throughput of the RL agents (env-steps/s including policy updates).
 
-    python -m recgym.experiments.bench_train --agent ppo --total-steps 100000 --num-envs 256 --threads 1
+    python -m recgym.benchmarks.train --agent ppo --total-steps 100000 --num-envs 256 --threads 1
 
 Prints a human-readable summary, then one JSON line (the last line) with ``env_steps_per_s``.
 """

@@ -9,7 +9,7 @@ Measures, on the default world's item texts (``recgym.envs.worlds.synthetic``; a
 - time to load a warm cache of 10,000 x 384 float32 through :func:`encode_with_cache` (key computation, full
   verification: manifest, shape, dtype, finiteness, sha256 of the file) - target < 1 s.
 
-Run: ``HF_HUB_OFFLINE=1 python -m recgym.experiments.bench_encode [--n-items 2000] [--batch-sizes 64 256]``.
+Run: ``HF_HUB_OFFLINE=1 python -m recgym.benchmarks.encode [--n-items 2000] [--batch-sizes 64 256]``.
 The last line printed is one JSON object with every figure.
 """
 
