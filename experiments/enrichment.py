@@ -59,11 +59,11 @@ def enrich_world(world: Any, text: TextConfig, encoder_spec: str | None, *, cach
         enrich_with_cache,
         enriched_texts,
     )
-    from recgym.envs.factory import _encoder_from_spec
+    from recgym.envs.factory import make_encoder
 
     enricher = CausalLMEnricher(text.model, max_new_tokens=text.max_new_tokens, batch_size=text.batch_size,
                                 dtype=text.dtype)
-    encoder = _encoder_from_spec(encoder_spec)
+    encoder = make_encoder(encoder_spec)
     source = dict(world.source or {})
 
     def part(kind: str, prompts: list[str], texts: list[str], template: str, label: str, vec_name: str) -> tuple:
