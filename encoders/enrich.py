@@ -112,11 +112,13 @@ class CausalLMEnricher:
         dtype: ``"auto"`` (bfloat16 on CUDA and on CPUs with native bf16, else float32), ``"float32"``,
             ``"bfloat16"`` or ``"float16"``.
         device: ``"auto"``, ``"cpu"``, ``"cuda"``.
+        decode_threads: torch threads of the token-by-token decoding on a CPU (``None``: the caller's); the
+            prompt prefill uses the caller's threads.
     """
 
     def __init__(self, model: str | os.PathLike[str] | None = None, *, max_new_tokens: int = 24, batch_size: int = 32,
                  dtype: str = "auto", device: str = "auto", repetition_penalty: float = 1.3,
-                 no_repeat_ngram_size: int = 3) -> None:
+                 no_repeat_ngram_size: int = 3, decode_threads: int | None = 1) -> None:
         from recgym.common.device import resolve_device
 
         path = default_model_path() if model is None else Path(model).expanduser()
@@ -129,6 +131,7 @@ class CausalLMEnricher:
         self.path, self.max_new_tokens, self.batch_size = path, int(max_new_tokens), int(batch_size)
         self.repetition_penalty, self.no_repeat_ngram_size = float(repetition_penalty), int(no_repeat_ngram_size)
         self.device = resolve_device(device)
+        self.decode_threads = decode_threads if self.device.type == "cpu" else None
         self.dtype_name = self._pick_dtype(dtype)
         self._model: Any = None
         self._tok: Any = None
@@ -155,7 +158,7 @@ class CausalLMEnricher:
 
     def describe(self) -> dict[str, Any]:
         """The identity of the generations (goes into the cache manifest)."""
-        return {"model": str(self.path.name), "model_sha256": self.model_sha256, "decoding": "greedy",
+        return {"model": str(self.path.name), "model_sha256": self.model_sha256, "decoding": "greedy-prefix-cache",
                 "max_new_tokens": self.max_new_tokens, "repetition_penalty": self.repetition_penalty,
                 "no_repeat_ngram_size": self.no_repeat_ngram_size, "batch_size": self.batch_size, "dtype": self.dtype_name,
                 "device_type": self.device.type}
@@ -196,36 +199,107 @@ class CausalLMEnricher:
         return f"{SYSTEM}\n{content}\n{answer or 'Answer:'}"
 
     def generate(self, texts: Sequence[str], template: str, *, progress: bool = False) -> tuple[list[str], int, float]:
-        """Generate for every text (greedy). Returns ``(cleaned outputs, tokens generated, seconds)``."""
+        """Generate for every text (greedy). Returns ``(cleaned outputs, tokens generated, seconds)``.
+
+        Work saved on a CPU (see benchmarks/RESULTS.md, "LM enrichment throughput"):
+
+        * the prompts' longest common token prefix (system prompt, chat markers, instruction: about half of
+          every item prompt) is run through the model once; each batch starts from a copy of its KV cache;
+        * the rest of the prompts is prefilled with the caller's torch threads (large matmuls), the token-by-token
+          decoding runs with ``decode_threads`` (default 1): its many tiny ops spend more time in thread barriers
+          than in arithmetic when a second thread is shared with other work (measured 10-30x per op under load).
+        """
         import torch
 
         self._load()
         prompts = [self.prompt(template, t) for t in texts]
-        lengths = [len(self._tok(p)["input_ids"]) for p in prompts]
-        order = sorted(range(len(prompts)), key=lambda i: (lengths[i], i))
+        ids = [self._tok(p)["input_ids"] for p in prompts]
+        prefix = _common_prefix(ids, keep_last=1)
+        order = sorted(range(len(prompts)), key=lambda i: (len(ids[i]), i))
         out: list[str] = [""] * len(prompts)
         tokens, t0 = 0, time.perf_counter()
         eos = self._tok.eos_token_id
         bar = _progress(len(prompts), progress)
-        for start in range(0, len(order), self.batch_size):
-            idx = order[start : start + self.batch_size]
-            enc = self._tok([prompts[i] for i in idx], return_tensors="pt", padding=True).to(self.device)
-            with torch.inference_mode():
-                gen = self._model.generate(**enc, max_new_tokens=self.max_new_tokens, do_sample=False,
-                                           num_beams=1, pad_token_id=self._tok.pad_token_id,
-                                           repetition_penalty=self.repetition_penalty,
-                                           no_repeat_ngram_size=self.no_repeat_ngram_size)
-            new = gen[:, enc["input_ids"].shape[1]:].cpu()
-            for row, i in enumerate(idx):
-                ids = new[row].tolist()
-                n = ids.index(eos) if eos in ids else len(ids)
-                tokens += n
-                out[i] = clean_generation(self._tok.decode(ids[:n], skip_special_tokens=True))
-            if bar is not None:
-                bar.update(len(idx))
+        with torch.inference_mode():
+            prefix_cache = self._prefill_prefix(prefix)
+            for start in range(0, len(order), self.batch_size):
+                idx = order[start : start + self.batch_size]
+                new = self._generate_batch(prefix, prefix_cache, [ids[i][len(prefix):] for i in idx])
+                for row, i in enumerate(idx):
+                    seq = new[row].tolist()
+                    n = seq.index(eos) if eos in seq else len(seq)
+                    tokens += n
+                    out[i] = clean_generation(self._tok.decode(seq[:n], skip_special_tokens=True))
+                if bar is not None:
+                    bar.update(len(idx))
         if bar is not None:
             bar.close()
         return out, tokens, time.perf_counter() - t0
+
+    def _prefill_prefix(self, prefix: list[int]) -> Any:
+        import torch
+
+        if not prefix:
+            return None
+        x = torch.tensor([prefix], device=self.device)
+        return self._model(input_ids=x, use_cache=True, logits_to_keep=1).past_key_values
+
+    def _generate_batch(self, prefix: list[int], prefix_cache: Any, suffixes: list[list[int]]) -> Any:
+        """``(B, <= max_new_tokens)`` generated ids for ``prefix + suffix`` prompts (suffixes left-padded, so the
+        padding sits between the shared prefix and each suffix; positions skip it)."""
+        import copy
+
+        import torch
+
+        b, p, width = len(suffixes), len(prefix), max(len(x) for x in suffixes)
+        pad = self._tok.pad_token_id
+        suf = torch.tensor([[pad] * (width - len(x)) + x for x in suffixes], device=self.device)
+        suf_mask = torch.tensor([[0] * (width - len(x)) + [1] * len(x) for x in suffixes], device=self.device)
+        ids = torch.cat([torch.tensor([prefix] * b, dtype=suf.dtype, device=self.device).view(b, p), suf], dim=1)
+        mask = torch.cat([torch.ones((b, p), dtype=suf_mask.dtype, device=self.device), suf_mask], dim=1)
+        cache = None
+        if prefix_cache is not None:
+            cache = copy.deepcopy(prefix_cache)
+            cache.batch_repeat_interleave(b)
+        if width > 1:  # prefill all but the last prompt token with the caller's threads
+            pos = (mask.cumsum(1) - 1).clamp_min(0)[:, p:-1]
+            cache = self._model(input_ids=ids[:, p:-1], attention_mask=mask[:, :-1], position_ids=pos,
+                                past_key_values=cache, use_cache=True, logits_to_keep=1).past_key_values
+        with _torch_threads(self.decode_threads):
+            gen = self._model.generate(input_ids=ids, attention_mask=mask, past_key_values=cache,
+                                       max_new_tokens=self.max_new_tokens, do_sample=False, num_beams=1,
+                                       pad_token_id=pad, repetition_penalty=self.repetition_penalty,
+                                       no_repeat_ngram_size=self.no_repeat_ngram_size)
+        return gen[:, ids.shape[1]:].cpu()
+
+
+def _common_prefix(seqs: Sequence[Sequence[int]], keep_last: int = 1) -> list[int]:
+    """The longest common prefix of ``seqs``, shortened so every sequence keeps at least ``keep_last`` tokens."""
+    first = list(seqs[0])
+    n = min(len(s) for s in seqs) - keep_last
+    k = 0
+    while k < n and all(s[k] == first[k] for s in seqs):
+        k += 1
+    return first[:max(k, 0)]
+
+
+class _torch_threads:  # noqa: N801 - a context manager used like a function
+    """Run a block with ``n`` torch intra-op threads (``None``: unchanged), restoring the previous count."""
+
+    def __init__(self, n: int | None) -> None:
+        self.n, self.prev = n, 0
+
+    def __enter__(self) -> None:
+        import torch
+
+        self.prev = torch.get_num_threads()
+        if self.n is not None:
+            torch.set_num_threads(self.n)
+
+    def __exit__(self, *exc: object) -> None:
+        import torch
+
+        torch.set_num_threads(self.prev)
 
 
 def _progress(total: int, on: bool) -> Any:

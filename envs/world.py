@@ -11,6 +11,7 @@ Shapes: ``M`` items, ``U`` users, ``d`` language-model dim, ``k`` hidden latent 
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -51,6 +52,9 @@ class Catalog:
         appeal: ``(M,)`` float32; hidden additive click logit (clickbait items: high appeal, low quality).
         latent: ``(M, k)`` float32 hidden item factors of the preference model.
         is_new: ``(M,)`` bool; items held back from the initial catalogue and injected during a run.
+        modalities: observable per-item features beside the text, name -> ``(M, f)`` float32 (e.g. ``"image"``
+            vectors, ``"columns"`` of items.csv, ``"vectors"`` from item_vectors.npy). Raw: agents see them only
+            once :func:`recgym.experiments.multimodal.fuse_world` fuses them into ``embeddings``. Default none.
     """
 
     item_ids: np.ndarray
@@ -64,6 +68,7 @@ class Catalog:
     appeal: np.ndarray
     latent: np.ndarray
     is_new: np.ndarray
+    modalities: Mapping[str, np.ndarray] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         m = len(self.item_ids)
@@ -88,6 +93,11 @@ class Catalog:
         _check_array(self.latent, "Catalog.latent", np.float32, (m, None))
         _check_array(self.is_new, "Catalog.is_new", np.bool_, (m,))
         _check(not bool(self.is_new.all()), "Catalog.is_new", "at least one initial item", "all items new")
+        _check(isinstance(self.modalities, Mapping), "Catalog.modalities", "a mapping name -> array",
+               type(self.modalities).__name__)
+        for name, arr in self.modalities.items():
+            _check(isinstance(name, str) and name != "text", "Catalog.modalities", "names other than 'text'", name)
+            _check_array(arr, f"Catalog.modalities[{name!r}]", np.float32, (m, None))
 
     @property
     def num_items(self) -> int:
@@ -210,6 +220,9 @@ class World:
             self.population.test,
         ):
             h.update(np.ascontiguousarray(arr).tobytes())
+        for name in sorted(self.catalog.modalities):  # absent modalities leave the fingerprint of older worlds as it was
+            h.update(name.encode())
+            h.update(np.ascontiguousarray(self.catalog.modalities[name]).tobytes())
         for t in self.catalog.texts + self.population.texts:
             h.update(t.encode())
         h.update(repr(self.preference).encode())

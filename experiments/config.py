@@ -32,6 +32,8 @@ Schema (every section optional except ``name`` and ``agents``)::
     tune: {agent, trials, objectives, seeds, space, reward_weights, ...}   # recgym tune (TuneConfig)
     text: {enrich: none}              # LM enrichment of item/user texts: none | items | users | both
                                       #   (+ model, max_new_tokens, batch_size, dtype, history_titles)
+    features: {fuse: all}             # item modalities fused with the text vector: all | text | [names]
+                                      #   (+ weights: {text: 1, image: 1}, max_dim: 32; recgym.experiments.multimodal)
 """
 
 from __future__ import annotations
@@ -55,6 +57,7 @@ from recgym.envs.config import EnvConfig
 from recgym.envs.factory import KNOWN_WORLDS, REAL_WORLDS
 from recgym.envs.fairness import FairRewardConfig
 from recgym.experiments.enrichment import TextConfig
+from recgym.experiments.multimodal import FeaturesConfig
 from recgym.experiments.tune_config import TuneConfig
 
 __all__ = [
@@ -185,6 +188,7 @@ class ExperimentConfig(StrictModel):
     output: OutputConfig = OutputConfig()
     tune: TuneConfig | None = None
     text: TextConfig = TextConfig()
+    features: FeaturesConfig = FeaturesConfig()
 
     @field_validator("name")
     @classmethod

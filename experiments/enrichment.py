@@ -95,9 +95,12 @@ def _say(console: Any, what: str, res: Any) -> None:
 
 
 def build_world(cfg: Any, *, progress: bool = False, console: Any = None) -> Any:
-    """The world of an :class:`~recgym.experiments.config.ExperimentConfig`, enriched per its ``text``."""
+    """The world of an :class:`~recgym.experiments.config.ExperimentConfig`: enriched per its ``text``, then its
+    item modalities fused per its ``features`` (:func:`recgym.experiments.multimodal.fuse_world`)."""
     from recgym.envs import make_world
+    from recgym.experiments.multimodal import fuse_world
 
     world = make_world(cfg.world, world_config=cfg.world_config, data_dir=cfg.data_dir, encoder=cfg.encoder,
                        progress=progress)
-    return enrich_world(world, cfg.text, cfg.encoder, progress=progress, console=console)
+    world = enrich_world(world, cfg.text, cfg.encoder, progress=progress, console=console)
+    return fuse_world(world, cfg.features)

@@ -53,11 +53,18 @@ def aspect_context(world: Any, users: np.ndarray, encoder_spec: str | None) -> t
     if "encoder" not in (world.source or {}):
         return [[] for _ in users], [np.zeros((0, world.catalog.dim), np.float32) for _ in users], \
             "profile aspects: not scored (the world's profiles are not LM-encoded texts)"
+    from recgym.encoders.fusion import pad_profiles
     from recgym.envs.factory import make_encoder
 
-    enc = make_encoder(encoder_spec)
+    base = make_encoder(encoder_spec)
+    dim = world.population.embeddings.shape[1]
+
+    def encode(texts: list[str]) -> np.ndarray:  # a fused world's profiles: text vectors padded with zeros
+        v = base.encode(texts)
+        return pad_profiles(v, dim) if v.shape[1] < dim else v
+
     texts = [world.population.texts[int(u)] for u in users]
-    full = enc.encode(texts)
+    full = encode(texts)
     cos = (full * world.population.embeddings[users]).sum(1)
     if (cos < 0.99).any():
         return [[] for _ in users], [np.zeros((0, world.catalog.dim), np.float32) for _ in users], \
@@ -66,7 +73,7 @@ def aspect_context(world: Any, users: np.ndarray, encoder_spec: str | None) -> t
     for t in texts:
         asp = profile_aspects(t)
         names.append([a for a, _ in asp])
-        vecs.append(enc.encode([x for _, x in asp]) if asp else np.zeros((0, world.catalog.dim), np.float32))
+        vecs.append(encode([x for _, x in asp]) if asp else np.zeros((0, world.catalog.dim), np.float32))
     return names, vecs, "profile aspects: occlusion (re-encoded without the aspect)"
 
 

@@ -61,7 +61,7 @@ def test_generation_is_greedy_cached_and_verified(tiny_lm, tmp_path, caplog) -> 
     for key in ("model_sha256", "template_sha256", "texts_sha256", "outputs_sha256", "max_new_tokens", "dtype",
                 "batch_size", "tokens", "seconds"):
         assert key in m, key
-    assert m["decoding"] == "greedy" and m["max_new_tokens"] == 6
+    assert m["decoding"] == "greedy-prefix-cache" and m["max_new_tokens"] == 6
     again = enrich_with_cache(_enricher(tiny_lm), TEXTS, ITEM_PROMPT, tmp_path, name="t")
     assert again.hit and again.texts == first.texts and again.tokens == first.tokens
     fresh = _enricher(tiny_lm).generate(TEXTS, ITEM_PROMPT)[0]
@@ -154,3 +154,27 @@ def test_enrich_command_reports_tokens_and_seconds_then_hits_the_cache(tiny_lm, 
     bad = subprocess.run([*args[:6], "--model", str(tmp_path / "none")], capture_output=True,
                          text=True, env=env, timeout=300)
     assert bad.returncode == 2 and "nothing is downloaded" in bad.stderr
+
+
+def test_shared_prefix_generation_matches_plain_generate(tiny_lm) -> None:
+    """The prefix-cached, split-thread path gives the tokens of one plain ``generate`` call per prompt."""
+    enr = _enricher(tiny_lm, max_new_tokens=8, batch_size=3, repetition_penalty=1.0, no_repeat_ngram_size=0)
+    got, tokens, _ = enr.generate(TEXTS, ITEM_PROMPT)
+    assert tokens > 0
+    tok, model = enr._tok, enr._model
+    for text, out in zip(TEXTS, got, strict=True):
+        enc = tok([enr.prompt(ITEM_PROMPT, text)], return_tensors="pt")
+        with torch.inference_mode():
+            gen = model.generate(**enc, max_new_tokens=8, do_sample=False, num_beams=1, pad_token_id=tok.pad_token_id)
+        seq = gen[0, enc["input_ids"].shape[1]:].tolist()
+        seq = seq[: seq.index(tok.eos_token_id)] if tok.eos_token_id in seq else seq
+        assert out == clean_generation(tok.decode(seq, skip_special_tokens=True))
+    assert torch.get_num_threads() >= 1
+
+
+def test_common_prefix_keeps_a_token_per_prompt() -> None:
+    from recgym.encoders.enrich import _common_prefix
+
+    assert _common_prefix([[1, 2, 3, 4], [1, 2, 3, 5], [1, 2, 3]]) == [1, 2]
+    assert _common_prefix([[7], [7]]) == []
+    assert _common_prefix([[1, 2, 9], [3, 2, 9]]) == []

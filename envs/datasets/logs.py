@@ -13,7 +13,13 @@ Generic log format (``world="log"``, ``data_dir=FOLDER``):
   alone every row is an implicit positive. At least one row must be positive.
 * ``FOLDER/items.csv`` — required ``item_id`` and at least one text column. ``title`` (if present) is the display
   title; ``year`` (optional) an integer; ``genres``/``category`` or any ``cat_*`` column are categorical
-  (``|``-separated values); every other column is text. Each item needs a non-empty text.
+  (``|``-separated values); any ``num_*`` column is a numeric feature (a number, or an empty cell for missing);
+  every other column is text. Each item needs a non-empty text.
+* ``FOLDER/item_vectors.npy`` (optional) — a float array ``(number of items, f)``, row ``i`` for row ``i`` of
+  ``items.csv`` (e.g. image or audio embeddings made elsewhere; saved without pickle).
+  The ``num_*`` and ``cat_*`` columns (encoded by :func:`recgym.encoders.fusion.tabular_features`) and the vector
+  file become the item modalities ``"columns"`` and ``"vectors"``; a run fuses them into the observable item
+  vector (``features:`` section of an experiment, :mod:`recgym.experiments.multimodal`).
 * ``FOLDER/users.csv`` (optional) — ``user_id`` plus any columns; all of them are rendered into the profile text
   as demographics. When given, every interaction's user must be listed.
 
@@ -34,6 +40,7 @@ import pandas as pd
 
 from recgym.common.config import ConfigError
 from recgym.common.errors import DataError
+from recgym.encoders.fusion import ITEM_VECTORS_FILE, load_item_vectors, tabular_features
 from recgym.encoders.text import item_text
 
 __all__ = ["InteractionData", "SchemaError", "load_log", "LOG_CATEGORICAL_COLUMNS"]
@@ -71,6 +78,8 @@ class InteractionData:
         history_titles_in_profile: how many liked *train* titles the profile text lists (0: none).
         rating_range: ``(min, max)`` of the rating scale, or ``None`` for implicit data.
         source: provenance (paths, file sha256 where known).
+        item_modalities: observable per-item features beside the text, name -> ``(M, f)`` float32 (logs:
+            ``"columns"`` from ``num_*``/``cat_*`` columns, ``"vectors"`` from ``item_vectors.npy``).
     """
 
     name: str
@@ -84,6 +93,7 @@ class InteractionData:
     history_titles_in_profile: int = 0
     rating_range: tuple[float, float] | None = None
     source: dict[str, str] = field(default_factory=dict)
+    item_modalities: dict[str, np.ndarray] = field(default_factory=dict)
 
     @property
     def num_users(self) -> int:
@@ -208,7 +218,8 @@ def load_log(folder: str | os.PathLike[str], *, positive_threshold: float = 4.0)
 
     # --- items: text, categorical and year columns
     cat_cols = [c for c in items.columns if c in LOG_CATEGORICAL_COLUMNS or c.startswith("cat_")]
-    text_cols = [c for c in items.columns if c not in _RESERVED_ITEM_COLUMNS and c not in cat_cols]
+    num_cols = [c for c in items.columns if c.startswith("num_")]
+    text_cols = [c for c in items.columns if c not in _RESERVED_ITEM_COLUMNS and c not in cat_cols and c not in num_cols]
     if "title" in items.columns:
         text_cols = ["title", *text_cols]
     if not text_cols:
@@ -296,4 +307,29 @@ def load_log(folder: str | os.PathLike[str], *, positive_threshold: float = 4.0)
         name="log", users=users.reset_index(drop=True), items=items_df, interactions=frame,
         genre_names=genre_names, has_timestamps=has_ts, positive_rule=rule, profile_fields=profile_fields,
         history_titles_in_profile=5, rating_range=rating_range, source={"folder": str(folder.resolve())},
+        item_modalities=_item_modalities(items, mpath, folder / ITEM_VECTORS_FILE, num_cols,
+                                         [c for c in cat_cols if c.startswith("cat_")]),
     )
+
+
+def _item_modalities(items: pd.DataFrame, mpath: Path, vpath: Path, num_cols: list[str],
+                     cat_cols: list[str]) -> dict[str, np.ndarray]:
+    """The ``"columns"`` modality (``num_*``, ``cat_*`` columns) and the ``"vectors"`` one (``item_vectors.npy``)."""
+    out: dict[str, np.ndarray] = {}
+    numeric = {}
+    for c in num_cols:
+        given = (items[c] != "").to_numpy()
+        values = pd.to_numeric(items[c].where(given, np.nan), errors="coerce").to_numpy(dtype=np.float64)
+        bad = np.flatnonzero(given & ~(np.abs(values) <= MAX_ABS_VALUE))  # NaN and inf fail
+        if bad.size:
+            k = int(bad[0])
+            raise _err(mpath, c, f"a number in [-{MAX_ABS_VALUE:g}, {MAX_ABS_VALUE:g}] or an empty cell (missing)",
+                       f"{items[c].iloc[k]!r}", k + 2)
+        numeric[c] = values
+    categorical = {c: [_split_cats(v) for v in items[c]] for c in cat_cols}
+    block, _names = tabular_features(numeric, categorical, len(items))
+    if block.shape[1]:
+        out["columns"] = block
+    if vpath.exists():
+        out["vectors"] = load_item_vectors(vpath, len(items))
+    return out

@@ -410,7 +410,7 @@ def build_fitted_world(
         genre_names=tuple(data.genre_names), popularity=pop,
         quality=hidden_quality(data, split, cfg.quality_shrinkage),
         appeal=(alpha * arrays["item_appeal"]).astype(np.float32), latent=arrays["item_latent"],
-        is_new=split.cold_items.copy(),
+        is_new=split.cold_items.copy(), modalities=dict(data.item_modalities),
     )
     history = train_history(data, split, cfg.history_length)
     assert_no_leakage(data, split, history)

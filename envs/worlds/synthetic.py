@@ -19,6 +19,14 @@ Pipeline (all randomness from one ``np.random.default_rng(config.seed)``, consum
      enter through the genre term because sentence embeddings do not understand negation ("Dislikes horror"
      embeds close to horror).
 
+3. Optional second modality (``image_dim > 0``; drawn last from the same Generator, so every other array is
+   the one the world has without it): ``Catalog.modalities["image"]`` ``v_i = c_i R`` with ``R`` a random
+   orthonormal basis and coordinates ``c_i0 = rho_q q~_i + sqrt(1 - rho_q^2) eps_i0``, ``c_i1 = rho_a a~_i +
+   sqrt(1 - rho_a^2) eps_i1`` and ``c_ij = eps_ij`` beyond (``q~``/``a~``: the standardised hidden quality and
+   appeal, ``eps ~ N(0, 1)``, ``rho_q = image_quality_corr``, ``rho_a = image_appeal_corr``). One direction has
+   correlation ``rho_q`` with the quality no text shows (as a cover image tells a well-made film from a cheap
+   one), another ``rho_a`` with the click appeal; the rest is noise.
+
 The env's hidden click logit is ``affinity_scale*<z_u, x_i> + popularity_weight*log(M*pop_i)
 + appeal_weight*appeal_i + bias + bias_u`` (see :class:`recgym.envs.world.PreferenceParams`).
 """
@@ -114,6 +122,10 @@ class SyntheticWorldConfig(StrictModel):
     popularity_weight: float = Field(0.3, ge=-10.0, le=10.0, description="PreferenceParams.popularity_weight.")
     appeal_weight: float = Field(1.0, ge=-10.0, le=10.0, description="PreferenceParams.appeal_weight.")
     click_bias: float = Field(-3.5, ge=-50.0, le=50.0, description="PreferenceParams.bias.")
+    # --- optional second modality (off by default: the default world is unchanged)
+    image_dim: int = Field(0, ge=0, le=4096, description="Dim of a per-item 'image' vector (0: no second modality).")
+    image_quality_corr: float = Field(0.8, ge=0.0, le=1.0, description="Correlation of the image's quality direction with hidden quality.")
+    image_appeal_corr: float = Field(0.0, ge=0.0, le=1.0, description="Correlation of the image's appeal direction with hidden appeal (needs image_dim >= 2).")
 
     @model_validator(mode="after")
     def _consistent(self) -> SyntheticWorldConfig:
@@ -134,6 +146,8 @@ class SyntheticWorldConfig(StrictModel):
         weights = self.profile_weight + self.genre_weight + self.interest_noise
         need(weights > 0, "profile_weight + genre_weight + interest_noise", "> 0 (user latents need a source)", weights)
         need(self.latent_dim <= self.n_items, "latent_dim", f"<= n_items ({self.n_items})", self.latent_dim)
+        need(self.image_appeal_corr == 0 or self.image_dim >= 2, "image_dim",
+             ">= 2 when image_appeal_corr > 0 (one direction each for quality and appeal)", self.image_dim)
         return self
 
     @property
@@ -410,13 +424,15 @@ def make_synthetic_world(
         if us.history:
             history[j, h - len(us.history):] = us.history
     names = GENRE_VOCABULARY[: cfg.n_genres]
+    quality = np.array([it.quality for it in items], dtype=np.float32)
+    appeal = np.array([it.appeal for it in items], dtype=np.float32)
+    modalities = {"image": _image_vectors(cfg, rng, quality, appeal)} if cfg.image_dim else {}
     catalog = Catalog(
         item_ids=np.arange(m, dtype=np.int64), titles=[it.title for it in items], texts=[it.text for it in items],
         embeddings=item_emb, genres=genre, genre_names=names,
         popularity=np.array([it.popularity for it in items], dtype=np.float32),
-        quality=np.array([it.quality for it in items], dtype=np.float32),
-        appeal=np.array([it.appeal for it in items], dtype=np.float32),
-        latent=x.astype(np.float32), is_new=np.array([it.is_new for it in items], dtype=bool),
+        quality=quality, appeal=appeal,
+        latent=x.astype(np.float32), is_new=np.array([it.is_new for it in items], dtype=bool), modalities=modalities,
     )
     population = Population(
         user_ids=np.arange(u, dtype=np.int64), texts=[us.text for us in users], embeddings=user_emb,
@@ -431,6 +447,24 @@ def make_synthetic_world(
     }
     return World(name="synthetic", catalog=catalog, population=population, preference=cfg.preference(),
                  source=source)
+
+
+def _image_vectors(cfg: SyntheticWorldConfig, rng: np.random.Generator, quality: np.ndarray,
+                   appeal: np.ndarray) -> np.ndarray:
+    """``(M, image_dim)`` float32 second-modality vectors carrying part of the hidden quality and appeal (module
+    docstring, step 3)."""
+
+    def standard(x: np.ndarray) -> np.ndarray:
+        x = x.astype(np.float64)
+        return (x - x.mean()) / (x.std() if x.std() > 0 else 1.0)
+
+    basis, _ = np.linalg.qr(rng.normal(size=(cfg.image_dim, cfg.image_dim)))
+    coords = rng.normal(size=(len(quality), cfg.image_dim))
+    rho_q, rho_a = cfg.image_quality_corr, cfg.image_appeal_corr
+    coords[:, 0] = rho_q * standard(quality) + np.sqrt(1.0 - rho_q**2) * coords[:, 0]
+    if cfg.image_dim >= 2:
+        coords[:, 1] = rho_a * standard(appeal) + np.sqrt(1.0 - rho_a**2) * coords[:, 1]
+    return (coords @ basis.T).astype(np.float32)
 
 
 def clickbait_mask(world: World) -> np.ndarray:
