@@ -51,6 +51,11 @@ import numpy as np
 from recgym.agents.base import Recommender, slate_to_action
 from recgym.common.errors import CorruptFileError
 from recgym.common.io import atomic_write_bytes, load_npz_arrays
+from recgym.envs.core import CONTEXT_FEATURES
+from recgym.envs.sessions import SESSION_CONTEXT
+
+# obs['context'] widths: one-session envs, and envs with returning users (session features appended)
+_CONTEXT_WIDTHS = (len(CONTEXT_FEATURES), len(CONTEXT_FEATURES) + len(SESSION_CONTEXT))
 
 __all__ = ["LoggedData", "collect_logs", "LOG_FORMAT", "LOG_VERSION"]
 
@@ -88,8 +93,10 @@ class LoggedData:
         t = len(self.user)
         k = self.slate.shape[1] if self.slate.ndim == 2 else -1
         n = self.candidates.shape[1] if self.candidates.ndim == 2 else -1
+        c = self.context.shape[1] if self.context.ndim == 2 else -1
         shapes = {
-            "user": (t,), "context": (t, self.context.shape[1] if self.context.ndim == 2 else -1), "candidates": (t, n), "mask": (t, n), "slate": (t, k),
+            "user": (t,), "context": (t, c if c in _CONTEXT_WIDTHS else _CONTEXT_WIDTHS[0]), "candidates": (t, n),
+            "mask": (t, n), "slate": (t, k),
             "slate_items": (t, k), "clicks": (t, k), "propensity": (t, k), "reward": (t,),
         }
         for key, shape in shapes.items():

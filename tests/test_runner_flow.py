@@ -109,7 +109,8 @@ def test_report_explains_itself(tmp_path):
     (out / "planning_gain.json").write_text(json.dumps({"gain": 1.5, "low": 0.4, "high": 2.6, "confidence": 0.95,
                                                         "world_fingerprint": fp, "method": "rollouts"}))
     _run(out, raw, resume=True)
-    assert "Planning gain: 1.5 (return; 95% CI [0.4, 2.6], rollouts" in (out / "report.md").read_text()
+    assert "Planning gain (lookahead / myopic − 1): **+150.0%** (95% CI [+40.0%, +260.0%]; rollouts" in \
+        (out / "report.md").read_text()
     (out / "planning_gain.json").write_text(json.dumps({"gain": 1.5, "low": 0.4, "high": 2.6,
                                                         "world_fingerprint": "other"}))
     _run(out, raw, resume=True)

@@ -168,10 +168,12 @@ def test_a_killed_tune_resumes_without_repeating_finished_trials(tmp_path):
     def finished() -> list:
         if not (out / "tune.json").is_file() or not (out / "study.db").is_file():
             return []
+        from sqlalchemy.exc import SQLAlchemyError
+
         try:
             study = optuna.load_study(study_name=json.loads((out / "tune.json").read_text())["study"],
                                       storage=f"sqlite:///{out / 'study.db'}")
-        except (KeyError, ValueError):
+        except (KeyError, ValueError, SQLAlchemyError):  # the tune may still be creating the database
             return []
         return [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
 
