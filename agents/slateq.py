@@ -112,9 +112,8 @@ class SlateQNetworks(nn.Module):
         super().__init__()
 
         def scorer() -> CandidateScorer:
-            return CandidateScorer(
-                spec.item_embeddings, hidden=config.hidden, value_head=True, item_features=spec.item_features
-            )
+            # The env's context length and feedback width (returning users, the feedback table) included.
+            return CandidateScorer(spec.item_embeddings, hidden=config.hidden, value_head=True, **spec.scorer_kwargs())
 
         self.q = scorer()
         self.choice = scorer()

@@ -128,3 +128,16 @@ def test_agents_follow_the_observation_and_round_trip(small_world, tmp_path):
     plain_logs = collect_logs(make_agent("popularity", plain), plain, 3, seed=0)
     with pytest.raises(ValueError, match="logs hold none"):
         make_agent("ctr", env, epochs=1).fit(plain_logs)
+
+
+def test_slateq_trains_on_returning_users_with_the_feedback_table(small_world, tmp_path):
+    """SlateQ's scorers follow the env's context length and feedback width like PPO's (it failed at its first
+    action on such an env before: the scorers were built for the 4-feature context)."""
+    kw = dict(BASE, feedback=fb(8, 2), sessions={"count": 2, "session_steps": 4})
+    env = RankingVectorEnv(6, world=small_world, action_type="slate", slate_size=3, **kw)
+    obs, _ = env.reset(seed=0)
+    agent = make_agent("slateq", env, seed=0, learning_starts=16, batch_size=8)
+    agent.learn(env, 96)
+    assert agent.num_timesteps >= 96 and agent.rank(obs).shape == (6, 3)
+    again = load_agent(agent.save(tmp_path / "slateq.zip"))
+    np.testing.assert_array_equal(again.rank(obs), agent.rank(obs))
