@@ -64,7 +64,6 @@ from recgym.agents.base import (
     EnvSpec,
     IncompatibleEnvError,
     TrainableRecommender,
-    check_compatible,
     register,
 )
 from recgym.agents.scorer import COS_KEY, CandidateScorer, cosine_features
@@ -260,12 +259,7 @@ class SlateQRecommender(TrainableRecommender):
     def check_train_env(self, env: Any) -> EnvSpec:
         """The learn prologue: ``env``'s spec, after checking it can train this agent - slate actions, the
         agent's item table and candidate count, a steppable env type and a single-choice click model."""
-        spec = EnvSpec.from_env(env)
-        check_compatible(self.name, spec.action_type, spec.slate_size)
-        if spec.table_hash != self.spec.table_hash or spec.num_candidates != self.spec.num_candidates:
-            raise ValueError(
-                f"learn: the env's item table ({spec.table_hash}, N={spec.num_candidates}) differs from the one "
-                f"agent {self.name!r} was built for ({self.spec.table_hash}, N={self.spec.num_candidates})")
+        spec = super().check_train_env(env)
         venv, _ = steppable_env(env)
         choice = getattr(getattr(venv.unwrapped, "core", None), "choice", None)
         if getattr(choice, "multi_click", False):
