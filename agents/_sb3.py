@@ -200,6 +200,8 @@ class SB3Recommender(TrainableRecommender):
         if "explore" in rng:
             model.explore_rng.bit_generator.state = rng["explore"]
         target = getattr(model.policy, "q_net_target", None)
-        if target is not None:
+        if target is not None and "learner" not in state:
+            # Without a learner state (an approximate resume) DQN's target restarts from the online net; an
+            # exact checkpoint's policy state holds the target as it was, loaded above.
             target.load_state_dict(model.policy.q_net.state_dict())
         self.sync_from_model()

@@ -376,7 +376,8 @@ class TrainableRecommender(Recommender):
 
     def load_training_state(self, state: Mapping[str, Any]) -> None:
         """Restore :meth:`training_state` into an agent whose training machinery is built (after ``learn(env,
-        0)``); a mismatch raises ``ValueError``/``RuntimeError`` naming the field."""
+        0)``); a mismatch raises ``ValueError``/``RuntimeError`` naming the field. A checkpoint's ``learner``
+        entry, when passed, marks an exact resume (the env and learner state follow)."""
 
     def _get_state(self) -> dict[str, Any]:
         return {"scorer": {k: v.detach().cpu() for k, v in self.network.scorer.state_dict().items()},

@@ -242,9 +242,9 @@ class CandidateGenerator:
             pool = self._race(users, m, rng.uniform(words[:, 3:]))
         else:
             keys = state.retrieval_key.index_select(0, rows)
-            first = int(keys[0]) if len(keys) else 0
-            if bool((keys == first).all()):  # the usual case: one env seed
-                pool = self._lifetime_pools(first, state.t, users)
+            lo, hi = torch.stack(torch.aminmax(keys)).tolist() if len(keys) else (0, 0)  # one host sync
+            if lo == hi:  # the usual case: one env seed
+                pool = self._lifetime_pools(lo, state.t, users)
             else:  # rows of envs seeded apart (seed-batched training): each key's pools as in its own env
                 pool = torch.empty(len(rows), self.pool_size, dtype=torch.int64, device=users.device)
                 for key in keys.unique().tolist():

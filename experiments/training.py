@@ -134,15 +134,11 @@ def _losses_finite(model: BaseAlgorithm) -> tuple[bool, dict[str, float]]:
 def _apply_checkpoint(agent: SB3Recommender, ckpt: dict[str, Any], where: Path) -> None:
     """Load a verified checkpoint's training state into the freshly built agent; a mismatch names the field."""
     try:
-        agent.load_training_state({k: ckpt[k] for k in ("policy", "optimizer", "rng")})
+        agent.load_training_state({k: ckpt[k] for k in ("policy", "optimizer", "rng", "learner") if k in ckpt})
     except (RuntimeError, ValueError, KeyError, TypeError, IndexError, AttributeError) as exc:
         detail = str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__
         raise CorruptFileError(f"{where}: field {_failing_part(agent, ckpt)!r}: does not fit this agent's network "
                                f"({detail})") from None
-    if "learner" in ckpt and hasattr(agent.model.policy, "q_net_target"):
-        # load_training_state copies the online net over DQN's target (right for checkpoints without a
-        # learner state); an exact checkpoint's policy state already holds the target as it was.
-        agent.model.policy.load_state_dict(ckpt["policy"])
 
 
 def _restore_training_state(ckpt: dict[str, Any], model: BaseAlgorithm, venv: RankingSB3VecEnv, menv: VecMonitor,
