@@ -166,7 +166,9 @@ def test_a_killed_tune_resumes_without_repeating_finished_trials(tmp_path):
     proc = subprocess.Popen(cmd, env=env, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
 
     def finished() -> list:
-        if not (out / "tune.json").is_file() or not (out / "study.db").is_file():
+        # Open the study only once a trial has started: opening it while the tune still creates the database
+        # schema races with that creation (SQLite + Optuna's alembic stamp) and can fail the tune itself.
+        if not (out / "tune.json").is_file() or not any((out / "trials").glob("*")):
             return []
         from sqlalchemy.exc import SQLAlchemyError
 
