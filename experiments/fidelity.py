@@ -18,7 +18,8 @@ policy-ranking agreement with its confidence interval, and the checks that faile
 Bars (``bar``): policy ranking rho >= 0.8; warm-user AUC within 0.02 of BPR-MF; cold items above popularity
 + 0.05 AUC; cold users at least as good as popularity in AUC and NDCG@K; ECE <= 0.03 after calibration;
 replay JS distance over popularity deciles <= 0.15; every decile's replayed click share within +-25 %
-(relative) of the real share.
+(relative) of the real share (deciles with fewer than ``MIN_DECILE_CLICKS`` real held-out clicks are reported but
+not counted: their share cannot be measured to +-25 %).
 
 Reports are cached per (world fingerprint, report version, report config) under
 ``$RECGYM_CACHE/fidelity/`` (:func:`cached_fidelity_report`), so ``recgym run`` reuses them.
@@ -49,9 +50,12 @@ from recgym.experiments.fidelity_replay import free_choice, js_distance, replay
 __all__ = ["FidelityConfig", "fidelity_report", "cached_fidelity_report", "js_distance", "verdict_line",
            "REPORT_VERSION", "BARS"]
 
-REPORT_VERSION = "2"
+REPORT_VERSION = "3"
 BARS = {"policy_rho": 0.8, "warm_auc_gap": 0.02, "cold_item_auc_gain": 0.05, "ece": 0.03, "replay_js": 0.15,
         "tail_share_rel": 0.25}
+# A decile's share is measured on its real clicks: below 50 the sampling error of the share alone (~1/sqrt(n),
+# > 14 %) is too close to the +-25 % bar to judge it; such deciles are reported, and named, but not counted.
+MIN_DECILE_CLICKS = 50
 
 
 class FidelityConfig(StrictModel):
@@ -89,7 +93,10 @@ def _bars(r: dict[str, Any]) -> dict[str, Any]:
     nh, npop = _auc(cold_u, "hidden_model", "ndcg"), _auc(cold_u, "popularity", "ndcg")
     pr, rp, cal = r["policy_ranking"], r["replay"], r["calibration"]
     rho = pr.get("spearman")
-    rel = [abs(x) for x in rp.get("per_decile", {}).get("relative_error", []) if x is not None]
+    dec = rp.get("per_decile", {})
+    errs, clicks = dec.get("relative_error", []), dec.get("real_clicks") or [np.inf] * len(dec.get("relative_error", []))
+    rel = [abs(x) for x, n in zip(errs, clicks, strict=True) if x is not None and n >= MIN_DECILE_CLICKS]
+    too_few = [f"D{k + 1}" for k, (x, n) in enumerate(zip(errs, clicks, strict=True)) if x is not None and n < MIN_DECILE_CLICKS]
     return {
         "policy_rho": rho, "policy_pass": bool(rho is not None and np.isfinite(rho) and rho >= BARS["policy_rho"]),
         "warm_hidden_auc": wh, "warm_bpr_auc": wb,
@@ -101,7 +108,7 @@ def _bars(r: dict[str, Any]) -> dict[str, Any]:
         "ece": cal.get("ece"), "ece_pass": bool(cal.get("ece") is not None and cal["ece"] <= BARS["ece"]),
         "replay_js": rp.get("js_distance"),
         "replay_js_pass": bool(rp.get("js_distance") is not None and rp["js_distance"] <= BARS["replay_js"]),
-        "tail_share_max_rel_error": max(rel) if rel else None,
+        "tail_share_max_rel_error": max(rel) if rel else None, "tail_share_too_few_clicks": too_few,
         "tail_share_pass": bool(rel and max(rel) <= BARS["tail_share_rel"]),
     }
 

@@ -1,20 +1,23 @@
 """Replay error and click distributions of a fitted world against the held-out real interactions.
 
 **Logging-policy replay** (:func:`replay`): each warm user's held-out rows on warm items (``split.test_eval``),
-in time order, are the slates — what the real logging policy showed and the user consumed. The world's hidden
-click model gives each logged item a click probability (independent clicks, no position effect and no
-session dynamics: the env's MNL choice allows at most one click per slate, so it cannot replay a log with
-several positives per slate). Real clicks are the rows' positive flags (ratings >= 4 on MovieLens; on an
-implicit log every logged row is a click, so the replay only checks the level). Reported:
+in time order, are the slates — what the real logging policy showed and the user consumed. The env's click
+model gives each logged item a click probability: ``P(click | shown)`` when the world's exposure correction is
+on (:mod:`recgym.envs.worlds.fitted_exposure`; the default), else the interaction model. Clicks are independent
+(no position effect and no session dynamics: the env's MNL choice allows at most one click per slate, so it cannot
+replay a log with several positives per slate). Real clicks are the rows' positive flags (ratings >= 4 on
+MovieLens; on an implicit log every logged row is a click, so the replay only checks the level). Reported:
 
 * per user: simulated (expected) minus real clicks — bias (mean), MAE and spread (standard deviation);
 * per item-popularity decile (deciles of the catalogue's items by train count, D1 most popular): real and
-  simulated share of clicks, relative error of each share, Jensen–Shannon distance of the two histograms;
+  simulated share of clicks, relative error of each share, real clicks, Jensen–Shannon distance of the two
+  histograms;
 * the same figures for a **shuffled-data reference**: the held-out items permuted across all users
   (each user keeps their slate size, each item its frequency) and scored by the same model — what a
   simulator that knows the level and the item mix but nothing about who likes what would score.
 
-**Free choice** (:func:`free_choice`): every user with held-out positives clicks by one Bernoulli draw per
+**Free choice** (:func:`free_choice`, the interaction model ``FittedWorld.interaction``: organic choice, no
+slate): every user with held-out positives clicks by one Bernoulli draw per
 catalogue item (minus their train items) with the level matched to the real mean; clicks by popularity
 decile and by primary genre ("n/a" when the data has no categories) against the real held-out positives.
 """
@@ -25,7 +28,7 @@ from typing import Any
 
 import numpy as np
 
-from recgym.envs.worlds.fitted import FittedWorld, world_logits
+from recgym.envs.worlds.fitted import FittedWorld, pair_logits, world_logits
 
 __all__ = ["replay", "free_choice", "js_distance", "popularity_deciles"]
 
@@ -57,11 +60,8 @@ def _sigmoid(x: np.ndarray) -> np.ndarray:
 
 
 def _pair_probs(fw: FittedWorld, users: np.ndarray, items: np.ndarray) -> np.ndarray:
-    c, p, w = fw.world.catalog, fw.world.population, fw.world.preference
-    logit = (w.affinity_scale * (p.latent[users] * c.latent[items]).sum(1)
-             + w.popularity_weight * np.log(c.num_items * np.maximum(c.popularity[items], 1e-12))
-             + w.appeal_weight * c.appeal[items] + w.bias + p.bias[users])
-    return _sigmoid(logit.astype(np.float64))
+    """The env's click probabilities of logged pairs: ``P(click | shown)`` when the exposure correction is on."""
+    return _sigmoid(pair_logits(fw.world, users, items))
 
 
 def _errors(users: np.ndarray, real: np.ndarray, sim: np.ndarray, deciles: np.ndarray) -> dict[str, Any]:
@@ -76,7 +76,7 @@ def _errors(users: np.ndarray, real: np.ndarray, sim: np.ndarray, deciles: np.nd
     return {
         "per_user": {"bias": float(err.mean()), "mae": float(np.abs(err).mean()), "spread": float(err.std()),
                      "real_mean": float(r_u.mean()), "sim_mean": float(s_u.mean())},
-        "per_decile": {"real_share": r_share.tolist(), "sim_share": s_share.tolist(),
+        "per_decile": {"real_share": r_share.tolist(), "sim_share": s_share.tolist(), "real_clicks": r_d.tolist(),
                        "relative_error": [None if np.isnan(x) else float(x) for x in rel],
                        "bias": (s_d / uniq.size - r_d / uniq.size).tolist()},
         "js_distance": js_distance(r_d, s_d),
@@ -114,7 +114,7 @@ def free_choice(fw: FittedWorld, rng: np.random.Generator) -> dict[str, Any]:
     eval_users = np.unique(real_u)
     if eval_users.size == 0:
         return {"note": "no held-out positives"}
-    logits = world_logits(world, eval_users).astype(np.float64)
+    logits = world_logits(fw.interaction, eval_users).astype(np.float64)  # organic choice: P(interact)
     tr = split.train
     rows = np.searchsorted(eval_users, users[tr])
     hit = (rows < eval_users.size) & (eval_users[np.minimum(rows, eval_users.size - 1)] == users[tr])

@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from recgym.envs.worlds.fitted import FittedWorld, _labelled_rows, negative_probs, world_logits
+from recgym.envs.worlds.fitted import FittedWorld, _labelled_rows, negative_probs, pair_logits, world_logits
 from recgym.experiments import fidelity_panel as fp
 from recgym.experiments.fidelity_stats import rank_agreement
 
@@ -72,7 +72,7 @@ def _groups(users: np.ndarray, items: np.ndarray, n_users: int) -> dict[int, np.
 
 
 def heldout_ranking(fw: FittedWorld, k: int, rng: np.random.Generator, bpr: tuple[np.ndarray, ...]) -> dict[str, Any]:
-    data, split, world = fw.data, fw.split, fw.world
+    data, split, world = fw.data, fw.split, fw.interaction  # organic held-out interactions: P(interact)
     inter = data.interactions
     users, items = inter["user"].to_numpy(), inter["item"].to_numpy()
     te = split.test_eval[inter["positive"].to_numpy()[split.test_eval]]
@@ -120,28 +120,46 @@ def _bins(prob: np.ndarray, y: np.ndarray, n_bins: int = 10) -> tuple[list[dict[
 
 
 def calibration(fw: FittedWorld, fit: Any, rng: np.random.Generator) -> dict[str, Any]:
-    data, split, world = fw.data, fw.split, fw.world
+    """Reliability of the env's click probabilities (top level: ``ece``, ``bins``, ``raw_ece``, ``raw_bins``,
+    ``target``) and of the interaction model (``interaction``).
+
+    With the exposure correction on, the env's clicks are ``P(click | shown)``, checked on the held-out rows as
+    logged (label: the row's positive flag); "raw" is the uncalibrated hidden model on the same rows. Without it
+    the env's clicks are ``P(interact)``, checked on held-out positives and sampled negatives as in training.
+    """
+    data, split = fw.data, fw.split
     inter = data.interactions
     te = split.test_eval
     te = te[~split.cold_users[inter["user"].to_numpy()[te]] & ~split.cold_items[inter["item"].to_numpy()[te]]]
     if te.size == 0:
         return {"note": "no held-out rows of warm users on warm items", "ece": None, "bins": []}
-    negatives = fit.negatives
-    neg_p = negative_probs(data, split, fit.popularity_negatives) if fit.popularity_negatives > 0 else None
-    u, i, y, _w = _labelled_rows(data, te, np.flatnonzero(~split.cold_items), negatives, fit.observed_negatives, rng,
-                                 neg_p)
-    c, p, w = world.catalog, world.population, world.preference
-    logit = ((p.latent[u] * c.latent[i]).sum(1) * w.affinity_scale
-             + w.popularity_weight * np.log(c.num_items * c.popularity[i]) + w.appeal_weight * c.appeal[i] + w.bias
-             + p.bias[u]).astype(np.float64)
     alpha, beta = float(fw.manifest.get("platt_alpha", 1.0)), float(fw.manifest.get("platt_beta", 0.0))
     gamma = float(fw.manifest.get("platt_gamma", 0.0))
+    c = fw.world.catalog
+    logpop = np.log(c.num_items * c.popularity)
+
+    def uncalibrated(logit: np.ndarray, items: np.ndarray) -> np.ndarray:
+        return _sigmoid((logit - beta - gamma * logpop[items]) / alpha)
+
+    neg_p = negative_probs(data, split, fit.popularity_negatives) if fit.popularity_negatives > 0 else None
+    u, i, y, _w = _labelled_rows(data, te, np.flatnonzero(~split.cold_items), fit.negatives, fit.observed_negatives,
+                                 rng, neg_p)
+    logit = pair_logits(fw.interaction, u, i)
     bins, ece = _bins(_sigmoid(logit), y)
-    logpop = np.log(c.num_items * c.popularity[i])
-    raw_bins, raw_ece = _bins(_sigmoid((logit - beta - gamma * logpop) / alpha), y)
-    return {"bins": bins, "ece": ece, "raw_bins": raw_bins, "raw_ece": raw_ece, "pairs": int(len(y)),
-            "negatives_per_positive": negatives, "platt_alpha": alpha, "platt_beta": beta, "platt_gamma": gamma,
-            "calibration_pairs": fw.manifest.get("calibration_pairs", 0)}
+    raw_bins, raw_ece = _bins(uncalibrated(logit, i), y)
+    interaction = {"target": f"P(interact): held-out positives and {fit.negatives} sampled warm items per positive",
+                   "bins": bins, "ece": ece, "raw_bins": raw_bins, "raw_ece": raw_ece, "pairs": int(len(y))}
+    out = {"platt_alpha": alpha, "platt_beta": beta, "platt_gamma": gamma, "negatives_per_positive": fit.negatives,
+           "calibration_pairs": fw.manifest.get("calibration_pairs", 0), "interaction": interaction,
+           "exposure": fw.exposure.describe() if fw.exposure is not None else None}
+    if fw.exposure is None or fw.exposure.identity:
+        return {**out, **interaction, "exposure_corrected": False}
+    users, items = inter["user"].to_numpy()[te], inter["item"].to_numpy()[te]
+    labels = inter["positive"].to_numpy()[te].astype(np.float64)
+    bins, ece = _bins(_sigmoid(pair_logits(fw.world, users, items)), labels)
+    raw_bins, raw_ece = _bins(uncalibrated(pair_logits(fw.interaction, users, items), items), labels)
+    return {**out, "target": "P(click | shown): held-out rows as logged, label = positive", "bins": bins, "ece": ece,
+            "raw_bins": raw_bins, "raw_ece": raw_ece, "pairs": int(te.size), "exposure_corrected": True}
 
 
 def policy_ranking(fw: FittedWorld, k: int, rng: np.random.Generator, env_config: Any, *, n_boot: int,

@@ -119,3 +119,19 @@ def test_report_cache_reused(tmp_path):
     assert (tmp_path / "b" / "fidelity.md").read_text() == (tmp_path / "a" / "fidelity.md").read_text()
     other = cfg.model_copy(update={"k": 5})
     assert not cached_fidelity_report("log", folder, tmp_path / "c", HashingEncoder(dim=16), config=other)[1]
+
+
+def test_tail_share_bar_counts_only_deciles_with_enough_real_clicks():
+    from recgym.experiments.fidelity import MIN_DECILE_CLICKS, _bars
+
+    def report(clicks_d10: float) -> dict:
+        errs = [0.1] * 9 + [-0.9]
+        return {"ranking": {}, "policy_ranking": {}, "calibration": {},
+                "replay": {"js_distance": 0.01, "per_decile": {"relative_error": errs,
+                                                               "real_clicks": [500.0] * 9 + [clicks_d10]}}}
+    few = _bars(report(MIN_DECILE_CLICKS - 1))
+    assert few["tail_share_pass"] and few["tail_share_max_rel_error"] == pytest.approx(0.1)
+    assert few["tail_share_too_few_clicks"] == ["D10"]
+    enough = _bars(report(MIN_DECILE_CLICKS))
+    assert not enough["tail_share_pass"] and enough["tail_share_max_rel_error"] == pytest.approx(0.9)
+    assert enough["tail_share_too_few_clicks"] == []
