@@ -26,27 +26,17 @@ user and memorises them, so on a new text it adds noise (ml-100k: cold-user NDCG
 first ``split.onboarding`` interactions, which become their profile text (see
 :mod:`recgym.envs.datasets.split`), so no two cold users are clones.
 
-**Calibration.** After the fit, Platt scaling ``sigmoid(alpha * logit + beta)`` is fitted on the validation rows
-(their positives and ``negatives`` sampled warm items per positive — the training distribution) and folded into
-the world: ``z_u``, ``bias_u`` and ``appeal_i`` are multiplied by ``alpha``, ``w_pop`` becomes ``alpha * w_pop``
-and ``b`` becomes ``alpha * b + beta``. With ``calibrate_popularity`` the scaling gets a log-popularity term
-of its own (``+ gamma * log(M * pop_i)``, folded into ``w_pop``; by default on with ``exposure_model``, whose
-linear term absorbs it in the env's clicks: ml-100k interaction ECE 0.027 instead of 0.035; without the exposure
-correction it made the env overrate popular items, ml-latest-small rho 0.83). This is the **interaction world**
-(``FittedWorld.interaction``): ``P(a user interacts with an item)``, what organic held-out interactions are
-compared with.
+**Calibration.** Platt scaling ``sigmoid(alpha * logit + beta [+ gamma * log(M * pop_i)])`` fitted on the
+validation rows (positives and ``negatives`` sampled items each) is folded in: ``z_u``, ``bias_u``, ``appeal_i``
+times ``alpha``, ``w_pop -> alpha * w_pop + gamma``, ``b -> alpha * b + beta``. ``gamma`` (``calibrate_popularity``)
+is on by default with ``exposure_model``, whose slope absorbs it in the env's clicks (ml-100k interaction ECE
+0.027 instead of 0.035); without the correction it made the env overrate popular items. This is the
+**interaction world** (``FittedWorld.interaction``, ``P(interact)``), compared with organic held-out interactions.
 
-**Exposure** (``exposure_model``, on by default). The env shows a slate, so its click logit should be
-``P(click | shown)``, not ``P(interact) = P(exposed) * P(click | exposed)``: the interaction model's popularity
-term carries exposure, and replaying logged slates through it gave the tail far too few clicks (ml-100k: the
-five least popular deciles 32-93 % under their real share). :mod:`recgym.envs.worlds.fitted_exposure` fits
-``click = scale * interaction + slope * l_i + hinges(l_i) + intercept`` (``l_i = log(M * pop_i)``) on the
-validation rows *as logged* (label: the row's positive flag) and folds it into the env's world
-(``FittedWorld.world``); an implicit log (no unclicked rows) keeps the identity. Measured on the held-out rows
-(ml-100k / ml-latest-small, see ``benchmarks/RESULTS.md``): replay JS 0.013 / 0.02 instead of 0.063 / 0.130,
-every decile with >= 50 real clicks within +-25 %; ECE of the env's clicks on logged rows 0.024; the price:
-policy-ranking rho 0.90 instead of 0.98 on ml-100k (the simulator rates popularity a little higher than
-offline NDCG does).
+**Exposure** (``exposure_model``, default on): the env's world (``FittedWorld.world``) clicks by
+``P(click | shown)``, the interaction world corrected for exposure on the validation rows as logged — see
+:mod:`recgym.envs.worlds.fitted_exposure` (ml-100k replay: the least popular deciles were 32-93 % short of their
+real click share without it).
 
 **Budget.** The fit runs ``epochs`` passes, at most ``max_steps`` gradient steps in all: a fixed amount of
 work, so the fitted (cached) world never depends on the machine's speed; the time taken is reported.
