@@ -54,10 +54,11 @@ def write_plots(out: Path, r: dict[str, Any]) -> list[str]:
     if cal.get("bins"):
         fig, ax = plt.subplots(figsize=(4.5, 4))
         ax.plot([0, 1], [0, 1], "k--", lw=1)
-        for key, label in (("raw_bins", f"before (ECE {cal['raw_ece']:.3f})"), ("bins", f"after Platt (ECE {cal['ece']:.3f})")):
+        for key, label in (("raw_bins", f"before (ECE {cal['raw_ece']:.3f})"), ("bins", f"after calibration (ECE {cal['ece']:.3f})")):
             b = [x for x in cal[key] if x["n"]]
             ax.plot([x["predicted"] for x in b], [x["observed"] for x in b], "o-", label=label)
-        ax.set(xlabel="predicted click probability", ylabel="observed positive rate", title="Reliability diagram")
+        ax.set(xlabel="predicted click probability", ylabel="observed positive rate",
+               title="Reliability: P(click | shown)" if cal.get("exposure_corrected") else "Reliability diagram")
         ax.legend(fontsize=7)
         files.append(_save(fig, out / "calibration.png", plt))
     rp = r["replay"]

@@ -77,6 +77,9 @@ def planted_log(tmp_path_factory):
         cfg = FAST.model_copy(update={"exposure_model": False, **extra})
         return fit_world("log", folder, encoder=HashingEncoder(dim=32), config=cfg, cache_dir=root / "cache")
 
+    hit = fit_world("log", folder, encoder=HashingEncoder(dim=32), config=FAST, cache_dir=root / "cache")
+    assert hit.cache_hit and hit.world.fingerprint() == on.world.fingerprint()
+    assert np.array_equal(hit.exposure.to_array(), on.exposure.to_array())
     # the default without the correction, and the same Platt scaling as `on` (log-popularity term) without it
     return on, without(), without(calibrate_popularity=True)
 
@@ -108,3 +111,14 @@ def test_replay_of_the_planted_log_gets_the_tail_right_only_with_the_correction(
     assert worst(r_off) > 0.3 and worst(r_on) < 0.6 * worst(r_off)
     assert r_on["js_distance"] < r_off["js_distance"]
     assert abs(r_on["per_user"]["bias"]) < abs(r_off["per_user"]["bias"])
+
+
+def test_implicit_log_keeps_the_interaction_model_and_says_why(tmp_path):
+    from recgym.experiments.fidelity_sections import calibration
+
+    folder = make_log(tmp_path / "log", n_items=80, n_users=60, per_user=10)  # ids only: every row is a click
+    fw = fit_world("log", folder, encoder=HashingEncoder(dim=16), config=FAST, cache_dir=tmp_path / "cache")
+    assert fw.exposure.identity and "not identifiable" in fw.exposure.note and fw.world is fw.interaction
+    assert fw.manifest["exposure"]["note"] == fw.exposure.note
+    cal = calibration(fw, FAST, np.random.default_rng(0))
+    assert not cal["exposure_corrected"] and cal["target"].startswith("P(interact)") and cal["ece"] == cal["interaction"]["ece"]
