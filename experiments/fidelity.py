@@ -149,11 +149,12 @@ def _weak_points(r: dict[str, Any]) -> list[str]:
     if not b["replay_js_pass"] or not b["tail_share_pass"]:
         out.append(f"replayed clicks by popularity decile: JS {_fmt(b['replay_js'])}, worst relative share error "
                    f"{_fmt(b['tail_share_max_rel_error'], 2)} (bars {BARS['replay_js']}, {BARS['tail_share_rel']})")
-    few = b.get("tail_share_too_few_clicks") or []
-    if few:
-        d = rp["per_decile"]
-        detail = ", ".join(f"{k} {_fmt(d['relative_error'][int(k[1:]) - 1], 2)} on {d['real_clicks'][int(k[1:]) - 1]:.0f} clicks"
-                           for k in few)
+    d = rp.get("per_decile", {})
+    thin = [f"D{k + 1} {_fmt(e, 2)} on {n:.0f} clicks"
+            for k, (e, n) in enumerate(zip(d.get("relative_error", []), d.get("real_clicks", []), strict=True))
+            if e is not None and n < MIN_DECILE_CLICKS]
+    if thin:
+        detail = ", ".join(thin)
         out.append(f"replayed click share not judged where a popularity decile has fewer than {MIN_DECILE_CLICKS} real "
                    f"held-out clicks ({detail}): the sampling error alone is about 1/sqrt(clicks)")
     if rp.get("implicit"):

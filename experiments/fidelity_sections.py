@@ -1,15 +1,16 @@
 """Sections of the fidelity report: held-out ranking of the hidden model, calibration, policy-ranking fidelity.
 
-* :func:`heldout_ranking` — AUC and NDCG@K of the world's hidden click model (:func:`world_logits`) on the
+* :func:`heldout_ranking` — AUC and NDCG@K of the world's interaction model (``FittedWorld.interaction``,
+  :func:`world_logits`: organic interactions, so ``P(interact)``, not the env's ``P(click | shown)``) on the
   held-out positives (``split.test_eval``: onboarding rows excluded), next to BPR-MF and popularity fitted on the
   same train split, for warm users (warm candidate items), cold users (warm items; MF has no factors for them)
   and cold items (candidates = cold items only). AUC per user (positives vs never-interacted candidates), then
   averaged; NDCG@K ranks candidates minus the user's train items. Popularity ties: one seeded random order.
-* :func:`calibration` — predicted click probability vs observed rate by predicted-probability decile on the
-  warm-user/warm-item held-out positives and ``negatives`` sampled warm items per positive (plus their logged
-  non-positives with ``observed_negatives``: the distribution the model was trained and Platt-scaled on), before
-  and after the post-hoc
-  calibration fitted on the validation split; expected calibration error (ECE) of each.
+* :func:`calibration` — predicted click probability vs observed rate by predicted-probability decile, before
+  and after the post-hoc steps fitted on the validation split, and the expected calibration error (ECE) of
+  each: the env's clicks (``P(click | shown)``) on the warm-user/warm-item held-out rows as logged, and the
+  interaction model on the held-out positives and ``negatives`` sampled warm items per positive (plus their
+  logged non-positives with ``observed_negatives``: the distribution it was trained and Platt-scaled on).
 * :func:`policy_ranking` — the panel of :mod:`recgym.experiments.fidelity_panel` evaluated for real and in
   simulation, agreement by :func:`~recgym.experiments.fidelity_stats.rank_agreement`.
 """
