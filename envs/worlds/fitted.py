@@ -150,8 +150,7 @@ class FittedWorld:
 
     @property
     def interaction(self) -> World:
-        """The world whose click logit is ``P(interact)`` (no exposure correction): what organic held-out
-        interactions are compared with. ``world`` itself when the correction is off or the identity."""
+        """The ``P(interact)`` world (no exposure correction; ``world`` when there is none)."""
         return self.world if self.interaction_world is None else self.interaction_world
 
 
@@ -421,13 +420,12 @@ def build_fitted_world(
         latent=(alpha * arrays["user_latent"]).astype(np.float32), bias=(alpha * arrays["user_bias"]).astype(np.float32),
         history=history, cold=split.cold_users.copy(), test=split.test_users.copy(),
     )
-    source = {"dataset": data.name, "fit_key": key, "encoder": encoder.fingerprint, "positive_rule": data.positive_rule,
-              "cache": str(folder)}
     interaction = World(
         name=data.name, catalog=catalog, population=population,
         preference=PreferenceParams(affinity_scale=1.0, popularity_weight=alpha * w_pop + gamma, appeal_weight=1.0,
                                     bias=alpha * bias + beta),
-        source={**source, "clicks": "P(interact)"},
+        source={"dataset": data.name, "fit_key": key, "encoder": encoder.fingerprint, "positive_rule": data.positive_rule,
+                "cache": str(folder), "clicks": "P(interact)"},
     )
     world = interaction if exposure.identity else fold_exposure(interaction, exposure, logpop)
     return FittedWorld(world=world, data=data, split=split, manifest=manifest, cache_hit=cached is not None,
