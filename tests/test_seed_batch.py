@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import re
+import sys
 from pathlib import Path
 
 import pytest
@@ -142,3 +143,40 @@ def test_batch_seeds_false_trains_each_seed_alone(tmp_path):
         agent, curve = _batched_result(ctx, Cell(0, cfg.agents[0], s, cell_path(tmp_path, "ppo", s)))
         assert agent.num_timesteps == BUDGET and [r["step"] for r in curve][-1] == BUDGET
     assert [re.search(r"seeds ([\d, ]+) trained", n).group(1) for n in notes] == ["0", "1"], notes
+
+
+FAST_CONFIG = """name: exact_fast
+agents:
+  - name: ppo
+    hyperparams: {trainer: fast, n_steps: 8, batch_size: 32}
+"""
+
+
+@pytest.mark.slow  # ~2-3 min on the loaded 2-core machine (three CLI processes)
+def test_run_sigkilled_mid_batched_training_and_resumed_gives_identical_metrics(tmp_path):
+    import subprocess
+
+    from test_exact_resume import CLI_SETS, ENV, REPO, _kill_after_a_checkpoint
+
+    cfg = tmp_path / "fast.yaml"
+    cfg.write_text(FAST_CONFIG)
+    sets = [*CLI_SETS, "evaluation.seeds=[0, 1]"]
+
+    def cli(out: Path, *extra: str) -> list[str]:
+        return [sys.executable, "-m", "recgym", "run", str(cfg), "--out", str(out), *extra,
+                *[x for s in sets for x in ("--set", s)]]
+
+    whole, cut = tmp_path / "whole", tmp_path / "cut"
+    res = subprocess.run(cli(whole), env=ENV, cwd=REPO, capture_output=True, text=True, timeout=400)
+    assert res.returncode == 0, res.stderr[-3000:]
+    at = _kill_after_a_checkpoint(cli(cut), cut / "checkpoints" / "ppo__seed1" / "latest.json")
+    assert 0 < at < 1024 and not (cut / "metrics.json").exists(), at
+    res = subprocess.run(cli(cut, "--resume"), env=ENV, cwd=REPO, capture_output=True, text=True, timeout=400)
+    assert res.returncode == 0, res.stderr[-3000:]
+    for s in SEEDS:
+        assert (cut / "curves" / f"ppo__seed{s}.csv").read_text() == (whole / "curves" / f"ppo__seed{s}.csv").read_text()
+        a, b = (read_agent_payload(run / "checkpoints" / f"ppo__seed{s}" / "step_0000001024.pt")["training"]
+                for run in (whole, cut))
+        for part in ("policy", "optimizer", "rng", "last_done", "sim"):
+            assert _same(a[part], b[part]), (s, part)
+    assert json.loads((cut / "metrics.json").read_text()) == json.loads((whole / "metrics.json").read_text())
