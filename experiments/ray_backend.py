@@ -6,8 +6,8 @@ very code of the sequential backend, with the same seed tree - in a worker proce
 itself (memoised per worker; from the verified embedding cache), so a cell's evaluation is bit-identical to
 the sequential backend's. The cells of a seed-batched agent (PPO ``trainer: fast``) are one task per agent,
 which trains their seeds as one batched job and evaluates each (one task per seed with
-``training.batch_seeds: false``), so every seed is trained exactly once. Tasks write their cell files, checkpoints and curves into the run folder
-themselves; on a multi-node cluster ``--out`` must therefore be a folder every node mounts (NFS or
+``training.batch_seeds: false``), so every seed is trained exactly once. Tasks write their cell files,
+checkpoints and curves into the run folder themselves; on a multi-node cluster ``--out`` must therefore be a folder every node mounts (NFS or
 similar), like ``$RECGYM_CACHE``, ``$RECGYM_DATA`` and the installed recgym.
 
 Faults: a worker process that dies mid-cell (killed, out of memory) has its task retried by Ray (up to
@@ -153,11 +153,12 @@ def _run_cells(ray: ModuleType, ctx: RunContext) -> dict[str, str]:
     cfg, out = ctx.cfg, ctx.out
     todo, total = plan_cells(ctx)
     gpus = float(ray.cluster_resources().get("GPU", 0.0))
-    per_gpu = 0.0 if cfg.device == "cpu" or gpus == 0 else min(1.0, gpus / max(len(todo), 1))
+    groups = task_groups(cfg, todo)
+    per_gpu = 0.0 if cfg.device == "cpu" or gpus == 0 else min(1.0, gpus / max(len(groups), 1))
     task = ray.remote(num_cpus=1, num_gpus=per_gpu, max_retries=MAX_RETRIES)(_cell_task)
     cfg_dict, with_logs = cfg.to_dict(), needs_logs(todo)
     pending = {task.remote(cfg_dict, str(out), ctx.run_hash, group[0].index, [c.seed for c in group], with_logs): group
-               for group in task_groups(cfg, todo)}
+               for group in groups}
     failures: dict[str, str] = {}
     nodes: set[str] = set()
     with ctx.progress.task(f"evaluation cells (Ray, {int(ray.cluster_resources().get('CPU', 0))} CPUs)", total,
