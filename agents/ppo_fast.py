@@ -374,9 +374,11 @@ def _concat_states(states: Sequence[Any]) -> Any:
     first = states[0]
     if any(st.t != first.t or st.names() != first.names() for st in states):
         raise ValueError("train_seeds: expected env states at the same clock with the same fields")
-    for name, v in first.shared():
-        if any(not torch.equal(getattr(st, name), v) for st in states[1:]):
-            raise ValueError(f"train_seeds: shared state field {name!r} differs between the seeds' envs")
+    shared = [name for name, _ in first.shared()]
+    if len(states) > 1 and shared:
+        raise ValueError(f"train_seeds: the envs' states have shared fields {shared} (e.g. the feedback table, which "
+                         "every user's step updates): in one batched state the seeds would share them, so they would "
+                         "not be separate runs; train the seeds one by one (training.batch_seeds: false)")
     batched = {n: torch.cat([getattr(st, n) for st in states]) for n, _ in first.batched()}
     return SimState(batched, {n: v.clone() for n, v in first.shared()}, first.t)
 

@@ -126,7 +126,6 @@ def train_seed_batch(ctx: Any, index: int, cells: list[SeedCell],
                          "steps the simulator core, not a wrapped env); use trainer: sb3 for this agent")
     budget = cfg.budget(index)
     jobs = [_prepare(ctx, index, c, resume) for c in cells]
-    seeds = [c.seed for c in cells]
     for job in jobs:
         if not job.curve:
             job.curve = [{"step": 0.0, "eval_return": job.cell.curve_fn(job.agent)}]
@@ -138,8 +137,9 @@ def train_seed_batch(ctx: Any, index: int, cells: list[SeedCell],
         group = by_start[start]
         if start < budget:
             _train_group(ctx, group, start, budget)
-    ctx.notify(f"{spec.key}: seeds {', '.join(map(str, seeds))} trained as one batched job (trainer 'fast', "
-               f"{budget} env steps each{'' if len(by_start) == 1 else f'; resumed from steps {sorted(by_start)}'})")
+            ctx.notify(f"{spec.key}: " + (f"seeds {', '.join(str(j.cell.seed) for j in group)} trained as one "
+                                          "batched job" if len(group) > 1 else f"seed {group[0].cell.seed} trained")
+                       + f" (trainer 'fast', env steps {start} to {budget})")
     return {job.cell.seed: (job.agent, job.curve) for job in jobs}
 
 

@@ -113,7 +113,8 @@ def test_seeds_left_at_different_steps_resume_each_from_its_own(tmp_path):
     res = _batch(tmp_path / "run", notes=notes)
     assert [r["step"] for r in res[0][1]] == [r["step"] for r in res[1][1]] == [0, 64, 128, 192, 256]
     assert all(res[s][0].num_timesteps == BUDGET for s in SEEDS)
-    assert any("resumed from steps [64, 128]" in n for n in notes), notes
+    assert [n for n in notes if "trained" in n] == ["ppo: seed 1 trained (trainer 'fast', env steps 64 to 256)",
+                                                    "ppo: seed 0 trained (trainer 'fast', env steps 128 to 256)"], notes
 
 
 @pytest.mark.parametrize(("edit", "expected"), [
@@ -142,7 +143,7 @@ def test_batch_seeds_false_trains_each_seed_alone(tmp_path):
     for s in SEEDS:
         agent, curve = _batched_result(ctx, Cell(0, cfg.agents[0], s, cell_path(tmp_path, "ppo", s)))
         assert agent.num_timesteps == BUDGET and [r["step"] for r in curve][-1] == BUDGET
-    assert [re.search(r"seeds ([\d, ]+) trained", n).group(1) for n in notes] == ["0", "1"], notes
+    assert [re.search(r"seeds? ([\d, ]+) trained", n).group(1) for n in notes] == ["0", "1"], notes
 
 
 FAST_CONFIG = """name: exact_fast
@@ -180,3 +181,22 @@ def test_run_sigkilled_mid_batched_training_and_resumed_gives_identical_metrics(
         for part in ("policy", "optimizer", "rng", "last_done", "sim"):
             assert _same(a[part], b[part]), (s, part)
     assert json.loads((cut / "metrics.json").read_text()) == json.loads((whole / "metrics.json").read_text())
+
+
+def test_envs_with_shared_state_or_the_feedback_input_are_refused_with_a_clear_error(tmp_path):
+    """The feedback table is shared by every user of a state and updated by every step: one batched state would
+    let the seeds share it, so train_seeds refuses; and the fast trainer does not train the scorer's feedback
+    input, so even one seed is refused (before: trained without it, then failed copying the weights back)."""
+    from recgym.agents import make_agent
+    from recgym.agents.ppo_fast import train_seeds
+    from recgym.envs.sb3 import RankingSB3VecEnv
+
+    sets = ["env.feedback.enabled=true", "env.feedback.warmup_users=8", "env.feedback.warmup_steps=2"]
+    cfg = load_config(raw={"name": "t", "agents": [{"name": "ppo"}]}, overrides=[*SETS, *sets])
+    world = make_world("analytic", world_config=cfg.world_config)
+    envs = [RankingSB3VecEnv(8, seed=s, world=world, config=cfg.train_env(0)) for s in SEEDS]
+    agents = [make_agent("ppo", envs[0], seed=s, trainer="fast", n_steps=8) for s in SEEDS]
+    with pytest.raises(ValueError, match=r"shared fields \['item_feedback'\].*training\.batch_seeds: false"):
+        train_seeds(agents, envs, 64)
+    with pytest.raises(ValueError, match=r"feedback\.bias, feedback\.weight: the feedback-table input.*trainer='sb3'"):
+        agents[0].learn(envs[0], 64)
