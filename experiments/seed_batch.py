@@ -110,10 +110,10 @@ def _prepare(ctx: Any, index: int, cell: SeedCell, resume: bool) -> _Seed:
 
 def train_seed_batch(ctx: Any, index: int, cells: list[SeedCell],
                      resume: bool = True) -> dict[int, tuple[Any, list[dict[str, float]]]]:
-    """Train the seeds of ``cells`` of agent ``index`` (PPO ``trainer: fast``) as one batched job with checkpoints, curves
-    and resume (see the module docstring); each seed gets the agent and env seeds its own cell would use.
-    ``ctx``: the run's :class:`~recgym.experiments.cells.RunContext`. Returns ``{seed: (trained agent, curve
-    rows)}``.
+    """Train the seeds of ``cells`` of agent ``index`` (PPO ``trainer: fast``) as one batched job with
+    checkpoints, curves and resume (see the module docstring); each seed gets the agent and env seeds its own
+    cell would use. ``ctx``: the run's :class:`~recgym.experiments.cells.RunContext`. Returns ``{seed: (trained
+    agent, curve rows)}``.
 
     Raises:
         NaNLossError: NaN/inf losses or parameters (each seed's last good checkpoint is kept).
@@ -151,7 +151,8 @@ def _train_group(ctx: Any, group: list[_Seed], start: int, budget: int) -> None:
     batch = SeedBatch([j.agent for j in group], [j.env for j in group], [j.training for j in group])
     names = ", ".join(j.cell.name for j in group)
     step = start
-    with ctx.progress.task(f"train {names} (one batched job)", budget, unit="env steps") as bar:
+    label = f"train {names}" + (" (one batched job)" if len(group) > 1 else "")
+    with ctx.progress.task(label, budget, unit="env steps") as bar:
         bar.update(min(step, budget))
         while step < budget:
             chunk = min(cfg.training.checkpoint_every, budget - step)
