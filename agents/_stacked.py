@@ -118,7 +118,14 @@ class StackedScorer(nn.Module):
 
     @classmethod
     def from_scorers(cls, scorers: Sequence[CandidateScorer]) -> StackedScorer:
-        """Stack ``scorers`` (same shapes, same item table) into one module (their weights are copied)."""
+        """Stack ``scorers`` (same shapes, same item table) into one module (their weights are copied). A scorer
+        with parameters this module does not compute (the feedback-table input, ``feedback.*``) is refused: it
+        would be trained without them."""
+        extra = sorted(set(scorers[0].state_dict()) - set(_PARAMS))
+        if extra:
+            raise ValueError(f"trainer='fast': the candidate scorer has parameters the fast trainer does not train "
+                             f"yet ({', '.join(extra)}: the feedback-table input of an env with env.feedback.enabled); "
+                             "use trainer='sb3' for this env")
         return cls(scorers[0], [sc.state_dict() for sc in scorers])
 
     @property

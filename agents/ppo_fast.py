@@ -36,7 +36,8 @@ from recgym.agents._rollout import Rollout, RolloutCollector, act
 from recgym.agents._stacked import StackedScorer
 from recgym.agents.scorer import first_slot_entropy, masked_logits, pl_log_prob
 
-__all__ = ["FastPPOTrainer", "StackedAdam", "ppo_loss", "clip_grad_norm_per_seed", "native_env"]
+__all__ = ["FastPPOTrainer", "SeedBatch", "StackedAdam", "ppo_loss", "clip_grad_norm_per_seed", "native_env",
+           "train_seeds", "check_training_state"]
 
 
 def native_env(env: Any) -> Any:
@@ -280,16 +281,56 @@ class FastPPOTrainer:
             "last_done": self.collector.last_done[i].cpu().clone(),
         }
 
-    def load_training_state(self, state: Mapping[str, Any]) -> None:
-        """Restore :meth:`training_state` into a one-seed trainer."""
-        if self.num_seeds != 1:
-            raise ValueError("load_training_state: expected a one-seed trainer")
+    def load_training_state(self, state: Mapping[str, Any], seed_index: int = 0) -> None:
+        """Restore :meth:`training_state` (of any trainer, one seed) into seed ``seed_index`` of this one; a state
+        that does not fit raises ``ValueError`` naming the field (nothing is changed then)."""
+        check_training_state(state)
+        i = seed_index
         opt = state["optimizer"]
-        self.optimizer.load_state_dict({k: ([t.to(self.device) for t in v] if isinstance(v, list) else v.to(self.device))
-                                        for k, v in opt.items()})
-        self.samplers[0].set_state(state["rng"]["sampler"])
-        self.permuters[0].set_state(state["rng"]["permuter"])
-        self.collector.last_done[0].copy_(state["last_done"])
+        for name, mine in (("exp_avg", self.optimizer.exp_avg), ("exp_avg_sq", self.optimizer.exp_avg_sq)):
+            theirs = opt[name]
+            if len(theirs) != len(mine) or any(a[i : i + 1].shape != b.shape for a, b in zip(mine, theirs, strict=True)):
+                raise ValueError(f"field 'optimizer.{name}': expected {len(mine)} tensors shaped like this network's "
+                                 f"parameters, received {[tuple(t.shape) for t in theirs][:4]}")
+        if tuple(state["last_done"].shape) != (self.users,):
+            raise ValueError(f"field 'last_done': expected ({self.users},) (one flag per training user), received "
+                             f"{tuple(state['last_done'].shape)}")
+        for name, mine in (("exp_avg", self.optimizer.exp_avg), ("exp_avg_sq", self.optimizer.exp_avg_sq)):
+            for a, b in zip(mine, opt[name], strict=True):
+                a[i : i + 1].copy_(b)
+        self.optimizer.step_count[i] = opt["step"].reshape(-1)[0].to(self.optimizer.step_count.dtype)
+        self.samplers[i].set_state(state["rng"]["sampler"])
+        self.permuters[i].set_state(state["rng"]["permuter"])
+        self.collector.last_done[i].copy_(state["last_done"])
+
+
+def check_training_state(state: Any) -> None:
+    """Check the fields of :meth:`FastPPOTrainer.training_state` (read from a checkpoint) before any is used:
+    ``ValueError`` naming the first malformed field, what it expected and what it received."""
+    if not isinstance(state, Mapping):
+        raise ValueError(f"expected the fast trainer's state (a dict), received {type(state).__name__}")
+    opt = state.get("optimizer")
+    if not isinstance(opt, Mapping):
+        raise ValueError(f"field 'optimizer': expected a dict, received {type(opt).__name__}")
+    step = opt.get("step")
+    if not isinstance(step, torch.Tensor) or step.numel() != 1 or not step.dtype.is_floating_point or \
+            not bool(step.reshape(-1)[0] >= 0):
+        raise ValueError(f"field 'optimizer.step': expected one non-negative float tensor, received {step!r:.80}")
+    for name in ("exp_avg", "exp_avg_sq"):
+        v = opt.get(name)
+        if not isinstance(v, list) or not v or not all(isinstance(t, torch.Tensor) and t.dim() >= 1 and
+                                                       t.shape[0] == 1 for t in v):
+            raise ValueError(f"field 'optimizer.{name}': expected a list of (1, ...) tensors, received {v!r:.80}")
+    rng = state.get("rng")
+    if not isinstance(rng, Mapping):
+        raise ValueError(f"field 'rng': expected a dict, received {type(rng).__name__}")
+    for name in ("sampler", "permuter"):  # CPU or CUDA generator states (their sizes differ): type checked here
+        gen = rng.get(name)
+        if not isinstance(gen, torch.Tensor) or gen.dtype != torch.uint8 or gen.dim() != 1:
+            raise ValueError(f"field 'rng.{name}': expected a uint8 generator state tensor, received {gen!r:.80}")
+    done = state.get("last_done")
+    if not isinstance(done, torch.Tensor) or done.dim() != 1 or done.dtype != torch.float32:
+        raise ValueError(f"field 'last_done': expected a float32 (B,) tensor, received {done!r:.80}")
 
 
 # ---------------------------------------------------------------------- agents
@@ -333,41 +374,72 @@ def _concat_states(states: Sequence[Any]) -> Any:
     first = states[0]
     if any(st.t != first.t or st.names() != first.names() for st in states):
         raise ValueError("train_seeds: expected env states at the same clock with the same fields")
-    for name, v in first.shared():
-        if any(not torch.equal(getattr(st, name), v) for st in states[1:]):
-            raise ValueError(f"train_seeds: shared state field {name!r} differs between the seeds' envs")
+    shared = [name for name, _ in first.shared()]
+    if len(states) > 1 and shared:
+        raise ValueError(f"train_seeds: the envs' states have shared fields {shared} (e.g. the feedback table, which "
+                         "every user's step updates): in one batched state the seeds would share them, so they would "
+                         "not be separate runs; train the seeds one by one (training.batch_seeds: false)")
     batched = {n: torch.cat([getattr(st, n) for st in states]) for n, _ in first.batched()}
     return SimState(batched, {n: v.clone() for n, v in first.shared()}, first.t)
 
 
+class SeedBatch:
+    """S PPO agents (same config but ``seed``; each on its own env of the same world, config and ``num_envs``)
+    trained as one batched job, in as many :meth:`learn` calls as wanted (the runner checkpoints between
+    them). After every call each agent, its ``num_timesteps`` and its env's state are as if it had been
+    trained alone by ``learn_fast`` on its env (see the module docstring), and :meth:`training_state` gives
+    what a checkpoint needs beyond the agent and the env to resume that seed exactly.
+
+    ``training_states``: one entry per seed, ``None`` or a :meth:`training_state` to resume from (the agents'
+    weights, ``num_timesteps`` and the envs' states are restored by the caller before this is built)."""
+
+    def __init__(self, agents: Sequence[Any], envs: Sequence[Any],
+                 training_states: Sequence[Mapping[str, Any] | None] | None = None) -> None:
+        if not agents or len(agents) != len(envs):
+            raise ValueError(f"train_seeds: expected one env per agent, received {len(agents)} agents, {len(envs)} envs")
+        base = agents[0].config.model_dump(exclude={"seed"})
+        for a in agents[1:]:
+            if a.config.model_dump(exclude={"seed"}) != base:
+                raise ValueError("train_seeds: expected agents whose configs differ in 'seed' only")
+        if len({a.num_timesteps for a in agents}) != 1:
+            raise ValueError("train_seeds: expected agents trained for the same number of steps")
+        self.agents = list(agents)
+        self.venvs = [_check_env(a, e) for a, e in zip(agents, envs, strict=True)]
+        core = self.venvs[0].core
+        for v in self.venvs[1:]:
+            if v.num_envs != self.venvs[0].num_envs or v.core.config != core.config or v.core.world is not core.world:
+                raise ValueError("train_seeds: expected envs of one world object, one env config and one num_envs")
+        self.state = _concat_states([v.state for v in self.venvs])
+        self.trainer = FastPPOTrainer(core, self.state, [a.policy.scorer for a in agents], agents[0].config,
+                                      [a.config.seed for a in agents])
+        self.trainer.num_timesteps = agents[0].num_timesteps
+        for i, st in enumerate(training_states or []):
+            if st is not None:
+                self.trainer.load_training_state(st, i)
+
+    @property
+    def num_timesteps(self) -> int:
+        return self.trainer.num_timesteps
+
+    def learn(self, total_timesteps: int, callback: Callable[[int], Any] | None = None) -> None:
+        """``total_timesteps`` more env steps per seed (whole rollouts; ``callback`` as
+        :meth:`FastPPOTrainer.learn`), then the agents and envs are brought up to date."""
+        self.trainer.learn(total_timesteps, callback)
+        b = self.trainer.users
+        for s, (agent, venv) in enumerate(zip(self.agents, self.venvs, strict=True)):
+            own = venv.state
+            for name, v in own.batched():
+                v.copy_(getattr(self.state, name)[s * b : (s + 1) * b])
+            own.t = self.state.t
+            agent.policy.scorer.load_state_dict(self.trainer.scorer_state(s))
+            agent.num_timesteps = self.trainer.num_timesteps
+
+    def training_state(self, seed_index: int) -> dict[str, Any]:
+        return self.trainer.training_state(seed_index)
+
+
 def train_seeds(agents: Sequence[Any], envs: Sequence[Any], total_timesteps: int) -> list[Any]:
-    """Train S PPO agents (same config but ``seed``; each on its own env of the same world, config and
-    ``num_envs``) as one batched job; each agent ends as if trained alone by ``learn_fast`` on its env for
-    ``total_timesteps`` (see the module docstring). The envs' states move on as in separate runs."""
-    if not agents or len(agents) != len(envs):
-        raise ValueError(f"train_seeds: expected one env per agent, received {len(agents)} agents, {len(envs)} envs")
-    base = agents[0].config.model_dump(exclude={"seed"})
-    for a in agents[1:]:
-        if a.config.model_dump(exclude={"seed"}) != base:
-            raise ValueError("train_seeds: expected agents whose configs differ in 'seed' only")
-    if len({a.num_timesteps for a in agents}) != 1:
-        raise ValueError("train_seeds: expected agents trained for the same number of steps")
-    venvs = [_check_env(a, e) for a, e in zip(agents, envs, strict=True)]
-    core = venvs[0].core
-    for v in venvs[1:]:
-        if v.num_envs != venvs[0].num_envs or v.core.config != core.config or v.core.world is not core.world:
-            raise ValueError("train_seeds: expected envs of one world object, one env config and one num_envs")
-    state = _concat_states([v.state for v in venvs])
-    trainer = FastPPOTrainer(core, state, [a.policy.scorer for a in agents], agents[0].config,
-                             [a.config.seed for a in agents])
-    trainer.num_timesteps = agents[0].num_timesteps
-    trainer.learn(total_timesteps)
-    b = trainer.users
-    for s, (agent, venv) in enumerate(zip(agents, venvs, strict=True)):
-        own = venv.state
-        for name, v in own.batched():
-            v.copy_(getattr(state, name)[s * b : (s + 1) * b])
-        own.t = state.t
-        agent.policy.scorer.load_state_dict(trainer.scorer_state(s))
-        agent.num_timesteps = trainer.num_timesteps
+    """Train S PPO agents as one batched job (:class:`SeedBatch`) for ``total_timesteps`` env steps each; each
+    agent ends as if trained alone by ``learn_fast`` on its env. The envs' states move on as in separate runs."""
+    SeedBatch(agents, envs).learn(total_timesteps)
     return list(agents)

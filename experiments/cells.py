@@ -133,7 +133,10 @@ class RunContext:
     notify: Notify
     on_curve: Callable[[Cell, int, float], None] | None = None  # each learning-curve point (tuning: pruning)
     reraise: tuple[type[BaseException], ...] = ()  # exceptions that stop the run instead of failing a cell
-    batched: dict[tuple[int, int], Recommender] = field(default_factory=dict)  # (agent index, seed) -> trained
+    # Seed-batched cells (PPO trainer 'fast'): (agent index, seed) -> (trained agent, curve) or the batch's error,
+    # and the seeds each agent's batch trains (set by the Ray backend; else the agent's pending seeds).
+    batched: dict[tuple[int, int], Any] = field(default_factory=dict)
+    batch_seeds: dict[int, list[int]] = field(default_factory=dict)
 
     @classmethod
     def create(cls, cfg: ExperimentConfig, world: World, out: Path, run_hash: str, progress: Progress,
@@ -242,10 +245,7 @@ def _run_cell(ctx: RunContext, cell: Cell, log_cache: dict[int, LoggedData], wit
     trained: Recommender | None = None
     curve: list[dict[str, float]] = []
     if seed_batched(spec):
-        if (cell.index, seed) not in ctx.batched:
-            seeds = [c.seed for c in pending_cells(cfg, ctx.out, ctx.run_hash) if c.index == cell.index]
-            ctx.batched.update({(cell.index, s): a for s, a in train_seed_batch(ctx, cell.index, seeds).items()})
-        trained = ctx.batched.pop((cell.index, seed))
+        trained, curve = _batched_result(ctx, cell)
     elif cls.train_action_types is not None:
         trained, curve = train_cell(ctx, cell, hp)
     fit = cls.learns_offline and spec.fit_on_logs is not False and with_logs
@@ -307,27 +307,45 @@ def curve_function(ctx: RunContext, cell: Cell) -> Callable[[Recommender], float
 
 
 def seed_batched(spec: AgentSpec) -> bool:
-    """Whether the cells of agent ``spec`` train their seeds as one batched job (:func:`train_seed_batch`):
-    PPO with ``trainer: fast``."""
+    """Whether the cells of agent ``spec`` train through :func:`recgym.experiments.seed_batch.train_seed_batch`
+    (PPO with ``trainer: fast``; its seeds as one batched job unless ``training.batch_seeds`` is false)."""
     return spec.name == "ppo" and spec.hyperparams.get("trainer") == "fast"
 
 
-def train_seed_batch(ctx: RunContext, index: int, seeds: list[int]) -> dict[int, Recommender]:
-    """Train the pending seeds of agent ``index`` as one batched job (:func:`recgym.agents.ppo_fast.train_seeds`;
-    each seed with the agent and env seeds its own cell would use). Returns ``{seed: trained agent}``.
+def batch_of(ctx: RunContext, cell: Cell) -> list[int]:
+    """The seeds trained with ``cell``'s: those the scheduler gave (Ray), else the agent's pending seeds, or the
+    cell's own seed alone with ``training.batch_seeds: false``."""
+    if cell.index in ctx.batch_seeds:
+        return ctx.batch_seeds[cell.index]
+    if not ctx.cfg.training.batch_seeds:
+        return [cell.seed]
+    return [c.seed for c in pending_cells(ctx.cfg, ctx.out, ctx.run_hash) if c.index == cell.index]
 
-    Not yet: checkpoints, resume and learning curves for batched cells; a killed run trains them again from
-    step 0. Under the Ray backend every worker trains the batch of the seeds still pending and keeps its own.
-    """
-    from recgym.agents.ppo_fast import train_seeds
-    from recgym.envs.sb3 import RankingSB3VecEnv
 
-    cfg = ctx.cfg
-    spec, tenv_cfg = cfg.agents[index], cfg.train_env(index)
-    envs = [RankingSB3VecEnv(cfg.training.num_envs, world=ctx.world, config=tenv_cfg, device=cfg.device,
-                             seed=int(np.random.SeedSequence([ctx.seeds.seed("train", s), 0]).generate_state(1)[0]
-                                      % (2**31))) for s in seeds]
-    agents = [make_agent(spec.name, envs[0], **{**spec.hyperparams, "seed": ctx.agent_seed(s), "device": cfg.device})
-              for s in seeds]
-    train_seeds(agents, envs, cfg.budget(index))
-    return dict(zip(seeds, agents, strict=True))
+def _batched_result(ctx: RunContext, cell: Cell) -> tuple[Recommender, list[dict[str, float]]]:
+    """The trained agent and curve of a seed-batched cell; the first cell of a batch trains all its seeds
+    (a failed batch fails each of its cells with the same error, without training again)."""
+    # torch + SB3: only when a cell trains
+    from recgym.experiments.seed_batch import SeedCell, train_seed_batch
+
+    key = (cell.index, cell.seed)
+    if key not in ctx.batched:
+        seeds = batch_of(ctx, cell)
+        if cell.seed not in seeds:
+            seeds = [*seeds, cell.seed]
+        try:
+            spec = cell.spec
+            cells = [SeedCell(s, cell_name(spec.key, s), cell_path(ctx.out, spec.key, s, "curves", ".csv"),
+                              curve_function(ctx, Cell(cell.index, spec, s, cell_path(ctx.out, spec.key, s))))
+                     for s in seeds]
+            ctx.batched.update({(cell.index, s): r for s, r in train_seed_batch(ctx, cell.index, cells).items()})
+        except (KeyboardInterrupt, DiskFullError, MemoryError, *ctx.reraise):
+            raise
+        except Exception as exc:  # noqa: BLE001 - re-raised for every cell of the batch (execute_cell records it)
+            if is_disk_full(exc):
+                raise
+            ctx.batched.update({(cell.index, s): exc for s in seeds})
+    result = ctx.batched.pop(key)
+    if isinstance(result, BaseException):
+        raise result
+    return result

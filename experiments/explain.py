@@ -105,7 +105,8 @@ def load_run_agent(cfg: Any, world: Any, chash: str, run_dir: Path, label: str, 
     hp = {**spec.hyperparams, "seed": seed, "device": cfg.device}
     if cls.train_action_types is not None:
         from recgym.envs.sb3 import RankingSB3VecEnv
-        from recgym.experiments.training import train_rl
+        from recgym.experiments.cells import seed_batched
+        from recgym.experiments.training import find_resume_checkpoint, train_rl
 
         ckpt = Path(run_dir) / "checkpoints" / cell_name(label, seed)
         if not (ckpt / "latest.json").is_file():
@@ -114,6 +115,13 @@ def load_run_agent(cfg: Any, world: Any, chash: str, run_dir: Path, label: str, 
         # The run's own num_envs: the checkpoint holds the training env's state, which must fit its env.
         n = cfg.training.num_envs
         agent = make_agent(spec.name, RankingSB3VecEnv(n, seed=seed, world=world, config=tenv, device=cfg.device), **hp)
+        if seed_batched(spec):  # PPO trainer 'fast': the seed's verified checkpoint holds its scorer
+            payload = find_resume_checkpoint(ckpt, chash)
+            if payload is None:
+                raise FileNotFoundError(f"agent {label!r}, seed {seed}: no valid checkpoint in {ckpt}")
+            agent.policy.scorer.load_state_dict(payload["policy"])
+            agent.num_timesteps = int(payload["step"])
+            return agent if spec.rerank is None else FairReranker(agent, spec.rerank)
         with tempfile.TemporaryDirectory() as tmp:
             train_rl(agent, world=world, train_env_cfg=tenv, budget=0, num_envs=n, seed=seed, checkpoint_every=1,
                      ckpt_dir=ckpt, log_path=Path(tmp) / "curve.csv", tb_dir=None, cfg_hash=chash,

@@ -4,8 +4,10 @@ Each (agent, replicate) cell is one Ray task declaring ``num_cpus=1`` (and a sha
 device is CUDA and the cluster has GPUs). A task runs :func:`~recgym.experiments.cells.execute_cell` - the
 very code of the sequential backend, with the same seed tree - in a worker process that builds the world
 itself (memoised per worker; from the verified embedding cache), so a cell's evaluation is bit-identical to
-the sequential backend's. Tasks write their cell files, checkpoints and curves into the run folder
-themselves; on a multi-node cluster ``--out`` must therefore be a folder every node mounts (NFS or
+the sequential backend's. The cells of a seed-batched agent (PPO ``trainer: fast``) are one task per agent,
+which trains their seeds as one batched job and evaluates each (one task per seed with
+``training.batch_seeds: false``), so every seed is trained exactly once. Tasks write their cell files,
+checkpoints and curves into the run folder themselves; on a multi-node cluster ``--out`` must therefore be a folder every node mounts (NFS or
 similar), like ``$RECGYM_CACHE``, ``$RECGYM_DATA`` and the installed recgym.
 
 Faults: a worker process that dies mid-cell (killed, out of memory) has its task retried by Ray (up to
@@ -28,10 +30,11 @@ from types import ModuleType
 from typing import Any
 
 from recgym.common.progress import Progress
-from recgym.experiments.cells import Cell, RunContext, needs_logs, plan_cells, record_failure
+from recgym.experiments.cells import Cell, RunContext, needs_logs, plan_cells, record_failure, seed_batched
 from recgym.experiments.config import ExperimentConfig
 
-__all__ = ["require_ray", "start_ray", "ray_session", "run_cells_ray", "RayUnavailableError", "MAX_RETRIES", "FAULT_ENV"]
+__all__ = ["require_ray", "start_ray", "ray_session", "run_cells_ray", "task_groups", "RayUnavailableError", "MAX_RETRIES",
+           "FAULT_ENV"]
 
 MAX_RETRIES = 2
 FAULT_ENV = "RECGYM_FAULT_KILL_CELL"  # "<cell name>:<marker file>": kill the worker once (fault-injection tests)
@@ -89,26 +92,33 @@ def ray_session(workers: int | None, address: str | None) -> Iterator[ModuleType
             ray.shutdown()
 
 
-def _cell_task(cfg_dict: dict[str, Any], out: str, run_hash: str, index: int, seed: int, with_logs: bool) -> dict:
-    """One cell in a Ray worker: rebuild the run context (world memoised per worker), run the cell."""
+def _cell_task(cfg_dict: dict[str, Any], out: str, run_hash: str, index: int, seeds: list[int],
+               with_logs: bool) -> dict:
+    """The cells ``seeds`` of agent ``index`` in a Ray worker (one cell, or a seed-batched agent's cells):
+    rebuild the run context (world memoised per worker), run the cells one after the other."""
     import ray
     import torch
 
     from recgym.envs import make_world
-    from recgym.experiments.cells import cell_path, execute_cell
+    from recgym.experiments.cells import cell_finished, cell_hash, cell_name, cell_path, execute_cell
 
     cfg = ExperimentConfig.model_validate(cfg_dict)
     spec = cfg.agents[index]
-    cell = Cell(index, spec, seed, cell_path(Path(out), spec.key, seed))
-    _maybe_inject_fault(cell.name)
+    cells = [Cell(index, spec, s, cell_path(Path(out), spec.key, s)) for s in seeds]
+    # A retried task (its worker died) leaves alone the cells its first attempt finished.
+    cells = [c for c in cells if not cell_finished(c.path, cell_hash(run_hash, spec.key, c.seed))]
+    for cell in cells:
+        _maybe_inject_fault(cell.name)
     if cfg.threads is not None:
         torch.set_num_threads(cfg.threads)
     world = make_world(cfg.world, world_config=cfg.world_config, data_dir=cfg.data_dir, encoder=cfg.encoder)
     notes: list[str] = []
-    ctx = RunContext.create(cfg, world, Path(out), run_hash, Progress(enabled=False), notes.append)
-    err = execute_cell(ctx, cell, {}, with_logs)
-    return {"cell": cell.name, "error": err, "notes": notes, "pid": os.getpid(),
-            "node": ray.get_runtime_context().get_node_id()}
+    ctx = RunContext.create(cfg, world, Path(out), run_hash, Progress(enabled=False), notes.append,
+                            batch_seeds={index: [c.seed for c in cells]})
+    log_cache: dict = {}
+    errors: dict[str, str | None] = {cell_name(spec.key, s): None for s in seeds}
+    errors.update({c.name: execute_cell(ctx, c, log_cache, with_logs) for c in cells})
+    return {"errors": errors, "notes": notes, "pid": os.getpid(), "node": ray.get_runtime_context().get_node_id()}
 
 
 def _maybe_inject_fault(name: str) -> None:
@@ -129,34 +139,46 @@ def run_cells_ray(ctx: RunContext, workers: int | None = None, address: str | No
         return _run_cells(ray, ctx)
 
 
+def task_groups(cfg: ExperimentConfig, todo: list[Cell]) -> list[list[Cell]]:
+    """The Ray tasks of the pending cells ``todo``: one per cell, but one per agent for the cells of a
+    seed-batched agent (unless ``training.batch_seeds`` is false), so that its seeds train as one job once."""
+    groups: dict[tuple[int, int], list[Cell]] = {}
+    for c in todo:
+        batched = seed_batched(c.spec) and cfg.training.batch_seeds
+        groups.setdefault((c.index, -1 if batched else c.seed), []).append(c)
+    return list(groups.values())
+
+
 def _run_cells(ray: ModuleType, ctx: RunContext) -> dict[str, str]:
     cfg, out = ctx.cfg, ctx.out
     todo, total = plan_cells(ctx)
     gpus = float(ray.cluster_resources().get("GPU", 0.0))
-    per_gpu = 0.0 if cfg.device == "cpu" or gpus == 0 else min(1.0, gpus / max(len(todo), 1))
+    groups = task_groups(cfg, todo)
+    per_gpu = 0.0 if cfg.device == "cpu" or gpus == 0 else min(1.0, gpus / max(len(groups), 1))
     task = ray.remote(num_cpus=1, num_gpus=per_gpu, max_retries=MAX_RETRIES)(_cell_task)
     cfg_dict, with_logs = cfg.to_dict(), needs_logs(todo)
-    pending = {task.remote(cfg_dict, str(out), ctx.run_hash, c.index, c.seed, with_logs): c for c in todo}
+    pending = {task.remote(cfg_dict, str(out), ctx.run_hash, group[0].index, [c.seed for c in group], with_logs): group
+               for group in groups}
     failures: dict[str, str] = {}
     nodes: set[str] = set()
     with ctx.progress.task(f"evaluation cells (Ray, {int(ray.cluster_resources().get('CPU', 0))} CPUs)", total,
                            unit="cells", completed=total - len(todo)) as advance:
         while pending:
             done, _ = ray.wait(list(pending), num_returns=1)
-            cell = pending.pop(done[0])
+            group = pending.pop(done[0])
             try:
                 result = ray.get(done[0])
             except Exception as exc:  # noqa: BLE001 - a task that failed beyond its retries (worker deaths)
                 err = f"{type(exc).__name__}: {' '.join(str(exc).split())[:500]}"
-                record_failure(ctx, cell, err)
-                result = {"cell": cell.name, "error": err, "notes": []}
+                for cell in group:
+                    record_failure(ctx, cell, err)
+                result = {"errors": {c.name: err for c in group}, "notes": []}
             for note in result["notes"]:
                 ctx.notify(note)
             if "node" in result:  # a task that died beyond its retries reports no node
                 nodes.add(result["node"])
-            if result["error"] is not None:
-                failures[cell.name] = result["error"]
-            advance(1)
+            failures.update({name: err for name, err in result["errors"].items() if err is not None})
+            advance(len(group))
     if todo:
         ctx.notify(f"Ray: {len(todo)} cells ran on {len(nodes)} node{'s' * (len(nodes) != 1)}")
     return failures

@@ -85,7 +85,7 @@ if TYPE_CHECKING:  # annotations only; this module never imports the run's cell 
     from recgym.agents._sb3 import SB3Recommender
 
 __all__ = ["CheckpointMismatchError", "NaNLossError", "train_rl", "train_agent", "find_resume_checkpoint",
-           "ProgressCallback"]
+           "ProgressCallback", "write_checkpoint", "write_curve_log"]
 
 log = logging.getLogger(__name__)
 
@@ -171,7 +171,7 @@ def _failing_part(agent: SB3Recommender, ckpt: dict[str, Any]) -> str:
     return "rng"
 
 
-def _write_log(path: Path, rows: list[dict[str, float]]) -> None:
+def write_curve_log(path: Path, rows: list[dict[str, float]]) -> None:
     buf = io.StringIO()
     w = csv.DictWriter(buf, fieldnames=CURVE_FIELDS, lineterminator="\n")
     w.writeheader()
@@ -239,6 +239,15 @@ def _check_payload(payload: Any, where: Path, step: int) -> dict[str, Any]:
     if bad or not policy:
         raise CorruptFileError(f"{where}: field 'policy': expected a non-empty dict of named tensors, received "
                                f"{'an empty dict' if not policy else f'non-tensor entries {bad[:3]}'}")
+    if payload.get("trainer") == "fast":  # a seed of a batched fast-PPO job (recgym.experiments.seed_batch)
+        from recgym.agents.ppo_fast import check_training_state
+
+        try:
+            check_training_state(payload)
+        except ValueError as exc:
+            raise CorruptFileError(f"{where}: {exc}") from None
+        _field(where, payload, "sim", dict, "the training env's state")
+        return _check_curve(payload, where)
     opt = _field(where, payload, "optimizer", dict, "the optimizer state dict")
     for key in ("state", "param_groups"):
         if key not in opt:
@@ -274,6 +283,10 @@ def _check_payload(payload: Any, where: Path, step: int) -> dict[str, Any]:
             check_learner_state(payload["learner"])
         except ValueError as exc:
             raise CorruptFileError(f"{where}: {exc}") from None
+    return _check_curve(payload, where)
+
+
+def _check_curve(payload: dict[str, Any], where: Path) -> dict[str, Any]:
     curve = _field(where, payload, "curve", list, "the learning curve rows")
     for i, row in enumerate(curve):
         if not isinstance(row, dict) or not isinstance(row.get("step"), (int, float)) or \
@@ -418,15 +431,23 @@ def _exact_resume_supported(model: object) -> bool:
 
 def _save(ckpt_dir: Path, agent: SB3Recommender, venv: RankingSB3VecEnv, menv: VecMonitor, step: int, cfg_hash: str,
           curve: list[dict[str, float]], keep: int) -> None:
-    """``step_<N>.pt`` (the agent file with its training section), then its manifest ``step_<N>.json``, then
-    ``latest.json``; all atomic. Prunes to ``keep``."""
-    from recgym import __version__
-
-    training = {"format": CKPT_FORMAT, "version": CKPT_VERSION, "step": step, "config_hash": cfg_hash,
-                "curve": curve, **agent.training_state()}
+    """The checkpoint of an SB3 agent's cell at ``step`` (:func:`write_checkpoint`)."""
+    training = {**agent.training_state()}
     training["rng"] = {**training["rng"], "env": venv.core.generator.get_state()}  # recorded, not restored
     if _exact_resume_supported(agent.model):
         training["sim"], training["learner"] = venv.state_dict(), learner_state(agent.model, menv)
+    write_checkpoint(ckpt_dir, agent, training, step, cfg_hash, curve, keep)
+
+
+def write_checkpoint(ckpt_dir: Path, agent: Any, training: dict[str, Any], step: int, cfg_hash: str,
+                     curve: list[dict[str, float]], keep: int) -> None:
+    """``step_<N>.pt`` (the agent file with its ``training`` section: ``training`` plus format, version, step,
+    config hash and curve), then its manifest ``step_<N>.json``, then ``latest.json``; all atomic. Prunes to
+    ``keep``."""
+    from recgym import __version__
+
+    training = {"format": CKPT_FORMAT, "version": CKPT_VERSION, "step": step, "config_hash": cfg_hash,
+                "curve": curve, **training}
     data = agent.to_bytes(training=training)
     name = f"step_{step:010d}.pt"
     atomic_write_bytes(ckpt_dir / name, data)
@@ -492,7 +513,7 @@ def train_agent(make: Callable[[RankingSB3VecEnv], SB3Recommender], *, world: Wo
         curve = [dict(r) for r in ckpt["curve"] if r["step"] <= start]  # verified: the log may be stale
     else:
         curve = [{"step": 0.0, "eval_return": curve_fn(agent)}]
-    _write_log(log_path, curve)
+    write_curve_log(log_path, curve)
     progress = on_progress or (lambda _n: None)
     progress(start)
     step = start
@@ -517,7 +538,7 @@ def train_agent(make: Callable[[RankingSB3VecEnv], SB3Recommender], *, world: Wo
                "train_ep_return": float(np.mean([e["r"] for e in eps])) if eps else float("nan"),
                "train_ep_length": float(np.mean([e["l"] for e in eps])) if eps else float("nan")}
         curve.append(row)
-        _write_log(log_path, curve)
+        write_curve_log(log_path, curve)
         if model.logger is not None:
             model.logger.record("eval/return", row["eval_return"])
             model.logger.dump(step)

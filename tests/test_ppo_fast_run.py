@@ -17,3 +17,7 @@ def test_run_trains_fast_ppo_seeds_batched(tmp_path):
     metrics = json.loads((out / "metrics.json").read_text())
     ppo = [r for r in metrics["records"] if r["agent"] == "first" and r["segment"] == "all"]
     assert len(ppo) == 2 and all(r["return"] == r["return"] for r in ppo)  # both seeds evaluated, finite
+    assert all((out / "checkpoints" / f"first__seed{s}" / "latest.json").is_file() for s in (0, 1))
+    res = recgym("explain", str(out), "--user", "0", "--agent", "first", "--steps", "2")  # from its checkpoint
+    assert res.returncode == 0, res.stderr[-3000:]
+    assert "step 1:" in res.stdout

@@ -8,6 +8,7 @@ import builtins
 import io
 import json
 import os
+import re
 from pathlib import Path
 
 import pytest
@@ -115,3 +116,40 @@ def test_two_node_cluster_on_one_machine(tmp_path):
     finally:
         ray.shutdown()
         cluster.shutdown()
+
+
+FAST = {**RAW, "agents": [{"name": "ppo", "label": "fast", "hyperparams": {"trainer": "fast", "n_steps": 8}},
+                          {"name": "random"}],
+        "evaluation": {**RAW["evaluation"], "seeds": [0, 1, 2]}}
+
+
+def _trained_seeds(text: str) -> list[str]:
+    """The seeds each batched job trained, from the run's notices (one per job)."""
+    return re.findall(r"fast: seeds ([\d, ]+) trained as one batched job", text)
+
+
+@pytest.mark.smoke
+def test_ray_trains_a_seed_batched_agent_once_in_one_task(tmp_path, local_ray):
+    """PPO trainer 'fast': one Ray task trains the three seeds as one batch (each seed exactly once) and the
+    metrics equal the sequential backend's."""
+    logs = {}
+    for backend in ("sequential", "ray"):
+        buf = io.StringIO()
+        run_experiment(load_config(raw=FAST), tmp_path / backend, console=Console(file=buf, width=400), backend=backend)
+        logs[backend] = buf.getvalue()
+    assert _trained_seeds(logs["ray"]) == ["0, 1, 2"], logs["ray"][-3000:]
+    assert _trained_seeds(logs["sequential"]) == ["0, 1, 2"]
+    assert _records(tmp_path / "ray") == _records(tmp_path / "sequential")
+    for s in (0, 1, 2):
+        assert json.loads((tmp_path / "ray" / "checkpoints" / f"fast__seed{s}" / "latest.json").read_text())["step"] >= 256
+
+
+def test_ray_task_groups_follow_training_batch_seeds():
+    from recgym.experiments.cells import pending_cells
+    from recgym.experiments.ray_backend import task_groups
+
+    for batch, expected in ((True, [[0, 1, 2], [0], [1], [2]]), (False, [[0], [1], [2], [0], [1], [2]])):
+        cfg = load_config(raw={**FAST, "training": {**FAST["training"], "batch_seeds": batch}})
+        groups = task_groups(cfg, pending_cells(cfg, Path("/nonexistent"), "h"))
+        assert [[c.seed for c in g] for g in groups] == expected
+        assert [{c.spec.key for c in g} for g in groups][0] == {"fast"}
