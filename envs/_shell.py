@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import os
 import time
 from collections.abc import Callable, Collection, Mapping
 from typing import Any
@@ -11,7 +12,7 @@ import numpy as np
 import torch
 
 from recgym.common.config import SEED_MAX, ComponentError, ConfigError, suggest
-from recgym.encoders.transformer import auto_threads
+from recgym.encoders.transformer import runnable_elsewhere
 from recgym.envs.config import EnvConfig, deep_merge
 from recgym.envs.core import RankingCore
 from recgym.envs.factory import (
@@ -258,13 +259,17 @@ class step_threads:  # noqa: N801 - used like a function: ``with step_threads(1)
 
 
 class AdaptiveThreads:
-    """Threads for a large CPU step: torch's current count, lowered to the CPUs other processes leave free
-    (:func:`recgym.encoders.auto_threads`: with one CPU-bound process beside us on 2 cores, 1), checked at
-    most every ``recheck_s`` seconds (a check reads ``/proc``, ~0.1 ms). Never more than your setting.
+    """Threads for a large CPU step: torch's current count, lowered while *some but not all* CPUs are busy
+    elsewhere, to the CPUs left free (2 cores with one CPU-bound process beside us: 1 thread). Checked at most
+    every ``recheck_s`` seconds (a check reads ``/proc``, ~0.1 ms); never more than your setting.
 
-    Why: an OpenMP step whose second thread shares a core with another busy process waits at every
-    barrier for that thread's time slice; one thread on the free core is faster (benchmarks/RESULTS.md,
-    issue 17: the core at B = 8,192 ran 4.2x slower beside one CPU-bound process at two threads).
+    Why both limits: a second thread that shares a core with one other busy process makes every parallel
+    op wait at its barrier for that thread's time slice (the core at B = 8,192 ran 4.2x slower beside one
+    CPU-bound process at two threads), while one thread has a core to itself. When every core is busy
+    (more runnable threads elsewhere than CPUs) the scheduler shares CPU time per thread, and fewer threads
+    only get less of it: measured under load ~9 on 2 cores, one thread ran the core at 0.74x and the vector
+    env at 0.41x of two (benchmarks/RESULTS.md, issue 17). ``busy`` is the smaller of the 1-minute load
+    average and the threads runnable elsewhere now (:func:`recgym.encoders.transformer.runnable_elsewhere`).
     """
 
     __slots__ = ("recheck_s", "_n", "_for", "_at")
@@ -276,8 +281,39 @@ class AdaptiveThreads:
     def __call__(self) -> int:
         current, now = torch.get_num_threads(), time.monotonic()
         if current != self._for or now - self._at >= self.recheck_s:
-            self._n, self._for, self._at = auto_threads(), current, now
+            self._n, self._for, self._at = threads_beside(current, busy_elsewhere(), _cpus()), current, now
         return self._n
+
+
+def threads_beside(current: int, busy: float | None, cpus: int) -> int:
+    """:class:`AdaptiveThreads`' rule: ``current`` threads unless ``0 < round(busy) < cpus``, then the CPUs
+    left free (at least 1, at most ``current``). ``busy`` None (unknown): ``current``."""
+    if busy is None:
+        return current
+    taken = int(busy + 0.5)
+    if taken <= 0 or taken >= cpus:
+        return current
+    return max(1, min(current, cpus - taken))
+
+
+def busy_elsewhere() -> float | None:
+    """CPU-bound threads of other processes: min(1-minute load average, threads runnable elsewhere now)."""
+    figures = [x for x in (_load_1min(), runnable_elsewhere()) if x is not None]
+    return min(figures) if figures else None
+
+
+def _load_1min() -> float | None:
+    try:
+        return os.getloadavg()[0]
+    except (AttributeError, OSError):
+        return None
+
+
+def _cpus() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:
+        return os.cpu_count() or 1
 
 
 SMALL_STEP = 16_384  # B * N below which a step runs at one thread (measured: benchmarks/RESULTS.md)

@@ -1,6 +1,7 @@
 """Thread policy of the shells' steps: one thread for small batches, and for large CPU batches torch's count
-lowered to the CPUs other processes leave free (issue 17: a 2-thread step beside one CPU-bound process ran
-4x slower), re-checked at most once per period, never above the user's setting, always restored."""
+lowered to the free CPUs while some but not all CPUs are busy elsewhere (issue 17: a 2-thread step beside
+one CPU-bound process ran 4x slower; on a fully busy machine one thread was slower than two), re-checked at
+most once per period, never above the user's setting, always restored."""
 
 from __future__ import annotations
 
@@ -8,19 +9,30 @@ import numpy as np
 import torch
 
 from recgym.envs import RankingVectorEnv, _shell
-from recgym.envs._shell import AdaptiveThreads, step_thread_count, step_threads
+from recgym.envs._shell import AdaptiveThreads, step_thread_count, step_threads, threads_beside
+
+
+def test_the_rule_lowers_threads_only_on_a_partly_busy_machine():
+    assert threads_beside(2, 0.2, 2) == 2  # quiet
+    assert threads_beside(2, 1.1, 2) == 1  # one CPU-bound process beside us: the free core
+    assert threads_beside(2, 2.0, 2) == 2  # every core busy: fair share per thread, keep the count
+    assert threads_beside(2, 9.0, 2) == 2
+    assert threads_beside(8, 3.0, 16) == 8  # never above the setting
+    assert threads_beside(16, 3.0, 16) == 13
+    assert threads_beside(2, None, 2) == 2  # unknown (no /proc): the setting
 
 
 def test_large_cpu_batches_follow_the_free_cpus_and_restore_the_setting(monkeypatch):
-    free = {"n": 1}
+    busy = {"n": 1.0}
     calls = []
     clock = {"t": 100.0}
 
-    def fake_auto_threads() -> int:
+    def fake_busy() -> float:
         calls.append(torch.get_num_threads())
-        return min(torch.get_num_threads(), free["n"])
+        return busy["n"]
 
-    monkeypatch.setattr(_shell, "auto_threads", fake_auto_threads)
+    monkeypatch.setattr(_shell, "busy_elsewhere", fake_busy)
+    monkeypatch.setattr(_shell, "_cpus", lambda: 2)
     monkeypatch.setattr(_shell.time, "monotonic", lambda: clock["t"])
     old = torch.get_num_threads()
     torch.set_num_threads(2)
@@ -30,7 +42,7 @@ def test_large_cpu_batches_follow_the_free_cpus_and_restore_the_setting(monkeypa
         with step_threads(policy):
             assert torch.get_num_threads() == 1  # another process holds a core: one thread
         assert torch.get_num_threads() == 2
-        free["n"] = 2
+        busy["n"] = 0.0
         with step_threads(policy):  # within the re-check period: the cached answer
             assert torch.get_num_threads() == 1
         clock["t"] += policy.recheck_s
@@ -50,7 +62,8 @@ def test_small_and_device_batches_keep_their_rules():
 
 
 def test_a_large_vector_env_steps_under_the_adaptive_policy(small_world, monkeypatch):
-    monkeypatch.setattr(_shell, "auto_threads", lambda: 1)
+    monkeypatch.setattr(_shell, "busy_elsewhere", lambda: 1.0)
+    monkeypatch.setattr(_shell, "_cpus", lambda: 2)
     env = RankingVectorEnv(200, small_world, num_candidates=100, slate_size=5)
     assert isinstance(env._threads, AdaptiveThreads)
     seen = []
