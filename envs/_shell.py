@@ -266,10 +266,11 @@ class AdaptiveThreads:
     Why both limits: a second thread that shares a core with one other busy process makes every parallel
     op wait at its barrier for that thread's time slice (the core at B = 8,192 ran 4.2x slower beside one
     CPU-bound process at two threads), while one thread has a core to itself. When every core is busy
-    (more runnable threads elsewhere than CPUs) the scheduler shares CPU time per thread, and fewer threads
-    only get less of it: measured under load ~9 on 2 cores, one thread ran the core at 0.74x and the vector
-    env at 0.41x of two (benchmarks/RESULTS.md, issue 17). ``busy`` is the smaller of the 1-minute load
-    average and the threads runnable elsewhere now (:func:`recgym.encoders.transformer.runnable_elsewhere`).
+    the scheduler shares CPU time per thread, so fewer threads may only get less of it; measured under load
+    ~9 on 2 cores (three alternations), one thread against two gave 0.41x-1.56x (vector env) and
+    0.74x-2.34x (core): no consistent gain, so the count is kept there (benchmarks/RESULTS.md, issue 17).
+    ``busy`` is the smaller of the 1-minute load average and the threads runnable elsewhere now
+    (:func:`recgym.encoders.transformer.runnable_elsewhere`).
     """
 
     __slots__ = ("recheck_s", "_n", "_for", "_at")
