@@ -32,7 +32,6 @@ import torch
 
 from recgym.benchmarks.contention import contention_report, load_average, thread_settings
 from recgym.common.progress import Progress
-from recgym.envs.compiled import compile_enabled
 
 __all__ = ["run_env_benchmark", "run_env_contention", "THROUGHPUT_KEYS"]
 
@@ -104,7 +103,6 @@ def run_env_benchmark(
         "steps": steps, "warmup": warmup, "repeats": repeats, "threads": torch.get_num_threads(),
         "thread_settings": thread_settings(), "load_average_before": load_average(),
         "torch": torch.__version__, "cpu": platform.processor() or platform.machine(),
-        "compile": compile_enabled(),  # RECGYM_COMPILE: compiled kernels (compiled in the warm-up, untimed)
     }
     gen = torch.Generator(device=dev).manual_seed(seed)
     n_actions = 8
@@ -170,7 +168,7 @@ def describe(r: dict) -> str:
             f"{r.get('vector_same_step_user_steps_per_s', 0):>10,.0f})")
     if "single_env_steps_per_s" in r:
         line += f"   single env (gym.make) {r['single_env_steps_per_s']:>8,.0f} steps/s"
-    return line + f"   load {r['load_average_before']}" + ("   (RECGYM_COMPILE=1)" if r.get("compile") else "")
+    return line + f"   load {r['load_average_before']}"
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -31,7 +31,6 @@ import numpy as np
 import torch
 from gymnasium import spaces
 
-from recgym.envs.compiled import CompiledKernel, compile_enabled
 from recgym.envs.config import EnvConfig
 
 __all__ = ["InvalidActionError", "observation_space", "context_dim", "action_space", "actions_to_slate"]
@@ -267,9 +266,6 @@ def _top_k(scores: torch.Tensor, mask: torch.Tensor, k: int, rounds: bool | None
     b, n = scores.shape
     if rounds is None:
         rounds = k <= _ROUNDS_MAX_K and b * n >= _ROUNDS_MIN_SIZE
-    if rounds and k < n <= 128 and compile_enabled() and scores.device.type == "cpu":
-        slate, near_tie = _ROUNDS32_KERNEL(scores, mask, k)
-        return _redo_near_ties(slate, near_tie, scores, mask, k)
     if not rounds and b * n <= _SORT_MAX_SIZE:
         # Small batches: per-op overhead dominates, and a stable sort is three ops (scores are finite, so
         # -inf marks the masked ones; -0.0 == +0.0 in comparisons).
@@ -314,44 +310,10 @@ def _top_k_rounds32(key32: torch.Tensor, scores: torch.Tensor, mask: torch.Tenso
             pos = ((n - 1) - (best & 0x7F)).long()
             slate[:, j : j + 1] = pos
             packed.scatter_(1, pos, _INT32_MIN)
-    return _redo_near_ties(slate, near_tie.squeeze(1), scores, mask, k)
-
-
-def _redo_near_ties(slate: torch.Tensor, near_tie: torch.Tensor, scores: torch.Tensor, mask: torch.Tensor,
-                    k: int) -> torch.Tensor:
-    """Rows ``near_tie`` ``(B,)`` bool of a truncated-key top-K, ranked again exactly (in place on ``slate``)."""
-    redo = near_tie.nonzero().squeeze(1)
+    redo = near_tie.squeeze(1).nonzero().squeeze(1)
     if len(redo):
         slate[redo] = _top_k(scores[redo], mask[redo], k, rounds=False)
     return slate
-
-
-def _rounds32_pure(scores: torch.Tensor, mask: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """:func:`_top_k_rounds32` with its keys, out of place and in integer ops only (what ``torch.compile``
-    fuses into a few loops; the results are bit-identical to the eager path's): ``(slate (B, K) int64,
-    near_tie (B,) bool)`` for ``N <= 128`` finite float32 ``scores`` and ``mask`` ``(B, N)``."""
-    n = scores.shape[1]
-    bits = scores.contiguous().view(torch.int32)
-    bits = torch.where(bits == _INT32_MIN, 0, bits)  # -0.0 -> +0.0, in integers (a float + 0.0 may be folded)
-    key32 = bits ^ (bits >> 31).bitwise_and(0x7FFFFFFF)
-    key32 = torch.where(mask, key32, _INT32_MIN)
-    packed = (key32 & ~0x7F) | torch.arange(n - 1, -1, -1, dtype=torch.int32, device=scores.device)
-    column = torch.arange(n, dtype=torch.int32, device=scores.device)
-    picks, ties, prev = [], [], None
-    for j in range(k + 1):
-        best = packed.amax(dim=1, keepdim=True)
-        bucket = best >> 7
-        if prev is not None:
-            ties.append(bucket == prev)
-        prev = bucket
-        if j < k:
-            pos = (n - 1) - (best & 0x7F)
-            picks.append(pos)
-            packed = torch.where(column == pos, _INT32_MIN, packed)
-    return torch.cat(picks, dim=1).long(), torch.cat(ties, dim=1).any(dim=1)
-
-
-_ROUNDS32_KERNEL = CompiledKernel(_rounds32_pure)
 
 
 def _repair(a: torch.Tensor, mask: torch.Tensor, k: int) -> torch.Tensor:
