@@ -1,7 +1,7 @@
 """Thread policy of the shells' steps: one thread for small batches, and for large CPU batches torch's count
 lowered to the free CPUs while some but not all CPUs are busy elsewhere (issue 17: a 2-thread step beside
-one CPU-bound process ran 4x slower; on a fully busy machine one thread was slower than two), re-checked at
-most once per period, never above the user's setting, always restored."""
+one CPU-bound process ran 4x slower; on a fully busy machine one thread showed no consistent gain), re-checked
+at most once per period, never above the user's setting, always restored."""
 
 from __future__ import annotations
 
