@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
-from collections.abc import Collection, Mapping
+import math
+import os
+import time
+from collections.abc import Callable, Collection, Mapping
 from typing import Any
 
 import numpy as np
 import torch
 
 from recgym.common.config import SEED_MAX, ComponentError, ConfigError, suggest
+from recgym.encoders.transformer import runnable_elsewhere
 from recgym.envs.config import EnvConfig, deep_merge
 from recgym.envs.core import RankingCore
 from recgym.envs.factory import (
@@ -227,7 +231,7 @@ def check_seed(seed: Any) -> int | None:
 
 class step_threads:  # noqa: N801 - used like a function: ``with step_threads(1): ...``
     """Run a block with ``n`` torch intra-op threads and restore the previous count after (``None``: leave
-    the count alone).
+    the count alone; a callable, e.g. :class:`AdaptiveThreads`: ask it at entry).
 
     Why: a small batch gains nothing from a second thread, but OpenMP's worker threads spin after every
     parallel region, and on a busy machine a spinning worker fights the main thread for a core — a 10x
@@ -235,27 +239,90 @@ class step_threads:  # noqa: N801 - used like a function: ``with step_threads(1)
     at one thread (the count is process-wide: it is changed for the step only, and only when it differs).
     """
 
-    __slots__ = ("n", "old")
+    __slots__ = ("n", "old", "cur")
 
-    def __init__(self, n: int | None) -> None:
+    def __init__(self, n: int | Callable[[], int] | None) -> None:
         self.n = n
         self.old = 0
+        self.cur: int | None = None
 
     def __enter__(self) -> None:
-        if self.n is not None:
+        self.cur = n = self.n() if callable(self.n) else self.n
+        if n is not None:
             self.old = torch.get_num_threads()
-            if self.old != self.n:
-                torch.set_num_threads(self.n)
+            if self.old != n:
+                torch.set_num_threads(n)
 
     def __exit__(self, *exc: object) -> None:
-        if self.n is not None and self.old != self.n:
+        if self.cur is not None and self.old != self.cur:
             torch.set_num_threads(self.old)
+
+
+class AdaptiveThreads:
+    """Threads for a large CPU step: torch's current count, lowered while *some but not all* CPUs are busy
+    elsewhere, to the CPUs left free (2 cores with one CPU-bound process beside us: 1 thread). Checked at most
+    every ``recheck_s`` seconds (a check reads ``/proc``, ~0.1 ms); never more than your setting.
+
+    Why both limits: a second thread that shares a core with one other busy process makes every parallel
+    op wait at its barrier for that thread's time slice (the core at B = 8,192 ran 4.2x slower beside one
+    CPU-bound process at two threads), while one thread has a core to itself. When every core is busy
+    the scheduler shares CPU time per thread, so fewer threads may only get less of it; measured under load
+    ~9 on 2 cores (three alternations), one thread against two gave 0.41x-1.56x (vector env) and
+    0.74x-2.34x (core): no consistent gain, so the count is kept there (benchmarks/RESULTS.md, issue 17).
+    ``busy`` is the smaller of the 1-minute load average and the threads runnable elsewhere now
+    (:func:`recgym.encoders.transformer.runnable_elsewhere`).
+    """
+
+    __slots__ = ("recheck_s", "_n", "_for", "_at")
+
+    def __init__(self, recheck_s: float = 1.0) -> None:
+        self.recheck_s = recheck_s
+        self._n, self._for, self._at = 0, -1, -math.inf  # answer, torch count it was for, when
+
+    def __call__(self) -> int:
+        current, now = torch.get_num_threads(), time.monotonic()
+        if current != self._for or now - self._at >= self.recheck_s:
+            self._n, self._for, self._at = threads_beside(current, busy_elsewhere(), _cpus()), current, now
+        return self._n
+
+
+def threads_beside(current: int, busy: float | None, cpus: int) -> int:
+    """:class:`AdaptiveThreads`' rule: ``current`` threads unless ``0 < round(busy) < cpus``, then the CPUs
+    left free (at least 1, at most ``current``). ``busy`` None (unknown): ``current``."""
+    if busy is None:
+        return current
+    taken = int(busy + 0.5)
+    if taken <= 0 or taken >= cpus:
+        return current
+    return max(1, min(current, cpus - taken))
+
+
+def busy_elsewhere() -> float | None:
+    """CPU-bound threads of other processes: min(1-minute load average, threads runnable elsewhere now)."""
+    figures = [x for x in (_load_1min(), runnable_elsewhere()) if x is not None]
+    return min(figures) if figures else None
+
+
+def _load_1min() -> float | None:
+    try:
+        return os.getloadavg()[0]
+    except (AttributeError, OSError):
+        return None
+
+
+def _cpus() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:
+        return os.cpu_count() or 1
 
 
 SMALL_STEP = 16_384  # B * N below which a step runs at one thread (measured: benchmarks/RESULTS.md)
 
 
-def step_thread_count(batch: int, num_candidates: int, device: torch.device) -> int | None:
-    """Threads for a step of ``batch`` users over ``num_candidates`` candidates: 1 for small CPU batches
-    (see :class:`step_threads`), else ``None`` (leave torch's setting)."""
-    return 1 if device.type == "cpu" and batch * num_candidates < SMALL_STEP else None
+def step_thread_count(batch: int, num_candidates: int, device: torch.device) -> int | AdaptiveThreads | None:
+    """Threads for a step of ``batch`` users over ``num_candidates`` candidates on ``device``: 1 for small CPU
+    batches (see :class:`step_threads`), :class:`AdaptiveThreads` for large ones, ``None`` off the CPU."""
+    if device.type != "cpu":
+        return None
+    return 1 if batch * num_candidates < SMALL_STEP else AdaptiveThreads()
