@@ -4,7 +4,7 @@ search with Optuna over the run protocol.
 A trial is a small run (:func:`~recgym.experiments.runner.run_experiment`) of the tuned agent alone, with the
 trial's hyper-parameters (and reward weights), on the ``tune.seeds`` replicates, in ``trials/<number>/``;
 its objective values are the means over those seeds of the ``tune.objectives`` metrics (all users). One
-objective: TPE sampler and a median pruner fed by the learning-curve points of the first seed (a trial
+objective: TPE sampler and a median pruner fed by the learning-curve points of the first seed after step 0 (a trial
 whose curve is below the median of earlier trials at the same step stops). Several objectives: NSGA-II and
 the Pareto front (no pruning: Optuna does not prune multi-objective studies). The first trial is the
 agent's configured hyper-parameters (where they lie in the space), so the defaults are always on the chart.
@@ -152,7 +152,8 @@ def _defaults(cfg: ExperimentConfig, index: int) -> dict[str, Any]:
 def evaluate_trial(cfg_dict: dict[str, Any], index: int, params: dict[str, Any], folder: str,
                    report: Callable[[int, float], None] | None = None) -> list[float]:
     """Run one trial (in this process or a Ray worker); returns the objective values. ``report(step, value)``
-    receives the learning-curve points of the first seed and may raise ``optuna.TrialPruned``."""
+    receives the learning-curve points of the first seed after training started (not step 0) and may raise
+    ``optuna.TrialPruned``."""
     import optuna
     from rich.console import Console
 
@@ -166,7 +167,9 @@ def evaluate_trial(cfg_dict: dict[str, Any], index: int, params: dict[str, Any],
     first = run_cfg.evaluation.seeds[0]
 
     def on_curve(cell: Cell, step: int, value: float) -> None:
-        if report is not None and cell.seed == first:
+        # Step 0 is the untrained policy: its return says how the network was initialised (it varies with
+        # the width), not how the trial learns, so the pruner never sees it (it pruned untrained trials).
+        if report is not None and cell.seed == first and step > 0:
             report(step, value)
 
     quiet = Console(file=io.StringIO())

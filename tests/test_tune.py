@@ -128,6 +128,7 @@ def test_ppo_trials_feed_the_pruner_and_reward_weights_give_a_pareto_front(tmp_p
     study = optuna.load_study(study_name=json.loads((out / "tune.json").read_text())["study"],
                               storage=f"sqlite:///{out / 'study.db'}")
     assert all(t.intermediate_values for t in study.trials)  # learning-curve points reached the pruner
+    assert not any(0 in t.intermediate_values for t in study.trials)  # never the untrained policy's point
     out = tmp_path / "mo"
     summary = run_tune(_cfg({"agent": "ppo", "trials": 3, "objectives": ["ctr", "satisfaction"],
                              "reward_weights": {"satisfaction": {"type": "float", "low": 0.0, "high": 3.0}}}),
