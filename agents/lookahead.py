@@ -277,7 +277,7 @@ def _switch_threshold(c: LookaheadConfig, n_cand: int) -> float:
 
 class _ExpectedReward:
     """The expected reward of a step given its slate — the click probabilities times the reward of a click,
-    plus the retention weight times the return probability — for the default response and reward
+    plus the tail terms and the retention weight times the return probability — for the default response and reward
     components (``None`` from :meth:`of` when the core uses others: their sampled rewards are used)."""
 
     def __init__(self, core: Any) -> None:
@@ -286,6 +286,7 @@ class _ExpectedReward:
         self.w = {"clicks": (1.0, 0.0, 0.0), "engagement": (0.0, 1.0, 0.0), "satisfaction": (0.0, 0.0, 1.0),
                   "mix": (w.clicks, w.engagement, w.satisfaction)}[cfg.reward.name]
         self.retention = float(w.retention)
+        self.tail_exposure, self.tail_clicks = float(w.tail_exposure), float(w.tail_clicks)
         self.dwell = r.dwell_scale * math.exp(r.dwell_noise**2 / 2)
         self.threshold = r.quality_threshold
         p = core.params
@@ -303,6 +304,9 @@ class _ExpectedReward:
         q = self.quality.index_select(0, info["slate_items"].reshape(-1)).view(probs.shape)
         wc, we, ws = self.w
         out = (probs * (wc + we * self.dwell * q + ws * (q - self.threshold))).sum(dim=1)
+        if self.tail_exposure or self.tail_clicks:  # the long tail: items outside the head (response.py)
+            tail = (~info["item_head"]).to(probs.dtype)
+            out = out + self.tail_exposure * tail.mean(dim=1) + self.tail_clicks * (probs * tail).sum(dim=1)
         if self.retention and "return_prob" in info:
             out = out + self.retention * info["return_prob"]
         return out

@@ -6,7 +6,8 @@ Top level: the episode and API settings (``num_candidates``, ``slate_size``, ``a
     env:
       slate_size: 10
       choice:     {model: mnl, no_click_logit: 0.0, pbm_eta: 1.0}        # or the shorthand  choice: pbm
-      reward:     {name: mix, weights: {clicks: 1, engagement: 0.5, satisfaction: 1}}   # or  reward: clicks
+      reward:     {name: mix, weights: {clicks: 1, engagement: 0.5, satisfaction: 1, retention: 0,
+                   tail_exposure: 0, tail_clicks: 0}}   # or  reward: clicks
       response:   {dwell_scale, dwell_noise, quality_threshold}
       dynamics:   {initial_budget, step_cost, budget_gain, interest_drift, fatigue_decay, item_fatigue_decay,
                    item_fatigue_weight, genre_fatigue_weight, exposure_fatigue}
@@ -22,7 +23,8 @@ suggestion (``env.dynamics.initial_budgt: unknown key (did you mean 'initial_bud
 flat schema says where it moved (``env.initial_budget: moved to env.dynamics.initial_budget``). Sections
 merge deeply: :meth:`EnvConfig.merged` (and ``gym.make(..., dynamics={"initial_budget": 5})``) changes only
 the keys given. Cross-field rules: ``slate_size <= num_candidates - new_items.slots``, ``candidates.pool_size
->= num_candidates``, ``action_type="item"`` needs ``slate_size == 1``.
+>= num_candidates``, ``action_type="item"`` needs ``slate_size == 1``, ``reward.weights.retention != 0``
+needs ``sessions.count >= 2``.
 """
 
 from __future__ import annotations
@@ -71,17 +73,25 @@ class ChoiceConfig(_Section):
 
 
 class RewardWeights(_Section):
-    """Weights of the ``mix`` reward: ``clicks * n_clicks + engagement * dwell + satisfaction * sat``.
+    """Weights of the reward terms (:mod:`recgym.envs.response`). The ``mix`` reward is ``clicks * n_clicks +
+    engagement * dwell + satisfaction * sat``; the other names (``clicks``, ...) use their one term.
 
-    ``retention`` is added to every reward (``clicks``, ..., ``mix``) when the user returns for another session
-    (``env.sessions``): ``retention * 1[returned]``, or ``retention * P(return)`` with
-    ``sessions.retention_reward: expected``. It is 0 by default and has no effect with one session."""
+    Added to every reward name (each 0 by default):
+
+    * ``tail_exposure`` times the share of the slate's K items in the long tail (outside the catalogue's
+      head: the 20 % most popular initial items; the ``tail_share`` metric's mask), per step;
+    * ``tail_clicks`` per click on a long-tail item;
+    * ``retention`` per return of the user for another session (``env.sessions.count > 1``):
+      ``retention * 1[returned]``, or ``retention * P(return)`` with ``sessions.retention_reward: expected``.
+      With one session there is no return to reward: a retention weight other than 0 is rejected there."""
 
     config_path: ClassVar[str] = "env.reward.weights"
     clicks: float = 1.0
     engagement: float = 0.5
     satisfaction: float = 1.0
     retention: float = Field(0.0, description="per return visit (env.sessions.count > 1; any reward name)")
+    tail_exposure: float = Field(0.0, description="times the slate's long-tail share of items, per step (any reward name)")
+    tail_clicks: float = Field(0.0, description="per click on a long-tail item (any reward name)")
 
 
 class RewardConfig(_Section):
@@ -285,6 +295,13 @@ class EnvConfig(StrictModel):
         if pool < self.num_candidates:
             raise ConfigError(
                 f"env.candidates.pool_size: expected >= num_candidates ({self.num_candidates}), received {pool}"
+            )
+        retention = self.reward.weights.retention
+        if retention != 0 and self.sessions.count == 1:
+            raise ConfigError(
+                f"env.reward.weights.retention: expected 0 with one session per episode (sessions.count=1: no user "
+                f"returns, so there is no return to reward), received retention={retention}; for a retention reward "
+                "set returning users (e.g. env.sessions: {count: 6, session_steps: 8}), else retention: 0"
             )
         if self.action_type == "item" and self.slate_size != 1:
             raise ConfigError(

@@ -275,6 +275,7 @@ class RankingCore:
         nc, k = self._per_click, cfg.slate_size
         clicks = sample_clicks(probs, u[:, :nc], self.choice.multi_click)
         resp = self.response(clicks, view.quality, rng.normal_from_uniform(u[:, nc : 2 * nc]))
+        resp = resp.with_slate_tail(~view.is_head)  # the tail_share metric's mask (reward terms tail_*)
         reward = self.reward_fn(resp)
         signals = self.dynamics.update(p, state, view, resp)
         if signals and self._retention:

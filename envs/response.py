@@ -2,10 +2,19 @@
 
 Engagement depends on the item's hidden *quality*, never on its *appeal*: clickbait earns clicks but little
 dwell and negative satisfaction. Swap in your own with ``RankingCore(..., response_model=..., reward_fn=...)``.
+
+Reward terms of :class:`WeightedReward` (weights: :class:`~recgym.envs.config.RewardWeights`), per step and user:
+``clicks`` (number of clicks), ``engagement`` (summed dwell), ``satisfaction``, ``tail_exposure`` (the share
+of the slate's K items in the long tail) and ``tail_clicks`` (clicks on long-tail items). The long tail is
+every item outside the head (``Catalog.head_mask()``: the 20 % most popular initial items; injected items are
+tail) — the mask the ``tail_share`` metric uses, so an episode's summed ``tail_exposure`` divided by its
+slates is its tail share of impressions. ``retention`` (returning users) is added by the core, which holds
+the session signals.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 from dataclasses import dataclass
 from typing import Protocol
@@ -20,12 +29,19 @@ __all__ = ["Responses", "ResponseModel", "QualityResponse", "RewardFn", "Weighte
 @dataclass(frozen=True)
 class Responses:
     """Per-slate feedback. ``clicks`` ``(B, K)`` bool, ``engagement`` ``(B, K)`` float32 dwell of clicked items
-    (0 elsewhere), ``satisfaction`` ``(B,)`` float32 sum over clicked items of ``quality - threshold``.
-    ``clicks_f`` ``(B, K)`` and ``n_clicks`` ``(B,)`` float32 are computed once, on first use."""
+    (0 elsewhere), ``satisfaction`` ``(B,)`` float32 sum over clicked items of ``quality - threshold``;
+    ``slate_tail`` ``(B, K)`` bool, True where the shown item is in the long tail (set by the core with
+    :meth:`with_slate_tail`; ``None`` outside a core). ``clicks_f`` ``(B, K)`` and ``n_clicks`` ``(B,)`` float32
+    are computed once, on first use."""
 
     clicks: torch.Tensor
     engagement: torch.Tensor
     satisfaction: torch.Tensor
+    slate_tail: torch.Tensor | None = None
+
+    def with_slate_tail(self, slate_tail: torch.Tensor) -> Responses:
+        """A copy with ``slate_tail`` ``(B, K)`` bool (what a response model cannot know: the catalogue's head)."""
+        return dataclasses.replace(self, slate_tail=slate_tail)
 
     @functools.cached_property
     def clicks_f(self) -> torch.Tensor:
@@ -82,32 +98,46 @@ class RewardFn(Protocol):
 
 
 class WeightedReward:
-    """``clicks * n_clicks + engagement * sum(dwell) + satisfaction * satisfaction``."""
+    """``clicks * n_clicks + engagement * sum(dwell) + satisfaction * satisfaction
+    + tail_exposure * (tail items shown / K) + tail_clicks * (clicks on tail items)`` (see the module
+    docstring). The tail terms need ``responses.slate_tail`` (the core sets it)."""
 
-    def __init__(self, clicks: float = 1.0, engagement: float = 0.0, satisfaction: float = 0.0) -> None:
-        self.w = (float(clicks), float(engagement), float(satisfaction))
+    TERMS = ("clicks", "engagement", "satisfaction", "tail_exposure", "tail_clicks")
+
+    def __init__(self, clicks: float = 1.0, engagement: float = 0.0, satisfaction: float = 0.0,
+                 tail_exposure: float = 0.0, tail_clicks: float = 0.0) -> None:
+        self.w = (float(clicks), float(engagement), float(satisfaction), float(tail_exposure), float(tail_clicks))
 
     def __call__(self, responses: Responses) -> torch.Tensor:
-        terms = [(w, f) for w, f in zip(self.w, (lambda: responses.n_clicks, lambda: responses.engagement.sum(dim=1),
-                                                  lambda: responses.satisfaction), strict=True) if w]
+        r = responses
+        if (self.w[3] or self.w[4]) and r.slate_tail is None:
+            raise ValueError("WeightedReward: the tail_exposure / tail_clicks terms need responses.slate_tail "
+                             "((B, K) bool, set by RankingCore.step), received None")
+        values = (lambda: r.n_clicks, lambda: r.engagement.sum(dim=1), lambda: r.satisfaction,
+                  lambda: r.slate_tail.to(torch.float32).mean(dim=1),
+                  lambda: (r.clicks & r.slate_tail).sum(dim=1, dtype=torch.float32))
+        terms = [(w, f) for w, f in zip(self.w, values, strict=True) if w]
         if not terms:
-            return torch.zeros_like(responses.satisfaction)
+            return torch.zeros_like(r.satisfaction)
         (w0, f0), rest = terms[0], terms[1:]
-        r = f0() * w0 if w0 != 1.0 or rest else f0().clone()  # a fresh tensor: callers may keep it
+        out = f0() * w0 if w0 != 1.0 or rest else f0().clone()  # a fresh tensor: callers may keep it
         for w, f in rest:
-            r.add_(f(), alpha=w)
-        return r
+            out.add_(f(), alpha=w)
+        return out
 
 
 def make_reward(name: str, weights: RewardWeights | None = None) -> WeightedReward:
-    """Reward by config name: ``clicks``, ``engagement``, ``satisfaction`` or ``mix`` (uses ``weights``)."""
+    """Reward by config name: ``clicks``, ``engagement``, ``satisfaction`` or ``mix`` (the ``clicks`` /
+    ``engagement`` / ``satisfaction`` weights of ``weights``). The tail weights of ``weights`` apply to every
+    name, like ``retention``."""
+    w = weights or RewardWeights()
+    tail = (w.tail_exposure, w.tail_clicks)
     if name == "clicks":
-        return WeightedReward(1.0, 0.0, 0.0)
+        return WeightedReward(1.0, 0.0, 0.0, *tail)
     if name == "engagement":
-        return WeightedReward(0.0, 1.0, 0.0)
+        return WeightedReward(0.0, 1.0, 0.0, *tail)
     if name == "satisfaction":
-        return WeightedReward(0.0, 0.0, 1.0)
+        return WeightedReward(0.0, 0.0, 1.0, *tail)
     if name == "mix":
-        w = weights or RewardWeights()
-        return WeightedReward(w.clicks, w.engagement, w.satisfaction)
+        return WeightedReward(w.clicks, w.engagement, w.satisfaction, *tail)
     raise ValueError(f"reward: expected 'clicks', 'engagement', 'satisfaction' or 'mix', received {name!r}")

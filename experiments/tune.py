@@ -4,7 +4,7 @@ search with Optuna over the run protocol.
 A trial is a small run (:func:`~recgym.experiments.runner.run_experiment`) of the tuned agent alone, with the
 trial's hyper-parameters (and reward weights), on the ``tune.seeds`` replicates, in ``trials/<number>/``;
 its objective values are the means over those seeds of the ``tune.objectives`` metrics (all users). One
-objective: TPE sampler and a median pruner fed by the learning-curve points of the first seed (a trial
+objective: TPE sampler and a median pruner fed by the learning-curve points of the first seed after step 0 (a trial
 whose curve is below the median of earlier trials at the same step stops). Several objectives: NSGA-II and
 the Pareto front (no pruning: Optuna does not prune multi-objective studies). The first trial is the
 agent's configured hyper-parameters (where they lie in the space), so the defaults are always on the chart.
@@ -25,16 +25,16 @@ import json
 import math
 import shutil
 import time
-import warnings
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import yaml
 
-from recgym.common.io import atomic_write_bytes, atomic_write_json, atomic_write_text
+from recgym.common.io import atomic_write_json, atomic_write_text
 from recgym.experiments.config import ExperimentConfig, config_hash
 from recgym.experiments.tune_config import ParamSpec, TuneConfig
+from recgym.experiments.tune_report import tune_markdown, tune_plots
 
 if TYPE_CHECKING:  # Optuna and Ray are optional extras, imported when a tune starts
     from types import ModuleType
@@ -94,6 +94,11 @@ def check_space(cfg: ExperimentConfig, index: int) -> None:
     if tune.reward_weights and cls.train_action_types is None:
         raise TuneError(f"tune.reward_weights: agent {spec.name!r} does not train on the reward; search reward weights "
                         "for an RL agent (ppo, dqn)")
+    if "retention" in tune.reward_weights and cfg.train_env(index).sessions.count == 1:
+        raise TuneError("tune.reward_weights.retention: expected a world of returning users (env.sessions.count "
+                        ">= 2) to search a retention weight, received env.sessions.count=1 (no user returns: every "
+                        "trial with retention > 0 would be rejected); set env.sessions (e.g. sessions: {count: 6, "
+                        "session_steps: 8}) or drop retention from the searched weights")
 
 
 def _suggest(trial: Trial, name: str, spec: ParamSpec) -> Any:
@@ -147,7 +152,8 @@ def _defaults(cfg: ExperimentConfig, index: int) -> dict[str, Any]:
 def evaluate_trial(cfg_dict: dict[str, Any], index: int, params: dict[str, Any], folder: str,
                    report: Callable[[int, float], None] | None = None) -> list[float]:
     """Run one trial (in this process or a Ray worker); returns the objective values. ``report(step, value)``
-    receives the learning-curve points of the first seed and may raise ``optuna.TrialPruned``."""
+    receives the learning-curve points of the first seed after training started (not step 0) and may raise
+    ``optuna.TrialPruned``."""
     import optuna
     from rich.console import Console
 
@@ -161,7 +167,9 @@ def evaluate_trial(cfg_dict: dict[str, Any], index: int, params: dict[str, Any],
     first = run_cfg.evaluation.seeds[0]
 
     def on_curve(cell: Cell, step: int, value: float) -> None:
-        if report is not None and cell.seed == first:
+        # Step 0 is the untrained policy: its return says how the network was initialised (it varies with
+        # the width), not how the trial learns, so the pruner never sees it (it pruned untrained trials).
+        if report is not None and cell.seed == first and step > 0:
             report(step, value)
 
     quiet = Console(file=io.StringIO())
@@ -414,8 +422,8 @@ def write_tune_outputs(optuna: ModuleType, study: Study, cfg: ExperimentConfig, 
     if peer:
         head += f"# '{peer[1]}' (tuned) runs next to '{peer[0]}' (as configured) on the same users and seeds.\n"
     atomic_write_text(out / "best_config.yaml", head + yaml.safe_dump(final, sort_keys=False))
-    plots = _plots(optuna, study, out, multi, tune)
-    atomic_write_text(out / "tune.md", _report(summary, plots, out))
+    plots = tune_plots(optuna, study, out, tune)
+    atomic_write_text(out / "tune.md", tune_markdown(summary, plots, out))
     return summary
 
 
@@ -441,62 +449,3 @@ def best_run_config(cfg: ExperimentConfig, index: int, params: dict[str, Any]) -
                  if f"{cfg.agents[index].key}_tuned{n or ''}" not in taken)
     final["agents"].insert(index + 1, {**tuned, "label": label})
     return final, [cfg.agents[index].key, label]
-
-
-def _plots(optuna: ModuleType, study: Study, out: Path, multi: bool, tune: TuneConfig) -> dict[str, str]:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    from optuna.visualization import matplotlib as ovm
-
-    target = None if not multi else (lambda t: t.values[0])  # several objectives: the first one's charts
-    name = f"{tune.objectives[0]} (mean over the tune seeds)"
-    jobs = {"optimization_history": lambda: ovm.plot_optimization_history(study, target=target, target_name=name),
-            "param_importances": lambda: ovm.plot_param_importances(study, target=target, target_name=name),
-            "parallel_coordinate": lambda: ovm.plot_parallel_coordinate(study, target=target, target_name=name)}
-    if multi:
-        jobs["pareto_front"] = lambda: ovm.plot_pareto_front(study, target_names=tune.objectives)
-    made: dict[str, str] = {}
-    (out / "plots").mkdir(exist_ok=True)
-    for key, make in jobs.items():
-        try:
-            with warnings.catch_warnings():  # Optuna marks its matplotlib plots experimental; we pin its version
-                warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-                ax = make()
-            fig = ax.figure if hasattr(ax, "figure") else ax.flat[0].figure
-            buf = io.BytesIO()
-            fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")
-            plt.close(fig)
-            atomic_write_bytes(out / "plots" / f"{key}.png", buf.getvalue())
-            made[key] = f"plots/{key}.png"
-        except (ValueError, RuntimeError, ZeroDivisionError) as exc:  # e.g. importances need 2+ complete trials
-            made[key] = f"!{' '.join(str(exc).split())[:200]}"
-    return made
-
-
-def _report(summary: dict[str, Any], plots: dict[str, str], out: Path) -> str:
-    objectives = summary["objectives"]
-    lines = [f"# recgym tune: {summary['agent']}", "",
-             f"{summary['trials']} trials ({summary['complete']} complete, {summary['pruned']} pruned); objectives "
-             + ", ".join(f"{m} ({d})" for m, d in zip(objectives, summary["directions"], strict=True))
-             + ", each the mean over the tune seeds.", ""]
-    if summary["defaults"] is not None:
-        lines += [f"Trial 0 starts from the configured hyper-parameters (those inside the space): "
-                  f"{summary['defaults']['params']} -> "
-                  f"{summary['defaults']['values']}.", ""]
-    title = "Pareto front" if len(objectives) > 1 else "Best trial"
-    lines += [f"## {title}", "", "| trial | " + " | ".join(objectives) + " | parameters |",
-              "|---|" + "---|" * len(objectives) + "---|"]
-    for b in summary["best"]:
-        lines.append(f"| {b['number']} | " + " | ".join(f"{v:.4g}" for v in b["values"]) + f" | {b['params']} |")
-    peer = summary.get("best_config_compares")
-    both = (f"it runs `{peer[1]}` (the best trial) next to `{peer[0]}` (as configured) on the same users and "
-            "seeds" if peer else "the reward weights change every agent's reward, so it runs the tuned agent "
-            "in place of the configured one")
-    lines += ["", "A tune compares trials on few seeds: before claiming the best beats the configured "
-              f"hyper-parameters, re-run with the full protocol and compare the 95 % CIs ({both}):",
-              "", f"    recgym run {out / 'best_config.yaml'}", "", "## Plots", ""]
-    for key, rel in plots.items():
-        lines.append(f"- {key}: not drawn ({rel[1:]})" if rel.startswith("!") else f"![{key}]({rel})")
-    return "\n".join(lines) + "\n"

@@ -37,12 +37,12 @@ def _rollout(env: RankingVectorEnv, steps: int, seed: int = 0) -> list[tuple]:
 
 # ----------------------------------------------------------------------------------------- one session
 def test_one_session_is_todays_dynamics_bit_for_bit(small_world):
-    """sessions: 1 uses SessionDynamics itself; a retention weight and the feedback table change nothing of the
-    trajectory (the table only adds an observation key)."""
+    """sessions: 1 uses SessionDynamics itself; the feedback table changes nothing of the trajectory (it only
+    adds an observation key). A retention weight is rejected there (tests/test_reward_terms.py)."""
     plain = RankingVectorEnv(16, world=small_world, **BASE)
     assert type(plain.core.dynamics) is SessionDynamics
     assert plain.single_observation_space["context"].shape == (4,) and "item_feedback" not in plain.single_observation_space.spaces
-    other = RankingVectorEnv(16, world=small_world, sessions=1, reward={"weights": {"retention": 5.0}},
+    other = RankingVectorEnv(16, world=small_world, sessions=1, reward={"weights": {"retention": 0.0}},
                              feedback={"enabled": True, "warmup_users": 8, "warmup_steps": 3}, **BASE)
     assert type(other.core.dynamics) is SessionDynamics
     for a, b in zip(_rollout(plain, 120), _rollout(other, 120), strict=True):

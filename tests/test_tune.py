@@ -72,7 +72,7 @@ def test_best_config_runs_the_tuned_agent_next_to_the_configured_one():
     assert run.env.reward.name == "mix" and run.env.reward.weights.satisfaction == 2.0
 
 
-@pytest.mark.parametrize("name", ["tune_ppo", "tune_reward_mix"])
+@pytest.mark.parametrize("name", ["tune_ppo", "tune_reward_mix", "tune_reward_mix_sessions"])
 def test_shipped_tune_configs_search_their_agent(name):
     from recgym.experiments.tune import _tuned_index, check_space
 
@@ -128,6 +128,7 @@ def test_ppo_trials_feed_the_pruner_and_reward_weights_give_a_pareto_front(tmp_p
     study = optuna.load_study(study_name=json.loads((out / "tune.json").read_text())["study"],
                               storage=f"sqlite:///{out / 'study.db'}")
     assert all(t.intermediate_values for t in study.trials)  # learning-curve points reached the pruner
+    assert not any(0 in t.intermediate_values for t in study.trials)  # never the untrained policy's point
     out = tmp_path / "mo"
     summary = run_tune(_cfg({"agent": "ppo", "trials": 3, "objectives": ["ctr", "satisfaction"],
                              "reward_weights": {"satisfaction": {"type": "float", "low": 0.0, "high": 3.0}}}),
@@ -192,3 +193,50 @@ def test_a_killed_tune_resumes_without_repeating_finished_trials(tmp_path):
     assert len(after) == 6
     assert all(after[n] == before[n] for n in before)  # finished trials kept as they were, never re-run
     assert f"resume: {len(before)} finished trial(s) kept" in res.stderr
+
+
+def test_reward_mix_study_takes_the_retention_and_tail_terms(tmp_path):
+    from recgym.experiments.tune import TuneError, check_space, run_tune, trial_config
+
+    with pytest.raises(ConfigError, match=r"tune\.reward_weights\.tail_exposur: unknown reward term.*'tail_exposure'"):
+        _cfg({"objectives": ["ctr"], "reward_weights": {"tail_exposur": {"type": "float", "low": 0, "high": 1}}})
+    space = {"retention": {"type": "float", "low": 0.0, "high": 5.0},
+             "tail_exposure": {"type": "float", "low": 0.0, "high": 2.0},
+             "tail_clicks": {"type": "float", "low": 0.0, "high": 2.0}}
+    one = _cfg({"agent": "ppo", "objectives": ["ctr", "tail_share"], "reward_weights": space})
+    with pytest.raises(TuneError, match=r"tune\.reward_weights\.retention: expected a world of returning users.*received env\.sessions\.count=1"):
+        run_tune(one, tmp_path / "t")
+    assert not (tmp_path / "t").exists()
+    cfg = _cfg({"agent": "ppo", "objectives": ["ctr", "retention_d7", "tail_share"], "reward_weights": space},
+               env={"sessions": {"count": 3, "session_steps": 4}})
+    check_space(cfg, 1)
+    run = trial_config(cfg, 1, {"reward.retention": 2.0, "reward.tail_exposure": 1.5, "reward.tail_clicks": 0.5})
+    w = run.env.reward.weights
+    assert run.env.reward.name == "mix" and (w.retention, w.tail_exposure, w.tail_clicks) == (2.0, 1.5, 0.5)
+
+
+@pytest.mark.smoke
+def test_reward_mix_study_with_retention_and_four_objectives(tmp_path):
+    """A returning-users world: the searched weights reach the trials, the front is tabled with one column per
+    objective and weight, and four objectives are drawn as one Pareto projection per pair."""
+    _optuna()
+    from recgym.experiments.tune import run_tune
+
+    objectives = ["ctr", "satisfaction", "retention_d7", "tail_share"]
+    cfg = _cfg({"agent": "ppo", "trials": 2, "objectives": objectives,
+                "reward_weights": {"retention": {"type": "float", "low": 0.0, "high": 5.0},
+                                   "tail_exposure": {"type": "float", "low": 0.0, "high": 2.0}}},
+               env={"sessions": {"count": 2, "session_steps": 3}})
+    out = tmp_path / "mo"
+    summary = run_tune(cfg, out, notify=lambda m: None)
+    assert summary["complete"] == 2 and all(len(b["values"]) == 4 for b in summary["best"])
+    assert summary["defaults"]["params"] == {"reward.retention": 0.0, "reward.tail_exposure": 0.0}
+    md = (out / "tune.md").read_text()
+    assert "| trial | ctr | satisfaction | retention_d7 | tail_share | reward.retention | reward.tail_exposure |" in md
+    pairs = [f"pareto_front_{a}_vs_{b}" for i, a in enumerate(objectives) for b in objectives[i + 1:]]
+    for key in pairs:
+        assert (out / "plots" / f"{key}.png").stat().st_size > 5_000, key
+    assert not (out / "plots" / "pareto_front.png").exists()
+    tuned = load_config(out / "best_config.yaml").env.reward.weights
+    assert (tuned.retention, tuned.tail_exposure) == tuple(summary["best"][0]["params"][f"reward.{k}"]
+                                                           for k in ("retention", "tail_exposure"))
