@@ -148,8 +148,11 @@ def test_cli_diagnose_json_last_line(tmp_path):
          "--out", str(tmp_path)],
         capture_output=True, text=True, timeout=600, check=True,
     )
+    assert len(out.stdout.strip().splitlines()) == 1  # stdout: the JSON object alone
     last = json.loads(out.stdout.strip().splitlines()[-1])
     assert set(last) >= {"planning_gain", "planning_gain_ci", "returns"}
+    # A long diagnose is not silent with --json: its per-policy progress goes to stderr.
+    assert "oracle seed 1: return" in out.stderr and "lookahead seed 0: return" in out.stderr
     assert {"random", "oracle", "quality", "lookahead"} <= set(last["returns"])
     saved = json.loads((tmp_path / "planning_gain.json").read_text())
     assert saved["format"] == "recgym-planning-gain" and saved["sweep"] and saved["world"] == "analytic"
