@@ -132,8 +132,9 @@ def _lookahead_plan(env, obs, **hp):
     return slate, agent.last_values, sizes
 
 
+@pytest.mark.parametrize("continuation", ["same", "base"])
 @pytest.mark.parametrize("world_kind", ["clickbait", "returning"])
-def test_finished_rollouts_leave_the_batch_without_changing_values(small_world, world_kind):
+def test_finished_rollouts_leave_the_batch_without_changing_values(small_world, world_kind, continuation):
     """Rollouts whose user left (or whose session ended) are dropped from the simulated batch: the survivors'
     futures are bit-identical, so the values and the plan equal those of stepping every row to the end."""
     if world_kind == "clickbait":
@@ -147,9 +148,11 @@ def test_finished_rollouts_leave_the_batch_without_changing_values(small_world, 
                                feedback={"enabled": True, "warmup_users": 4, "warmup_steps": 2})
         horizon = 24
     obs, _ = env.reset(seed=3)
-    full, full_values, full_sizes = _lookahead_plan(env, obs, horizon=horizon, compact_below=0.0)
+    full, full_values, full_sizes = _lookahead_plan(env, obs, horizon=horizon, compact_below=0.0,
+                                                    continuation=continuation)
     for compact in (0.75, 1.0):
-        slate, values, sizes = _lookahead_plan(env, obs, horizon=horizon, compact_below=compact)
+        slate, values, sizes = _lookahead_plan(env, obs, horizon=horizon, compact_below=compact,
+                                               continuation=continuation)
         np.testing.assert_array_equal(values, full_values)
         np.testing.assert_array_equal(slate, full)
         assert sum(sizes) < sum(full_sizes) and sizes[-1] < sizes[0]  # rows did leave the batch
