@@ -39,7 +39,7 @@ oracle, and the heuristic at every trade-off of ``tradeoffs``. At every step, fo
 
 With a horizon that reaches the end of the episode, exact values would make it at least as good as every
 policy of the library from every state on; sampled values leave noise, which the switch margin bounds.
-Cost per step: ``B * F * C * horizon`` simulated user-steps.
+Cost per step: at most ``B * F * C * horizon`` simulated user-steps (finished rollouts leave the batch).
 """
 
 from __future__ import annotations
@@ -157,6 +157,8 @@ class LookaheadConfig(AgentConfig):
     sessions_ahead: int = Field(1, ge=0, description="returning users: a rollout stops after this many session "
                                 "ends (their retention reward included; 0: only the horizon and the episode end)")
     chunk_rows: int = Field(16_384, ge=1, description="forked rows simulated at once (memory bound)")
+    compact_below: float = Field(0.75, ge=0, le=1, description="drop finished rollouts from the simulated batch "
+                                 "once the live share falls to this (0: never; results are identical either way)")
 
     @field_validator("tradeoffs")
     @classmethod
@@ -235,6 +237,8 @@ class LookaheadRecommender(Recommender):
         forks = futures.repeat(n_cand)  # row (u * F + f) * C + c
         first = slates.repeat_interleave(c.rollouts, dim=0).reshape(-1, k)
         total = torch.zeros(len(first), dtype=torch.float64, device=first.device)
+        # Simulated row j is fork row_of[j]; finished rollouts are dropped from the batch (below).
+        row_of = torch.arange(len(first), device=first.device)
         alive = torch.ones(len(first), dtype=torch.bool, device=first.device)
         ends = torch.zeros(len(first), dtype=torch.int32, device=first.device)
         discount = 1.0
@@ -243,20 +247,31 @@ class LookaheadRecommender(Recommender):
         if c.continuation == "same":  # row (u * F + f) * C + c follows policy c
             row_t, row_m = tradeoffs.repeat(r * c.rollouts), myopic.repeat(r * c.rollouts)
         else:
-            row_t, row_m = tradeoffs[:1].expand(len(first)), None
+            row_t, row_m = tradeoffs[:1].expand(len(first)).clone(), None
         for h in range(c.horizon):
             slate = first if h == 0 else top_k_slates(policy_scores(core, forks, row_t, row_m), k)
             reward, terminated, truncated, info = core.step(forks, slate)
             if expected is not None:
                 reward = expected(info)
-            total += torch.where(alive, reward.to(torch.float64), 0.0) * discount
+            total.index_add_(0, row_of, torch.where(alive, reward.to(torch.float64), 0.0) * discount)
             alive &= ~(terminated | truncated)
             if c.sessions_ahead and "session_end" in info:
                 ends += info["session_end"].to(torch.int32)
                 alive &= ends < c.sessions_ahead
             discount *= c.gamma
-            if not bool(alive.any()):
+            n_alive = int(alive.sum())
+            if n_alive == 0:
                 break
+            if n_alive <= c.compact_below * len(alive) and h + 1 < c.horizon:
+                # Users leave at different times: stepping finished rollouts to the longest one's end cost
+                # most of a fitted world's lookahead. Rows carry their own random streams, so the survivors'
+                # futures are bit-identical either way (only the shared feedback table, which no reward reads,
+                # stops counting the finished rows' impressions).
+                keep = alive.nonzero().squeeze(1)
+                forks, row_of, ends = forks.take(keep), row_of[keep], ends[keep]
+                row_t = row_t[keep]
+                row_m = None if row_m is None else row_m[keep]
+                alive = alive[keep]
         return total.view(r, c.rollouts, n_cand)
 
 

@@ -498,7 +498,8 @@ def diagnose(
         )
         if cfg.world == "analytic" and settings.cohort == "test" and not w.population.test.any():
             settings.cohort = "all"
-        result = run_diagnose(w, env_cfg, settings, notify=None if as_json else typer.echo)
+        # With --json the progress goes to stderr: stdout's last line stays the JSON object.
+        result = run_diagnose(w, env_cfg, settings, notify=lambda msg: typer.echo(msg, err=as_json))
     except (ValueError, FileNotFoundError) as exc:
         _fail(exc)
     folder = out or Path("runs") / f"diagnose-{cfg.world}"

@@ -114,6 +114,51 @@ def test_lookahead_forks_never_touch_the_live_state(small_world):
     assert make_agent("quality_oracle", env).rank(now).shape == (4, 3)
 
 
+def _lookahead_plan(env, obs, **hp):
+    """The lookahead's slate and candidate values on ``obs``, and the batch size of every simulated step."""
+    sizes = []
+    step = env.core.step
+
+    def counting_step(state, slate, *args, **kwargs):
+        sizes.append(len(slate))
+        return step(state, slate, *args, **kwargs)
+
+    env.core.step = counting_step
+    try:
+        agent = make_agent("lookahead", env, rollouts=3, tradeoffs=[0.0, 4.0], **hp)
+        slate = agent.rank(obs)
+    finally:
+        del env.core.step
+    return slate, agent.last_values, sizes
+
+
+@pytest.mark.parametrize("continuation", ["same", "base"])
+@pytest.mark.parametrize("world_kind", ["clickbait", "returning"])
+def test_finished_rollouts_leave_the_batch_without_changing_values(small_world, world_kind, continuation):
+    """Rollouts whose user left (or whose session ended) are dropped from the simulated batch: the survivors'
+    futures are bit-identical, so the values and the plan equal those of stepping every row to the end."""
+    if world_kind == "clickbait":
+        world = clickbait_world()
+        env = RankingVectorEnv(8, world=world, config=clickbait_config(world))
+        horizon = 25
+    else:  # returning users with the feedback table (shared state), rollouts stop at the session's end
+        env = RankingVectorEnv(6, world=small_world, action_type="slate", slate_size=3, num_candidates=40,
+                               candidates={"pool_size": 120}, max_steps=24, dynamics={"initial_budget": 3.0},
+                               sessions={"count": 3, "session_steps": 8},
+                               feedback={"enabled": True, "warmup_users": 4, "warmup_steps": 2})
+        horizon = 24
+    obs, _ = env.reset(seed=3)
+    full, full_values, full_sizes = _lookahead_plan(env, obs, horizon=horizon, compact_below=0.0,
+                                                    continuation=continuation)
+    for compact in (0.75, 1.0):
+        slate, values, sizes = _lookahead_plan(env, obs, horizon=horizon, compact_below=compact,
+                                               continuation=continuation)
+        np.testing.assert_array_equal(values, full_values)
+        np.testing.assert_array_equal(slate, full)
+        assert sum(sizes) < sum(full_sizes) and sizes[-1] < sizes[0]  # rows did leave the batch
+    assert len(set(full_sizes)) == 1  # compact_below=0: every row stepped to the end
+
+
 def test_oracles_need_a_live_env(small_world, tmp_path):
     env = RankingVectorEnv(2, world=small_world, num_candidates=40, candidates={"pool_size": 120})
     agent = make_agent("lookahead", env)
@@ -148,8 +193,11 @@ def test_cli_diagnose_json_last_line(tmp_path):
          "--out", str(tmp_path)],
         capture_output=True, text=True, timeout=600, check=True,
     )
+    assert len(out.stdout.strip().splitlines()) == 1  # stdout: the JSON object alone
     last = json.loads(out.stdout.strip().splitlines()[-1])
     assert set(last) >= {"planning_gain", "planning_gain_ci", "returns"}
+    # A long diagnose is not silent with --json: its per-policy progress goes to stderr.
+    assert "oracle seed 1: return" in out.stderr and "lookahead seed 0: return" in out.stderr
     assert {"random", "oracle", "quality", "lookahead"} <= set(last["returns"])
     saved = json.loads((tmp_path / "planning_gain.json").read_text())
     assert saved["format"] == "recgym-planning-gain" and saved["sweep"] and saved["world"] == "analytic"
