@@ -47,7 +47,14 @@ from recgym.envs.feedback import (
 )
 from recgym.envs.params import SlateView, WorldTensors, weighted_row_sum
 from recgym.envs.preference import LatentPreference, PreferenceModel
-from recgym.envs.response import QualityResponse, ResponseModel, Responses, RewardFn, make_reward
+from recgym.envs.response import (
+    QualityResponse,
+    ResponseModel,
+    Responses,
+    RewardFn,
+    WeightedReward,
+    make_reward,
+)
 from recgym.envs.sessions import MultiSessionDynamics
 from recgym.envs.state import SimState
 from recgym.envs.world import World
@@ -108,6 +115,9 @@ class RankingCore:
         r = cfg.response
         self.response = response_model or QualityResponse(r.dwell_scale, r.dwell_noise, r.quality_threshold)
         self.reward_fn = reward_fn or make_reward(cfg.reward.name, cfg.reward.weights)
+        # The slate's tail mask is built per step only for rewards that may read it (a custom reward, or
+        # WeightedReward with a tail weight): the default rewards skip the op on the hot path.
+        self._reward_reads_tail = not isinstance(self.reward_fn, WeightedReward) or any(self.reward_fn.w[3:])
         _check_component(self.preference, PreferenceModel, "preference_model")
         _check_component(self.dynamics, UserDynamics, "user_dynamics")
         probe = self._fields(1)
@@ -275,7 +285,8 @@ class RankingCore:
         nc, k = self._per_click, cfg.slate_size
         clicks = sample_clicks(probs, u[:, :nc], self.choice.multi_click)
         resp = self.response(clicks, view.quality, rng.normal_from_uniform(u[:, nc : 2 * nc]))
-        resp = resp.with_slate_tail(~view.is_head)  # the tail_share metric's mask (reward terms tail_*)
+        if self._reward_reads_tail:
+            resp = resp.with_slate_tail(~view.is_head)  # the tail_share metric's mask (reward terms tail_*)
         reward = self.reward_fn(resp)
         signals = self.dynamics.update(p, state, view, resp)
         if signals and self._retention:

@@ -31,7 +31,8 @@ class Responses:
     """Per-slate feedback. ``clicks`` ``(B, K)`` bool, ``engagement`` ``(B, K)`` float32 dwell of clicked items
     (0 elsewhere), ``satisfaction`` ``(B,)`` float32 sum over clicked items of ``quality - threshold``;
     ``slate_tail`` ``(B, K)`` bool, True where the shown item is in the long tail (set by the core with
-    :meth:`with_slate_tail`; ``None`` outside a core). ``clicks_f`` ``(B, K)`` and ``n_clicks`` ``(B,)`` float32
+    :meth:`with_slate_tail` when the reward may read it — any reward but a :class:`WeightedReward` without
+    tail weights; ``None`` otherwise). ``clicks_f`` ``(B, K)`` and ``n_clicks`` ``(B,)`` float32
     are computed once, on first use."""
 
     clicks: torch.Tensor
