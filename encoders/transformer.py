@@ -96,16 +96,27 @@ def auto_threads() -> int:
     CPU-bound process, 1. Where neither figure is available (Windows) torch's count is used as is.
     """
     current = torch.get_num_threads()
-    figures = [x for x in (_loadavg_1min(), runnable_elsewhere()) if x is not None]
-    if not figures:
+    busy = busy_elsewhere()
+    if busy is None:
         return current
     total = os.cpu_count() or 1
-    try:
-        allowed = len(os.sched_getaffinity(0))
-    except AttributeError:
-        allowed = total
-    free = int(allowed * (1.0 - min(1.0, min(figures) / total)) + 0.5)
+    free = int(allowed_cpus() * (1.0 - min(1.0, busy / total)) + 0.5)
     return max(1, min(current, free))
+
+
+def busy_elsewhere() -> float | None:
+    """CPU-bound threads of other processes: the smaller of the 1-minute load average and
+    :func:`runnable_elsewhere`; ``None`` where neither is available."""
+    figures = [x for x in (_loadavg_1min(), runnable_elsewhere()) if x is not None]
+    return min(figures) if figures else None
+
+
+def allowed_cpus() -> int:
+    """CPUs this process may run on (its affinity mask; the machine's count where there is none)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:
+        return os.cpu_count() or 1
 
 
 def _loadavg_1min() -> float | None:

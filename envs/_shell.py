@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-import os
 import time
 from collections.abc import Callable, Collection, Mapping
 from typing import Any
@@ -12,7 +11,8 @@ import numpy as np
 import torch
 
 from recgym.common.config import SEED_MAX, ComponentError, ConfigError, suggest
-from recgym.encoders.transformer import runnable_elsewhere
+from recgym.encoders.transformer import allowed_cpus as _cpus
+from recgym.encoders.transformer import busy_elsewhere
 from recgym.envs.config import EnvConfig, deep_merge
 from recgym.envs.core import RankingCore
 from recgym.envs.factory import (
@@ -270,7 +270,7 @@ class AdaptiveThreads:
     ~9 on 2 cores (three alternations), one thread against two gave 0.41x-1.56x (vector env) and
     0.74x-2.34x (core): no consistent gain, so the count is kept there (benchmarks/RESULTS.md, issue 17).
     ``busy`` is the smaller of the 1-minute load average and the threads runnable elsewhere now
-    (:func:`recgym.encoders.transformer.runnable_elsewhere`).
+    (:func:`recgym.encoders.transformer.busy_elsewhere`).
     """
 
     __slots__ = ("recheck_s", "_n", "_for", "_at")
@@ -295,26 +295,6 @@ def threads_beside(current: int, busy: float | None, cpus: int) -> int:
     if taken <= 0 or taken >= cpus:
         return current
     return max(1, min(current, cpus - taken))
-
-
-def busy_elsewhere() -> float | None:
-    """CPU-bound threads of other processes: min(1-minute load average, threads runnable elsewhere now)."""
-    figures = [x for x in (_load_1min(), runnable_elsewhere()) if x is not None]
-    return min(figures) if figures else None
-
-
-def _load_1min() -> float | None:
-    try:
-        return os.getloadavg()[0]
-    except (AttributeError, OSError):
-        return None
-
-
-def _cpus() -> int:
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:
-        return os.cpu_count() or 1
 
 
 SMALL_STEP = 16_384  # B * N below which a step runs at one thread (measured: benchmarks/RESULTS.md)
