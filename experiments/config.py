@@ -104,8 +104,10 @@ class TrainingConfig(StrictModel):
     checkpoint_every: int = Field(5_000, ge=1, description="env steps between checkpoints / curve points")
     curve_users: int = Field(64, ge=1, description="held-out users evaluated at each learning-curve point")
     keep_checkpoints: int = Field(2, ge=1, description="checkpoints kept per agent and seed")
-    batch_seeds: bool = Field(True, description="PPO trainer 'fast': train the seeds of an agent as one batched "
-                              "job (false: one job per seed, e.g. to spread them over Ray workers)")
+    batch_seeds: bool | Literal["auto"] = Field(
+        "auto", description="PPO trainer 'fast': train the seeds of an agent as one batched job (true), or one job "
+        "per seed (false: Ray spreads them over workers); auto = batched on CUDA only (on CPU a batch of S seeds "
+        "costs S single seeds' time or more, so separate jobs lose nothing and can run in parallel)")
     logging: LoggingConfig = LoggingConfig()
 
 

@@ -5,8 +5,8 @@ device is CUDA and the cluster has GPUs). A task runs :func:`~recgym.experiments
 very code of the sequential backend, with the same seed tree - in a worker process that builds the world
 itself (memoised per worker; from the verified embedding cache), so a cell's evaluation is bit-identical to
 the sequential backend's. The cells of a seed-batched agent (PPO ``trainer: fast``) are one task per agent,
-which trains their seeds as one batched job and evaluates each (one task per seed with
-``training.batch_seeds: false``), so every seed is trained exactly once. Tasks write their cell files,
+which trains their seeds as one batched job and evaluates each (one task per seed when seeds are not
+batched: ``training.batch_seeds`` false, or ``auto`` on CPU), so every seed is trained exactly once. Tasks write their cell files,
 checkpoints and curves into the run folder themselves; on a multi-node cluster ``--out`` must therefore be a folder every node mounts (NFS or
 similar), like ``$RECGYM_CACHE``, ``$RECGYM_DATA`` and the installed recgym.
 
@@ -30,7 +30,15 @@ from types import ModuleType
 from typing import Any
 
 from recgym.common.progress import Progress
-from recgym.experiments.cells import Cell, RunContext, needs_logs, plan_cells, record_failure, seed_batched
+from recgym.experiments.cells import (
+    Cell,
+    RunContext,
+    batches_seeds,
+    needs_logs,
+    plan_cells,
+    record_failure,
+    seed_batched,
+)
 from recgym.experiments.config import ExperimentConfig
 
 __all__ = ["require_ray", "start_ray", "ray_session", "run_cells_ray", "task_groups", "RayUnavailableError", "MAX_RETRIES",
@@ -141,10 +149,12 @@ def run_cells_ray(ctx: RunContext, workers: int | None = None, address: str | No
 
 def task_groups(cfg: ExperimentConfig, todo: list[Cell]) -> list[list[Cell]]:
     """The Ray tasks of the pending cells ``todo``: one per cell, but one per agent for the cells of a
-    seed-batched agent (unless ``training.batch_seeds`` is false), so that its seeds train as one job once."""
+    seed-batched agent when its seeds are batched (:func:`~recgym.experiments.cells.batches_seeds`), so that its
+    seeds train as one job once."""
     groups: dict[tuple[int, int], list[Cell]] = {}
+    batch = batches_seeds(cfg)
     for c in todo:
-        batched = seed_batched(c.spec) and cfg.training.batch_seeds
+        batched = seed_batched(c.spec) and batch
         groups.setdefault((c.index, -1 if batched else c.seed), []).append(c)
     return list(groups.values())
 

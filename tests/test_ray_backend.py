@@ -120,6 +120,7 @@ def test_two_node_cluster_on_one_machine(tmp_path):
 
 FAST = {**RAW, "agents": [{"name": "ppo", "label": "fast", "hyperparams": {"trainer": "fast", "n_steps": 8}},
                           {"name": "random"}],
+        "training": {**RAW["training"], "batch_seeds": True},
         "evaluation": {**RAW["evaluation"], "seeds": [0, 1, 2]}}
 
 
@@ -145,10 +146,15 @@ def test_ray_trains_a_seed_batched_agent_once_in_one_task(tmp_path, local_ray):
 
 
 def test_ray_task_groups_follow_training_batch_seeds():
+    import torch
+
     from recgym.experiments.cells import pending_cells
     from recgym.experiments.ray_backend import task_groups
 
-    for batch, expected in ((True, [[0, 1, 2], [0], [1], [2]]), (False, [[0], [1], [2], [0], [1], [2]])):
+    one_per_seed = [[0], [1], [2], [0], [1], [2]]
+    # auto: batched on CUDA only (on CPU separate seed jobs cost no more and run in parallel)
+    auto = [[0, 1, 2], [0], [1], [2]] if torch.cuda.is_available() else one_per_seed
+    for batch, expected in ((True, [[0, 1, 2], [0], [1], [2]]), (False, one_per_seed), ("auto", auto)):
         cfg = load_config(raw={**FAST, "training": {**FAST["training"], "batch_seeds": batch}})
         groups = task_groups(cfg, pending_cells(cfg, Path("/nonexistent"), "h"))
         assert [[c.seed for c in g] for g in groups] == expected

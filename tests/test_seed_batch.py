@@ -33,7 +33,8 @@ class Interrupted(Exception):
 
 def _config(**training):
     raw = {"name": "t", "agents": [{"name": "ppo", "hyperparams": {"trainer": "fast", "n_steps": 8, "batch_size": 32}}],
-           "training": {"total_timesteps": BUDGET, "num_envs": 8, "checkpoint_every": EVERY, **training}}
+           "training": {"total_timesteps": BUDGET, "num_envs": 8, "checkpoint_every": EVERY, "batch_seeds": True,
+                        **training}}
     return load_config(raw=raw, overrides=SETS)
 
 
@@ -150,6 +151,7 @@ FAST_CONFIG = """name: exact_fast
 agents:
   - name: ppo
     hyperparams: {trainer: fast, n_steps: 8, batch_size: 32}
+training: {batch_seeds: true}
 """
 
 
