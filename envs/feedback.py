@@ -41,8 +41,8 @@ import torch
 from recgym.envs import rng
 from recgym.envs.state import SimState
 
-__all__ = ["FEEDBACK_FEATURES", "FEEDBACK_FIELD", "FEEDBACK_OFFSET_FIELD", "feedback_fields", "record_feedback", "feedback_view",
-           "candidate_feedback", "WARMUP_DRAWS"]
+__all__ = ["FEEDBACK_FEATURES", "FEEDBACK_FIELD", "FEEDBACK_OFFSET_FIELD", "feedback_fields", "record_feedback",
+           "feedback_view", "candidate_feedback", "WARMUP_DRAWS"]
 
 FEEDBACK_FEATURES = ("impressions", "clicks", "mean_dwell")
 FEEDBACK_FIELD = "item_feedback"
