@@ -22,7 +22,7 @@ from collections.abc import Mapping, Sequence
 import torch
 from torch import nn
 
-from recgym.agents.scorer import COS_KEY, CandidateScorer
+from recgym.agents.scorer import COS_KEY, FEEDBACK_KEY, CandidateScorer, feedback_features
 
 __all__ = ["StackedScorer"]
 
@@ -31,6 +31,8 @@ _PARAMS = (
     "user.0.weight", "user.0.bias", "user.2.weight", "user.2.bias", "item.weight", "item.bias", "inter.weight",
     "out.weight", "out.bias", "value.0.weight", "value.0.bias", "value.2.weight", "value.2.bias",
 )
+# The feedback-table input of a scorer built for an env with env.feedback.enabled (CandidateScorer.feedback).
+_FEEDBACK_PARAMS = ("feedback.weight", "feedback.bias")
 
 
 def _linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
@@ -44,14 +46,17 @@ class _CandidateLayer(torch.autograd.Function):
     """``scores (S, B, N)`` and the masked mean ``pooled (S, B, h)`` of ``z = relu(ua + Pa[c] + ug * Pg[c] +
     x Wx^T)``, with ``scores = z w + b``. Inputs: ``ua``/``ug`` ``(S, B, h)``, ``proj`` ``(S * M, 2h)`` (the
     seeds' item projections stacked), ``rows`` ``(S * B * N,)`` int64 rows of ``proj``, ``x`` ``(S, B, N, f)``,
-    ``wx`` ``(S, h, f)``, ``w`` ``(S, h)``, ``b`` ``(S, 1)``, ``pool_w`` ``(S, B, N)`` (mask / count). No
-    gradient flows to ``rows``, ``x`` or ``pool_w`` (data)."""
+    ``wx`` ``(S, h, f)``, ``w`` ``(S, h)``, ``b`` ``(S, 1)``, ``pool_w`` ``(S, B, N)`` (mask / count) and ``q``
+    ``(S, B, N, 2h)`` or ``None``: the feedback part ``[Q_a, Q_g]`` added to the candidates' ``[P_a[c], P_g[c]]``.
+    No gradient flows to ``rows``, ``x`` or ``pool_w`` (data)."""
 
     @staticmethod
-    def forward(ctx, ua, ug, proj, rows, x, wx, w, b, pool_w):  # noqa: ANN001, ANN205 - autograd signature
+    def forward(ctx, ua, ug, proj, rows, x, wx, w, b, pool_w, q=None):  # noqa: ANN001, ANN205 - autograd signature
         s, bsz, h = ua.shape
         n, f = x.shape[2], x.shape[3]
         pc = proj.index_select(0, rows).view(s, bsz, n, 2 * h)
+        if q is not None:
+            pc = pc + q
         pg = pc[..., h:]
         z = torch.bmm(x.reshape(s, bsz * n, f), wx.transpose(1, 2)).view(s, bsz, n, h)
         z += pc[..., :h]
@@ -63,6 +68,7 @@ class _CandidateLayer(torch.autograd.Function):
         pooled = torch.bmm(pool_w.reshape(s * bsz, 1, n), z.view(s * bsz, n, h)).view(s, bsz, h)
         ctx.save_for_backward(ug, pc, rows, x, w, pool_w, z)
         ctx.num_rows = proj.shape[0]
+        ctx.has_q = q is not None
         return scores, pooled
 
     @staticmethod
@@ -79,14 +85,16 @@ class _CandidateLayer(torch.autograd.Function):
         g_pa = torch.zeros((ctx.num_rows, h), dtype=gz.dtype, device=gz.device)
         g_pa.index_put_((rows,), gz.view(-1, h), accumulate=True)
         g_pg = torch.zeros_like(g_pa)
-        g_pg.index_put_((rows,), torch.mul(gz, ug.unsqueeze(2)).view(-1, h), accumulate=True)
+        gz_g = torch.mul(gz, ug.unsqueeze(2))  # dL/dP_g[c] = dL/dQ_g per candidate
+        g_pg.index_put_((rows,), gz_g.view(-1, h), accumulate=True)
         g_proj = torch.cat([g_pa, g_pg], dim=1)
+        g_q = torch.cat([gz, gz_g], dim=3) if ctx.has_q else None
         gzf = gz.view(s, bsz * n, h)
         g_wx = torch.bmm(x.reshape(s, bsz * n, f).transpose(1, 2), gzf).transpose(1, 2)  # (f, R) x (R, h): fast layout
         zf = z.view(s, bsz * n, h)
         g_w = torch.bmm(g_scores.reshape(s, 1, bsz * n), zf).squeeze(1)
         g_b = g_scores.sum((1, 2)).unsqueeze(1)
-        return g_ua, g_ug, g_proj, None, None, g_wx, g_w, g_b, None
+        return g_ua, g_ug, g_proj, None, None, g_wx, g_w, g_b, None, g_q
 
 
 class StackedScorer(nn.Module):
@@ -111,21 +119,22 @@ class StackedScorer(nn.Module):
         self.register_buffer("item_table", template.item_table.clone(), persistent=False)
         self.register_buffer("item_feat", template.item_feat.clone(), persistent=False)
         self.register_buffer("item_unit", template.item_unit.clone(), persistent=False)
+        self.has_feedback = template.feedback is not None
+        self.param_names = _PARAMS + (_FEEDBACK_PARAMS if self.has_feedback else ())  # CandidateScorer state-dict keys
         self.params = nn.ParameterDict()
-        for name in _PARAMS:
+        for name in self.param_names:
             stacked = torch.stack([st[name].detach().to(template.item_table.device, torch.float32) for st in states])
             self.params[name.replace(".", "_")] = nn.Parameter(stacked)
 
     @classmethod
     def from_scorers(cls, scorers: Sequence[CandidateScorer]) -> StackedScorer:
         """Stack ``scorers`` (same shapes, same item table) into one module (their weights are copied). A scorer
-        with parameters this module does not compute (the feedback-table input, ``feedback.*``) is refused: it
-        would be trained without them."""
-        extra = sorted(set(scorers[0].state_dict()) - set(_PARAMS))
+        with parameters this module does not compute is refused: it would be trained without them."""
+        known = set(_PARAMS) | (set(_FEEDBACK_PARAMS) if scorers[0].feedback is not None else set())
+        extra = sorted(set(scorers[0].state_dict()) - known)
         if extra:
-            raise ValueError(f"trainer='fast': the candidate scorer has parameters the fast trainer does not train "
-                             f"yet ({', '.join(extra)}: the feedback-table input of an env with env.feedback.enabled); "
-                             "use trainer='sb3' for this env")
+            raise ValueError(f"trainer='fast': expected a CandidateScorer's parameters, received also {', '.join(extra)}, "
+                             "which the fast trainer does not compute; use trainer='sb3'")
         return cls(scorers[0], [sc.state_dict() for sc in scorers])
 
     @property
@@ -138,15 +147,15 @@ class StackedScorer(nn.Module):
 
     def scorer_state(self, seed: int) -> dict[str, torch.Tensor]:
         """Seed ``seed``'s weights as a ``CandidateScorer`` state dict (detached copies)."""
-        return {name: self.p(name)[seed].detach().clone() for name in _PARAMS}
+        return {name: self.p(name)[seed].detach().clone() for name in self.param_names}
 
     def load_scorer_state(self, seed: int, state: Mapping[str, torch.Tensor]) -> None:
         """Overwrite seed ``seed``'s weights with a ``CandidateScorer`` state dict."""
-        missing = [k for k in _PARAMS if k not in state]
+        missing = [k for k in self.param_names if k not in state]
         if missing:
             raise KeyError(f"scorer state: missing {missing}")
         with torch.no_grad():
-            for name in _PARAMS:
+            for name in self.param_names:
                 self.p(name)[seed].copy_(state[name])
 
     # ------------------------------------------------------------------ forward
@@ -169,8 +178,9 @@ class StackedScorer(nn.Module):
 
         ``obs``: ``profile``/``history`` ``(S, B, d)``, ``context`` ``(S, B, 4)``, ``candidates`` ``(S, B, N)``
         int64, ``mask`` ``(S, B, N)`` and the cosine features ``obs["_cos"]`` ``(S, B, N, 2)`` (required: the
-        trainer computes them once per step, :class:`~recgym.agents._rollout.CosineCache`). ``proj``: a
-        precomputed :meth:`project` (valid while the weights do not change), else computed here.
+        trainer computes them once per step, :class:`~recgym.agents._rollout.CosineCache`); with the feedback input
+        also ``item_feedback`` ``(S, B, 3N)`` float32. ``proj``: a precomputed :meth:`project` (valid while the
+        weights do not change), else computed here.
         """
         p = self.p
         h = self.hidden
@@ -187,9 +197,15 @@ class StackedScorer(nn.Module):
         cos = obs[COS_KEY].to(torch.float32).contiguous()
         allowed = (obs["mask"] > 0).to(torch.float32)
         pool_w = allowed / allowed.sum(2, keepdim=True).clamp_min(1.0)
+        q = None
+        if self.has_feedback:  # CandidateScorer's Q = W_q feedback_features(rows), per candidate
+            if FEEDBACK_KEY not in obs:
+                raise KeyError(f"obs: expected {FEEDBACK_KEY!r} (the scorer was built for an env with feedback.enabled)")
+            feats = feedback_features(obs[FEEDBACK_KEY].reshape(s, bsz * n, 3))
+            q = _linear(feats, p("feedback.weight"), p("feedback.bias")).view(s, bsz, n, 2 * h)
         scores, pooled = _CandidateLayer.apply(
             ua, ug, proj.reshape(s * m, 2 * h), rows, cos, p("inter.weight")[:, :, :2], p("out.weight").squeeze(1),
-            p("out.bias"), pool_w,
+            p("out.bias"), pool_w, q,
         )
         hidden = torch.relu(_linear(torch.cat([ua, ug, pooled], dim=2), p("value.0.weight"), p("value.0.bias")))
         value = _linear(hidden, p("value.2.weight"), p("value.2.bias")).squeeze(2)

@@ -9,11 +9,11 @@ the buffer is device tensors, the cosine features are computed once per step and
 One trainer serves one seed (S = 1) and S seeds as one batched job (:func:`train_seeds`): the S policies are
 one :class:`~recgym.agents._stacked.StackedScorer` (parameters stacked on a leading seed axis), the S envs'
 users are the rows of one state. Everything random or seed-dependent is per seed — initial weights (each
-agent's own), env streams, Gumbel noise (a generator seeded ``seed + 1``, as the SB3 policy's), minibatch
-permutations (a generator seeded ``seed``), advantage normalisation, gradient-norm clipping, the Adam
-statistics (:class:`StackedAdam`) and the ``target_kl`` early stop — so each seed is a separate PPO run
-sharing only the arithmetic. Row ``s`` of a batched job equals the run of seed ``s`` alone up to float
-reassociation (tested on the first update's gradients).
+agent's own), env streams, the env's feedback table (one per seed, stacked), Gumbel noise (a generator
+seeded ``seed + 1``, as the SB3 policy's), minibatch permutations (a generator seeded ``seed``),
+advantage normalisation, gradient-norm clipping, the Adam statistics (:class:`StackedAdam`) and the
+``target_kl`` early stop — so each seed is a separate PPO run sharing only the arithmetic. Row ``s`` of a
+batched job equals the run of seed ``s`` alone up to float reassociation (tested on the first update's gradients).
 
 PPO update (SB3's ``PPO.train``, per seed): for each epoch, a fresh permutation in minibatches of
 ``min(batch_size, n_steps * B)``; advantages normalised per minibatch (``(a - mean) / (std + 1e-8)``);
@@ -369,18 +369,32 @@ def learn_fast(agent: Any, env: Any, total_timesteps: int, callback: Callable[[i
 
 
 def _concat_states(states: Sequence[Any]) -> Any:
+    """One state of the S envs' rows, seed-major. Each env's feedback table (shared by its users) stays its own:
+    the tables are stacked and every row reads and writes its env's (:mod:`recgym.envs.feedback`); any other
+    shared field is refused (the seeds would share it, so they would not be separate runs)."""
+    from recgym.envs.feedback import FEEDBACK_FIELD, FEEDBACK_OFFSET_FIELD
     from recgym.envs.state import SimState
 
     first = states[0]
     if any(st.t != first.t or st.names() != first.names() for st in states):
         raise ValueError("train_seeds: expected env states at the same clock with the same fields")
-    shared = [name for name, _ in first.shared()]
-    if len(states) > 1 and shared:
-        raise ValueError(f"train_seeds: the envs' states have shared fields {shared} (e.g. the feedback table, which "
-                         "every user's step updates): in one batched state the seeds would share them, so they would "
-                         "not be separate runs; train the seeds one by one (training.batch_seeds: false)")
     batched = {n: torch.cat([getattr(st, n) for st in states]) for n, _ in first.batched()}
-    return SimState(batched, {n: v.clone() for n, v in first.shared()}, first.t)
+    if len(states) == 1:
+        return SimState(batched, {n: v.clone() for n, v in first.shared()}, first.t)
+    other = [name for name, _ in first.shared() if name != FEEDBACK_FIELD]
+    if other or FEEDBACK_OFFSET_FIELD in batched:
+        raise ValueError(f"train_seeds: the envs' states have shared fields {other or [FEEDBACK_OFFSET_FIELD]} that "
+                         "every user's step updates: in one batched state the seeds would share them, so they would not "
+                         "be separate runs; train the seeds one by one (training.batch_seeds: false)")
+    shared = {}
+    if FEEDBACK_FIELD in first.names():
+        tables = [getattr(st, FEEDBACK_FIELD) for st in states]
+        m = tables[0].shape[0]
+        shared[FEEDBACK_FIELD] = torch.cat(tables)
+        sizes = torch.tensor([st.batch_size for st in states], device=first.device)
+        batched[FEEDBACK_OFFSET_FIELD] = torch.repeat_interleave(torch.arange(len(states), device=first.device) * m,
+                                                                 sizes)
+    return SimState(batched, shared, first.t)
 
 
 class SeedBatch:
@@ -431,6 +445,8 @@ class SeedBatch:
             for name, v in own.batched():
                 v.copy_(getattr(self.state, name)[s * b : (s + 1) * b])
             own.t = self.state.t
+            for name, v in own.shared():  # the env's own feedback table (rows s * M .. of the stacked ones)
+                v.copy_(getattr(self.state, name)[s * v.shape[0] : (s + 1) * v.shape[0]])
             agent.policy.scorer.load_state_dict(self.trainer.scorer_state(s))
             agent.num_timesteps = self.trainer.num_timesteps
 

@@ -24,6 +24,12 @@ are cleared). Unseeded resets (new users in a running simulation) keep it; clone
 growing over the whole run; the evaluation protocol reseeds every episode, so each evaluation starts from the
 warm-up table.
 
+Several tables in one state (seed-batched training, :func:`~recgym.agents.ppo_fast.train_seeds`): the rows of
+S separate simulations stacked into one state keep S separate tables, stacked as ``(S * M, 3)``, and a batched
+``item_feedback_offset`` ``(B,)`` int64 field gives each row the first table row of its simulation (``s * M``);
+every read and write here goes through it, so each simulation's table is the one it would have alone. States
+without that field (every env's own) have one table.
+
 Hidden truth stays hidden: impressions and clicks are counts of what happened; mean dwell is the mean of the
 observed dwell samples, which depend on the item's hidden quality — as real dwell time does.
 """
@@ -35,11 +41,12 @@ import torch
 from recgym.envs import rng
 from recgym.envs.state import SimState
 
-__all__ = ["FEEDBACK_FEATURES", "FEEDBACK_FIELD", "feedback_fields", "record_feedback", "feedback_view",
-           "candidate_feedback", "WARMUP_DRAWS"]
+__all__ = ["FEEDBACK_FEATURES", "FEEDBACK_FIELD", "FEEDBACK_OFFSET_FIELD", "feedback_fields", "record_feedback",
+           "feedback_view", "candidate_feedback", "WARMUP_DRAWS"]
 
 FEEDBACK_FEATURES = ("impressions", "clicks", "mean_dwell")
 FEEDBACK_FIELD = "item_feedback"
+FEEDBACK_OFFSET_FIELD = "item_feedback_offset"  # optional (B,) int64: first table row of each row's simulation
 WARMUP_DRAWS = 1 << 21  # draw index of the warm-up's random slate scores within an event
 _GOLDEN32 = 0x9E3779B9 - (1 << 32)
 
@@ -56,7 +63,15 @@ def record_feedback(state: SimState, items: torch.Tensor, clicks: torch.Tensor, 
     src = torch.stack([torch.ones_like(dwell), clicks.to(dwell.dtype), dwell], dim=2).to(torch.float64)
     if active is not None:
         src.mul_(active.to(torch.float64).view(-1, 1, 1))
-    state.item_feedback.index_add_(0, items.reshape(-1), src.view(-1, 3))
+    state.item_feedback.index_add_(0, _table_rows(state, items).reshape(-1), src.view(-1, 3))
+
+
+def _table_rows(state: SimState, items: torch.Tensor) -> torch.Tensor:
+    """Rows of ``state.item_feedback`` of ``items`` ``(B, X)``: the items themselves, or shifted by each row's
+    :data:`FEEDBACK_OFFSET_FIELD` in a state holding several simulations' tables."""
+    if FEEDBACK_OFFSET_FIELD not in state.names():
+        return items
+    return items + state.item_feedback_offset.unsqueeze(1)
 
 
 def feedback_view(table: torch.Tensor) -> torch.Tensor:
@@ -69,7 +84,8 @@ def feedback_view(table: torch.Tensor) -> torch.Tensor:
 def candidate_feedback(state: SimState) -> torch.Tensor:
     """``(B, N, 3)`` float32 :func:`feedback_view` of each row's candidates."""
     cand = state.candidates
-    return feedback_view(state.item_feedback.index_select(0, cand.reshape(-1))).view(*cand.shape, 3)
+    rows = _table_rows(state, cand).reshape(-1)
+    return feedback_view(state.item_feedback.index_select(0, rows)).view(*cand.shape, 3)
 
 
 def warm_table(core, seed: int, users: int, steps: int) -> torch.Tensor:  # noqa: ANN001 - RankingCore

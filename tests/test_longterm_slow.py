@@ -8,7 +8,8 @@
   checked in the same run once the ``slateq`` agent is registered (its branch lands separately).
 
 CPU budgets (torch threads = 1, 2-core machine): each diagnose is a few minutes on a quiet machine (ml-latest-
-small the longest); the long_term run trains PPO for 150k env steps and evaluates 100 users x 5 seeds per agent.
+small the longest); the long_term run trains PPO for 150k env steps (trainer fast, seeds batched) and evaluates the whole
+200-user test cohort x 5 seeds per agent.
 """
 
 from __future__ import annotations

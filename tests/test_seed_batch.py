@@ -31,11 +31,11 @@ class Interrupted(Exception):
     """Stands for the kill: raised from a learning-curve point, after the previous chunk's checkpoints."""
 
 
-def _config(**training):
+def _config(sets: tuple[str, ...] = (), **training):
     raw = {"name": "t", "agents": [{"name": "ppo", "hyperparams": {"trainer": "fast", "n_steps": 8, "batch_size": 32}}],
            "training": {"total_timesteps": BUDGET, "num_envs": 8, "checkpoint_every": EVERY, "batch_seeds": True,
                         **training}}
-    return load_config(raw=raw, overrides=SETS)
+    return load_config(raw=raw, overrides=[*SETS, *sets])
 
 
 def _batch(out: Path, stop_at: int | None = None, lag: dict[int, int] | None = None, notes: list[str] | None = None,
@@ -185,20 +185,26 @@ def test_run_sigkilled_mid_batched_training_and_resumed_gives_identical_metrics(
     assert json.loads((cut / "metrics.json").read_text()) == json.loads((whole / "metrics.json").read_text())
 
 
-def test_envs_with_shared_state_or_the_feedback_input_are_refused_with_a_clear_error(tmp_path):
-    """The feedback table is shared by every user of a state and updated by every step: one batched state would
-    let the seeds share it, so train_seeds refuses; and the fast trainer does not train the scorer's feedback
-    input, so even one seed is refused (before: trained without it, then failed copying the weights back)."""
-    from recgym.agents import make_agent
-    from recgym.agents.ppo_fast import train_seeds
-    from recgym.envs.sb3 import RankingSB3VecEnv
-
-    sets = ["env.feedback.enabled=true", "env.feedback.warmup_users=8", "env.feedback.warmup_steps=2"]
-    cfg = load_config(raw={"name": "t", "agents": [{"name": "ppo"}]}, overrides=[*SETS, *sets])
-    world = make_world("analytic", world_config=cfg.world_config)
-    envs = [RankingSB3VecEnv(8, seed=s, world=world, config=cfg.train_env(0)) for s in SEEDS]
-    agents = [make_agent("ppo", envs[0], seed=s, trainer="fast", n_steps=8) for s in SEEDS]
-    with pytest.raises(ValueError, match=r"shared fields \['item_feedback'\].*training\.batch_seeds: false"):
-        train_seeds(agents, envs, 64)
-    with pytest.raises(ValueError, match=r"feedback\.bias, feedback\.weight: the feedback-table input.*trainer='sb3'"):
-        agents[0].learn(envs[0], 64)
+def test_feedback_world_batched_training_resumes_exactly_with_one_table_per_seed(tmp_path):
+    """long_term's kind of env (returning users, the observed feedback table): the seeds train as one batched job
+    (before: refused), each seed's checkpointed env state holds its own table, and a kill + resume equals the
+    uninterrupted job bit for bit."""
+    sets = ("env.feedback.enabled=true", "env.feedback.warmup_users=8", "env.feedback.warmup_steps=2",
+            "env.sessions.count=2", "env.sessions.session_steps=3")
+    cfg = _config(sets)
+    whole = _batch(tmp_path / "whole", cfg=cfg)
+    with pytest.raises(Interrupted):
+        _batch(tmp_path / "cut", stop_at=192, cfg=cfg)
+    resumed = _batch(tmp_path / "cut", cfg=cfg)
+    tables = []
+    for s in SEEDS:
+        a, b = _final(tmp_path / "whole", s), _final(tmp_path / "cut", s)
+        for part in ("policy", "optimizer", "rng", "last_done", "sim"):
+            assert _same(a[part], b[part]), (s, part)
+        assert "feedback.weight" in a["policy"]
+        tables.append(a["sim"]["sim"]["shared.item_feedback"])
+        wa, wb = whole[s][0].policy.scorer.state_dict(), resumed[s][0].policy.scorer.state_dict()
+        assert all(torch.equal(wa[k], wb[k]) for k in wa)
+    assert not torch.equal(tables[0], tables[1])
+    # each table counts its own seed's training only: 8 users x 8 steps x 3 items per rollout on top of its warm-up
+    assert all(float(t[:, 0].sum()) == 8 * 2 * 3 + BUDGET * 3 for t in tables)
