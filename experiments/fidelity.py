@@ -50,7 +50,7 @@ from recgym.experiments.fidelity_replay import free_choice, js_distance, replay
 __all__ = ["FidelityConfig", "fidelity_report", "cached_fidelity_report", "js_distance", "verdict_line",
            "REPORT_VERSION", "BARS"]
 
-REPORT_VERSION = "3"
+REPORT_VERSION = "4"
 BARS = {"policy_rho": 0.8, "warm_auc_gap": 0.02, "cold_item_auc_gain": 0.05, "ece": 0.03, "replay_js": 0.15,
         "tail_share_rel": 0.25}
 # A decile's share is measured on its real clicks: below 50 the sampling error of the share alone (~1/sqrt(n),
@@ -109,6 +109,7 @@ def _bars(r: dict[str, Any]) -> dict[str, Any]:
         "replay_js": rp.get("js_distance"),
         "replay_js_pass": bool(rp.get("js_distance") is not None and rp["js_distance"] <= BARS["replay_js"]),
         "tail_share_max_rel_error": max(rel) if rel else None, "tail_share_too_few_clicks": too_few,
+        "tail_share_max_rel_error_all_deciles": max((abs(x) for x in errs if x is not None), default=None),
         "tail_share_pass": bool(rel and max(rel) <= BARS["tail_share_rel"]),
     }
 
