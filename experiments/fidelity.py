@@ -151,13 +151,14 @@ def _weak_points(r: dict[str, Any]) -> list[str]:
         out.append(f"replayed clicks by popularity decile: JS {_fmt(b['replay_js'])}, worst relative share error "
                    f"{_fmt(b['tail_share_max_rel_error'], 2)} (bars {BARS['replay_js']}, {BARS['tail_share_rel']})")
     d = rp.get("per_decile", {})
-    thin = [f"D{k + 1} {_fmt(e, 2)} on {n:.0f} clicks"
-            for k, (e, n) in enumerate(zip(d.get("relative_error", []), d.get("real_clicks", []), strict=True))
-            if e is not None and n < MIN_DECILE_CLICKS]
+    errs, clicks = d.get("relative_error", []), d.get("real_clicks", [])
+    ses = d.get("real_share_rel_se") or [None] * len(errs)
+    thin = [f"D{k + 1} {_fmt(e, 2)} on {n:.0f} clicks (sampling error of the real share {_fmt(s, 2)})"
+            for k, (e, n, s) in enumerate(zip(errs, clicks, ses, strict=True)) if e is not None and n < MIN_DECILE_CLICKS]
     if thin:
         detail = ", ".join(thin)
         out.append(f"replayed click share not judged where a popularity decile has fewer than {MIN_DECILE_CLICKS} real "
-                   f"held-out clicks ({detail}): the sampling error alone is about 1/sqrt(clicks)")
+                   f"held-out clicks ({detail})")
     if rp.get("implicit"):
         out.append("implicit log: every logged row is a click, so the replay checks the click level only")
     if not b["warm_pass"]:
