@@ -50,7 +50,7 @@ from recgym.experiments.fidelity_replay import free_choice, js_distance, replay
 __all__ = ["FidelityConfig", "fidelity_report", "cached_fidelity_report", "js_distance", "verdict_line",
            "REPORT_VERSION", "BARS"]
 
-REPORT_VERSION = "3"
+REPORT_VERSION = "4"
 BARS = {"policy_rho": 0.8, "warm_auc_gap": 0.02, "cold_item_auc_gain": 0.05, "ece": 0.03, "replay_js": 0.15,
         "tail_share_rel": 0.25}
 # A decile's share is measured on its real clicks: below 50 the sampling error of the share alone (~1/sqrt(n),
@@ -109,6 +109,7 @@ def _bars(r: dict[str, Any]) -> dict[str, Any]:
         "replay_js": rp.get("js_distance"),
         "replay_js_pass": bool(rp.get("js_distance") is not None and rp["js_distance"] <= BARS["replay_js"]),
         "tail_share_max_rel_error": max(rel) if rel else None, "tail_share_too_few_clicks": too_few,
+        "tail_share_max_rel_error_all_deciles": max((abs(x) for x in errs if x is not None), default=None),
         "tail_share_pass": bool(rel and max(rel) <= BARS["tail_share_rel"]),
     }
 
@@ -150,13 +151,14 @@ def _weak_points(r: dict[str, Any]) -> list[str]:
         out.append(f"replayed clicks by popularity decile: JS {_fmt(b['replay_js'])}, worst relative share error "
                    f"{_fmt(b['tail_share_max_rel_error'], 2)} (bars {BARS['replay_js']}, {BARS['tail_share_rel']})")
     d = rp.get("per_decile", {})
-    thin = [f"D{k + 1} {_fmt(e, 2)} on {n:.0f} clicks"
-            for k, (e, n) in enumerate(zip(d.get("relative_error", []), d.get("real_clicks", []), strict=True))
-            if e is not None and n < MIN_DECILE_CLICKS]
+    errs, clicks = d.get("relative_error", []), d.get("real_clicks", [])
+    ses = d.get("real_share_rel_se") or [None] * len(errs)
+    thin = [f"D{k + 1} {_fmt(e, 2)} on {n:.0f} clicks (sampling error of the real share {_fmt(s, 2)})"
+            for k, (e, n, s) in enumerate(zip(errs, clicks, ses, strict=True)) if e is not None and n < MIN_DECILE_CLICKS]
     if thin:
         detail = ", ".join(thin)
         out.append(f"replayed click share not judged where a popularity decile has fewer than {MIN_DECILE_CLICKS} real "
-                   f"held-out clicks ({detail}): the sampling error alone is about 1/sqrt(clicks)")
+                   f"held-out clicks ({detail})")
     if rp.get("implicit"):
         out.append("implicit log: every logged row is a click, so the replay checks the click level only")
     if not b["warm_pass"]:

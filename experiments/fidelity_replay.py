@@ -10,8 +10,8 @@ MovieLens; on an implicit log every logged row is a click, so the replay only ch
 
 * per user: simulated (expected) minus real clicks — bias (mean), MAE and spread (standard deviation);
 * per item-popularity decile (deciles of the catalogue's items by train count, D1 most popular): real and
-  simulated share of clicks, relative error of each share, real clicks, Jensen–Shannon distance of the two
-  histograms;
+  simulated share of clicks, relative error of each share, real clicks, the sampling error of each real share
+  (user bootstrap, relative to the share), Jensen–Shannon distance of the two histograms;
 * the same figures for a **shuffled-data reference**: the held-out items permuted across all users
   (each user keeps their slate size, each item its frequency) and scored by the same model — what a
   simulator that knows the level and the item mix but nothing about who likes what would score.
@@ -29,6 +29,7 @@ from typing import Any
 import numpy as np
 
 from recgym.envs.worlds.fitted import FittedWorld, pair_logits, world_logits
+from recgym.envs.worlds.fitted_exposure import popularity_deciles_of
 
 __all__ = ["replay", "free_choice", "js_distance", "popularity_deciles"]
 
@@ -49,10 +50,7 @@ def js_distance(p: np.ndarray, q: np.ndarray) -> float:
 def popularity_deciles(fw: FittedWorld) -> np.ndarray:
     """``(M,)`` int64 decile 0..9 of every item by train count (0 = the most popular tenth of the catalogue)."""
     items = fw.data.interactions["item"].to_numpy()[fw.split.train]
-    counts = np.bincount(items, minlength=fw.data.num_items)
-    rank = np.empty(fw.data.num_items, np.int64)
-    rank[np.argsort(-counts, kind="stable")] = np.arange(fw.data.num_items)
-    return (rank * 10) // fw.data.num_items
+    return popularity_deciles_of(np.bincount(items, minlength=fw.data.num_items))
 
 
 def _sigmoid(x: np.ndarray) -> np.ndarray:
@@ -84,6 +82,20 @@ def _errors(users: np.ndarray, real: np.ndarray, sim: np.ndarray, deciles: np.nd
     }
 
 
+def _share_rel_se(users: np.ndarray, real: np.ndarray, deciles: np.ndarray, rng: np.random.Generator,
+                  n_boot: int = 200) -> list[float | None]:
+    """Sampling error of each decile's real click share, relative to the share (``None`` where it is 0): the
+    standard deviation over ``n_boot`` resamples of the users (clicks of one user are not independent; about
+    ``1 / sqrt(clicks)`` when they are)."""
+    uniq, row = np.unique(users, return_inverse=True)
+    per = np.zeros((uniq.size, 10))
+    np.add.at(per, (row, deciles), real)
+    tot = rng.multinomial(uniq.size, np.full(uniq.size, 1.0 / uniq.size), size=n_boot) @ per
+    shares = tot / np.maximum(tot.sum(1, keepdims=True), 1e-12)
+    base = per.sum(0) / max(per.sum(), 1e-12)
+    return [None if b <= 0 else float(shares[:, k].std(ddof=1) / b) for k, b in enumerate(base)]
+
+
 def replay(fw: FittedWorld, rng: np.random.Generator) -> dict[str, Any]:
     """Logging-policy replay of the held-out rows of warm users on warm items (see the module docstring)."""
     data, split = fw.data, fw.split
@@ -99,6 +111,7 @@ def replay(fw: FittedWorld, rng: np.random.Generator) -> dict[str, Any]:
     out = _errors(users, real, _pair_probs(fw, users, items), deciles[items])
     shuffled = rng.permutation(items)
     out["shuffled_reference"] = _errors(users, real, _pair_probs(fw, users, shuffled), deciles[shuffled])
+    out["per_decile"]["real_share_rel_se"] = _share_rel_se(users, real, deciles[items], rng)
     out.update(rows=int(te.size), users=int(np.unique(users).size), real_click_rate=float(real.mean()),
                implicit=bool(data.rating_range is None and real.min() == 1.0))
     return out

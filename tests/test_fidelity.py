@@ -82,6 +82,9 @@ def test_replay_matches_a_hand_computation(rated):
     dec = popularity_deciles(fw)[i[te]]
     share = np.bincount(dec, weights=real, minlength=10) / real.sum()
     assert rep["per_decile"]["real_share"] == pytest.approx(share.tolist())
+    for se, n in zip(rep["per_decile"]["real_share_rel_se"], rep["per_decile"]["real_clicks"], strict=True):
+        assert (se is None) == (n == 0)  # the real share's sampling error: about 1/sqrt(clicks), more when clustered
+        assert n < 5 or 0.3 / np.sqrt(n) < se < 3.0 / np.sqrt(n)
     assert rep["rows"] == te.size and not rep["implicit"]
     assert rep["shuffled_reference"]["per_user"]["real_mean"] == pytest.approx(rep["per_user"]["real_mean"])
     assert 0.0 <= rep["js_distance"] <= 1.0
@@ -132,6 +135,7 @@ def test_tail_share_bar_counts_only_deciles_with_enough_real_clicks():
     few = _bars(report(MIN_DECILE_CLICKS - 1))
     assert few["tail_share_pass"] and few["tail_share_max_rel_error"] == pytest.approx(0.1)
     assert few["tail_share_too_few_clicks"] == ["D10"]
+    assert few["tail_share_max_rel_error_all_deciles"] == pytest.approx(0.9)  # reported, every decile counted
     enough = _bars(report(MIN_DECILE_CLICKS))
     assert not enough["tail_share_pass"] and enough["tail_share_max_rel_error"] == pytest.approx(0.9)
     assert enough["tail_share_too_few_clicks"] == []

@@ -96,14 +96,14 @@ from recgym.envs.datasets.split import train_history
 from recgym.envs.world import Catalog, Population, PreferenceParams, World
 from recgym.envs.worlds.fitted_cache import _data_fingerprint, _load_cached
 from recgym.envs.worlds.fitted_calibration import choose_cold_popularity, platt_scale
-from recgym.envs.worlds.fitted_exposure import Exposure, fit_exposure, fold_exposure
+from recgym.envs.worlds.fitted_exposure import Exposure, fit_exposure, fold_exposure, popularity_deciles_of
 from recgym.envs.worlds.fitted_quality import hidden_quality, quality_source
 
 __all__ = ["FitConfig", "FittedWorld", "fit_world", "build_fitted_world", "load_world", "make_fitted_world", "world_logits",
            "popularity_prior", "hidden_quality", "platt_scale", "pair_logits", "Exposure"]
 
 log = logging.getLogger(__name__)
-FIT_VERSION = "4"
+FIT_VERSION = "5"  # 5: the exposure tail term chosen by the decile click-share criterion
 
 
 class FitConfig(StrictModel):
@@ -325,7 +325,8 @@ def _fit_exposure(data: InteractionData, split: Split, arrays: dict[str, np.ndar
     alpha, beta, gamma = platt
     logits = alpha * _raw_logits(arrays, w_pop, b, u, i) + beta + gamma * logpop[i]
     # its own stream: switching the correction on or off leaves the interaction fit unchanged
-    return fit_exposure(logits, logpop[i], inter["positive"].to_numpy()[rows], u, logpop[~split.cold_items],
+    deciles = popularity_deciles_of(np.bincount(i_all[split.train], minlength=data.num_items))
+    return fit_exposure(logits, logpop[i], inter["positive"].to_numpy()[rows], u, deciles[i], logpop[~split.cold_items],
                         np.random.default_rng([seed, 7]))
 
 
@@ -404,7 +405,8 @@ def build_fitted_world(
             atomic_write_bytes(folder / "arrays.npz", raw)
             atomic_write_json(folder / "manifest.json", manifest)
     w_pop, bias, alpha, beta, _delta, gamma = (float(x) for x in arrays["scalars"])
-    exposure = Exposure.from_array(arrays["exposure"], str(manifest.get("exposure", {}).get("note", "")))
+    ex_info = manifest.get("exposure", {})
+    exposure = Exposure.from_array(arrays["exposure"], str(ex_info.get("note", "")), ex_info.get("selection"))
     history = train_history(data, split, cfg.history_length)
     assert_no_leakage(data, split, history)
     catalog = Catalog(
