@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -25,11 +26,14 @@ __all__ = ["DecodeStats", "greedy_decode"]
 @dataclass
 class DecodeStats:
     """``steps``: decode forward passes; ``row_steps``: tokens those passes computed (sum of their batch sizes);
-    ``prefill_tokens``: prompt tokens run through the model (padding included, shared prefix excluded)."""
+    ``prefill_tokens``: prompt tokens run through the model (padding included, shared prefix excluded);
+    ``prefill_seconds`` / ``decode_seconds``: wall time of the prompt prefill and of the one-token steps."""
 
     steps: int = 0
     row_steps: int = 0
     prefill_tokens: int = 0
+    prefill_seconds: float = 0.0
+    decode_seconds: float = 0.0
 
 
 def greedy_decode(model: Any, prefix_cache: Any, prefix: Sequence[int], suffixes: Sequence[Sequence[int]], *,
@@ -61,6 +65,7 @@ def greedy_decode(model: Any, prefix_cache: Any, prefix: Sequence[int], suffixes
     if prefix_cache is not None:
         cache = copy.deepcopy(prefix_cache)
         cache.batch_repeat_interleave(b)
+    t0 = time.perf_counter()
     pos = (mask.cumsum(1) - 1).clamp_min(0)
     out = model(input_ids=ids[:, p:], attention_mask=mask, position_ids=pos[:, p:], past_key_values=cache,
                 use_cache=True, logits_to_keep=1)
@@ -75,8 +80,10 @@ def greedy_decode(model: Any, prefix_cache: Any, prefix: Sequence[int], suffixes
     next_pos = mask.sum(1)
     live = list(range(b))  # original row of each row still in the batch
     gen: list[list[int]] = [[] for _ in range(b)]
+    t1 = time.perf_counter()
     if stats is not None:
         stats.prefill_tokens += b * width
+        stats.prefill_seconds += t1 - t0
     with contextlib.nullcontext() if decode_threads is None else _torch_threads(decode_threads):
         for step in range(max_new_tokens):
             if seen is not None:
@@ -112,6 +119,8 @@ def greedy_decode(model: Any, prefix_cache: Any, prefix: Sequence[int], suffixes
             if stats is not None:
                 stats.steps += 1
                 stats.row_steps += len(live)
+    if stats is not None:
+        stats.decode_seconds += time.perf_counter() - t1
     return gen
 
 
