@@ -19,7 +19,10 @@ Its file is found without importing the package (which imports ``llm``): :func:`
 
 Prompts (``ITEM_PROMPT``, ``USER_PROMPT``) go through the model's chat template when it has one, with the
 answer begun ("Keywords:", "Interests:"); greedy decoding with a repetition penalty (1.3) and no repeated
-3-grams (a 135M model otherwise loops). Outputs are cleaned to one line (:func:`clean_generation`). Items get ``"<text> Keywords: <generation>"``, users
+3-grams (a 135M model otherwise loops), both over each prompt's own tokens, never its batch's padding
+(:mod:`recgym.encoders.enrich_decode`). Outputs are cleaned to one line (:func:`clean_generation`), and a row
+stops as soon as that line is settled (:func:`generation_settled`), with the answer it would have had if
+decoded to ``max_new_tokens``. Items get ``"<text> Keywords: <generation>"``, users
 ``"<profile> Interests: <generation>"`` (:func:`enriched_texts`).
 """
 
@@ -40,7 +43,7 @@ from typing import Any
 from recgym.common import atomic_write_bytes, atomic_write_json, sha256_bytes, sha256_texts
 from recgym.encoders.cache import CacheError, default_cache_dir
 
-__all__ = ["CausalLMEnricher", "EnrichResult", "ITEM_PROMPT", "USER_PROMPT", "clean_generation",
+__all__ = ["CausalLMEnricher", "EnrichResult", "ITEM_PROMPT", "USER_PROMPT", "clean_generation", "generation_settled",
            "default_model_path", "enrich_with_cache", "enriched_texts", "load_enrichment"]
 
 logger = logging.getLogger(__name__)
@@ -78,15 +81,34 @@ def _file_sha256(path: Path) -> str:
     return h.hexdigest()
 
 
+_MARKERS = " \t-*•\"'"  # stripped from both ends of a line
+_SENTENCE_END = re.compile(r"\.\.\.|\. |[!?]")
+_LINE_BREAKS = "\r\n\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029"  # what str.splitlines splits at
+
+
 def clean_generation(text: str, max_chars: int = 200) -> str:
     """One line of at most ``max_chars``: the first non-empty line up to its first sentence end (``". "``,
     ``"..."``, ``"!"``, ``"?"``), list markers and quotes stripped."""
-    lines = [ln.strip(" \t-*•\"'") for ln in text.strip().splitlines()]
+    lines = [ln.strip(_MARKERS) for ln in text.strip().splitlines()]
     line = next((ln for ln in lines if ln), "")
-    line = re.split(r"\.\.\.|\. |[!?]", line, maxsplit=1)[0]
+    line = _SENTENCE_END.split(line, maxsplit=1)[0]
     line = re.sub(r"^(keywords|interests|topics)\s*:\s*", "", line, flags=re.IGNORECASE)
     line = re.sub(r"\s+", " ", line)
     return line[:max_chars].rstrip(" ,;")
+
+
+def generation_settled(text: str) -> bool:
+    """True when no continuation can change the cleaned answer: ``clean_generation(text + s) ==
+    clean_generation(text)`` for every ``s``. That holds once the first non-empty line is closed by a line
+    break, or holds a sentence end (``"..."``, ``"!"``, ``"?"``, or ``". "`` with more of the line after it:
+    ``"war. "`` is not settled, its space may yet be a trailing one; ``"war. b"`` and ``"war!"`` are).
+    """
+    for line in text.lstrip().splitlines(keepends=True):
+        body = line.rstrip(_LINE_BREAKS)
+        content = body.strip(_MARKERS)
+        if content:
+            return body != line or _SENTENCE_END.search(content) is not None
+    return False
 
 
 @dataclass(frozen=True)
@@ -135,6 +157,7 @@ class CausalLMEnricher:
         self.dtype_name = self._pick_dtype(dtype)
         self._model: Any = None
         self._tok: Any = None
+        self.last_stats: Any = None  # DecodeStats of the last generate()
         self.model_sha256 = self._weights_digest()
 
     def _pick_dtype(self, dtype: str) -> str:
@@ -158,7 +181,7 @@ class CausalLMEnricher:
 
     def describe(self) -> dict[str, Any]:
         """The identity of the generations (goes into the cache manifest)."""
-        return {"model": str(self.path.name), "model_sha256": self.model_sha256, "decoding": "greedy-prefix-cache",
+        return {"model": str(self.path.name), "model_sha256": self.model_sha256, "decoding": "greedy-settled-rows",
                 "max_new_tokens": self.max_new_tokens, "repetition_penalty": self.repetition_penalty,
                 "no_repeat_ngram_size": self.no_repeat_ngram_size, "batch_size": self.batch_size, "dtype": self.dtype_name,
                 "device_type": self.device.type}
@@ -205,11 +228,18 @@ class CausalLMEnricher:
 
         * the prompts' longest common token prefix (system prompt, chat markers, instruction: about half of
           every item prompt) is run through the model once; each batch starts from a copy of its KV cache;
+        * a row stops as soon as its cleaned answer is settled (:func:`generation_settled`: first line closed,
+          or a sentence end in it) and leaves the batch (:func:`~recgym.encoders.enrich_decode.greedy_decode`);
+          the outputs are those of decoding to ``max_new_tokens`` and cleaning;
         * the rest of the prompts is prefilled with the caller's torch threads (large matmuls), the token-by-token
           decoding runs with ``decode_threads`` (default 1): its many tiny ops spend more time in thread barriers
           than in arithmetic when a second thread is shared with other work (measured 10-30x per op under load).
+
+        ``self.last_stats`` (:class:`~recgym.encoders.enrich_decode.DecodeStats`) counts the work done.
         """
         import torch
+
+        from recgym.encoders.enrich_decode import DecodeStats, greedy_decode
 
         self._load()
         prompts = [self.prompt(template, t) for t in texts]
@@ -218,23 +248,36 @@ class CausalLMEnricher:
         order = sorted(range(len(prompts)), key=lambda i: (len(ids[i]), i))
         out: list[str] = [""] * len(prompts)
         tokens, t0 = 0, time.perf_counter()
-        eos = self._tok.eos_token_id
+        stats = self.last_stats = DecodeStats()
         bar = _progress(len(prompts), progress)
         with torch.inference_mode():
             prefix_cache = self._prefill_prefix(prefix)
             for start in range(0, len(order), self.batch_size):
                 idx = order[start : start + self.batch_size]
-                new = self._generate_batch(prefix, prefix_cache, [ids[i][len(prefix):] for i in idx])
+                new = greedy_decode(self._model, prefix_cache, prefix, [ids[i][len(prefix):] for i in idx],
+                                    pad_id=self._tok.pad_token_id, stop_ids=self._stop_ids(),
+                                    max_new_tokens=self.max_new_tokens, repetition_penalty=self.repetition_penalty,
+                                    no_repeat_ngram_size=self.no_repeat_ngram_size, settled=self._settled,
+                                    decode_threads=self.decode_threads, stats=stats)
                 for row, i in enumerate(idx):
-                    seq = new[row].tolist()
-                    n = seq.index(eos) if eos in seq else len(seq)
-                    tokens += n
-                    out[i] = clean_generation(self._tok.decode(seq[:n], skip_special_tokens=True))
+                    tokens += len(new[row])
+                    out[i] = clean_generation(self._tok.decode(new[row], skip_special_tokens=True))
                 if bar is not None:
                     bar.update(len(idx))
         if bar is not None:
             bar.close()
         return out, tokens, time.perf_counter() - t0
+
+    def _settled(self, generated: list[int]) -> bool:
+        return generation_settled(self._tok.decode(generated, skip_special_tokens=True))
+
+    def _stop_ids(self) -> set[int]:
+        """The tokenizer's EOS and the model's generation-config EOS ids (what ``generate`` would stop at)."""
+        ids = {self._tok.eos_token_id}
+        cfg = getattr(self._model, "generation_config", None)
+        extra = getattr(cfg, "eos_token_id", None)
+        ids.update(extra if isinstance(extra, (list, tuple)) else [extra])
+        return {int(i) for i in ids if i is not None}
 
     def _prefill_prefix(self, prefix: list[int]) -> Any:
         import torch
@@ -243,34 +286,6 @@ class CausalLMEnricher:
             return None
         x = torch.tensor([prefix], device=self.device)
         return self._model(input_ids=x, use_cache=True, logits_to_keep=1).past_key_values
-
-    def _generate_batch(self, prefix: list[int], prefix_cache: Any, suffixes: list[list[int]]) -> Any:
-        """``(B, <= max_new_tokens)`` generated ids for ``prefix + suffix`` prompts (suffixes left-padded, so the
-        padding sits between the shared prefix and each suffix; positions skip it)."""
-        import copy
-
-        import torch
-
-        b, p, width = len(suffixes), len(prefix), max(len(x) for x in suffixes)
-        pad = self._tok.pad_token_id
-        suf = torch.tensor([[pad] * (width - len(x)) + x for x in suffixes], device=self.device)
-        suf_mask = torch.tensor([[0] * (width - len(x)) + [1] * len(x) for x in suffixes], device=self.device)
-        ids = torch.cat([torch.tensor([prefix] * b, dtype=suf.dtype, device=self.device).view(b, p), suf], dim=1)
-        mask = torch.cat([torch.ones((b, p), dtype=suf_mask.dtype, device=self.device), suf_mask], dim=1)
-        cache = None
-        if prefix_cache is not None:
-            cache = copy.deepcopy(prefix_cache)
-            cache.batch_repeat_interleave(b)
-        if width > 1:  # prefill all but the last prompt token with the caller's threads
-            pos = (mask.cumsum(1) - 1).clamp_min(0)[:, p:-1]
-            cache = self._model(input_ids=ids[:, p:-1], attention_mask=mask[:, :-1], position_ids=pos,
-                                past_key_values=cache, use_cache=True, logits_to_keep=1).past_key_values
-        with _torch_threads(self.decode_threads):
-            gen = self._model.generate(input_ids=ids, attention_mask=mask, past_key_values=cache,
-                                       max_new_tokens=self.max_new_tokens, do_sample=False, num_beams=1,
-                                       pad_token_id=pad, repetition_penalty=self.repetition_penalty,
-                                       no_repeat_ngram_size=self.no_repeat_ngram_size)
-        return gen[:, ids.shape[1]:].cpu()
 
 
 def _common_prefix(seqs: Sequence[Sequence[int]], keep_last: int = 1) -> list[int]:
@@ -281,25 +296,6 @@ def _common_prefix(seqs: Sequence[Sequence[int]], keep_last: int = 1) -> list[in
     while k < n and all(s[k] == first[k] for s in seqs):
         k += 1
     return first[:max(k, 0)]
-
-
-class _torch_threads:  # noqa: N801 - a context manager used like a function
-    """Run a block with ``n`` torch intra-op threads (``None``: unchanged), restoring the previous count."""
-
-    def __init__(self, n: int | None) -> None:
-        self.n, self.prev = n, 0
-
-    def __enter__(self) -> None:
-        import torch
-
-        self.prev = torch.get_num_threads()
-        if self.n is not None:
-            torch.set_num_threads(self.n)
-
-    def __exit__(self, *exc: object) -> None:
-        import torch
-
-        torch.set_num_threads(self.prev)
 
 
 def _progress(total: int, on: bool) -> Any:

@@ -308,6 +308,8 @@ def enrich(
     show: Annotated[int, typer.Option(min=0, help="print this many example generations")] = 3,
     threads: Annotated[Optional[int], typer.Option(help="torch threads (default 1: safe on a busy machine; "  # noqa: UP045
                                                    "2 is faster on an idle 2-core one)")] = 1,
+    decode_threads: Annotated[int, typer.Option(min=1, help="torch threads of the token-by-token decoding (1: "
+                                                "tiny ops; a second thread mostly waits on a shared box)")] = 1,
     as_json: Annotated[bool, typer.Option("--json", help="the last line is one JSON object per kind")] = False,
 ) -> None:
     """Generate LM enrichments (item keywords, user interest summaries) into the verified cache; prints
@@ -325,7 +327,8 @@ def enrich(
             import torch
 
             torch.set_num_threads(threads)
-        enricher = CausalLMEnricher(model, max_new_tokens=max_new_tokens, batch_size=batch_size, dtype=dtype)
+        enricher = CausalLMEnricher(model, max_new_tokens=max_new_tokens, batch_size=batch_size, dtype=dtype,
+                                    decode_threads=decode_threads)
         w = make_world(world, data_dir=data_dir)
         jobs = {}
         if which in ("items", "both"):
@@ -342,8 +345,11 @@ def enrich(
                    "texts_per_s": round(m["n"] / max(secs, 1e-9), 3), "tokens_per_s": round(m["tokens"] / max(secs, 1e-9), 2),
                    "model": m["model"], "dtype": m["dtype"], "batch_size": m["batch_size"],
                    "max_new_tokens": m["max_new_tokens"], "load_avg_1min": round(_os.getloadavg()[0], 2),
-                   "threads": threads,
+                   "threads": threads, "decode_threads": decode_threads,
                    "cache": str(res.path)}
+            if not res.hit and enricher.last_stats is not None:  # the work done: prompt and decoded row-tokens
+                st = enricher.last_stats
+                fig.update(prefill_tokens=st.prefill_tokens, decode_passes=st.steps, row_tokens_decoded=st.row_steps)
             if not as_json:
                 typer.echo(f"{kind}: {fig['texts']} texts, {fig['tokens']} tokens in {secs:.1f} s "
                            f"({fig['texts_per_s']:.2f} texts/s, {fig['tokens_per_s']:.1f} tokens/s; "

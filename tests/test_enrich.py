@@ -8,6 +8,8 @@ import logging
 import numpy as np
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from recgym.common.config import ConfigError
 from recgym.encoders.cache import CacheError
@@ -17,6 +19,7 @@ from recgym.encoders.enrich import (
     clean_generation,
     enrich_with_cache,
     enriched_texts,
+    generation_settled,
     load_enrichment,
 )
 from recgym.envs import make_world
@@ -61,7 +64,7 @@ def test_generation_is_greedy_cached_and_verified(tiny_lm, tmp_path, caplog) -> 
     for key in ("model_sha256", "template_sha256", "texts_sha256", "outputs_sha256", "max_new_tokens", "dtype",
                 "batch_size", "tokens", "seconds"):
         assert key in m, key
-    assert m["decoding"] == "greedy-prefix-cache" and m["max_new_tokens"] == 6
+    assert m["decoding"] == "greedy-settled-rows" and m["max_new_tokens"] == 6
     again = enrich_with_cache(_enricher(tiny_lm), TEXTS, ITEM_PROMPT, tmp_path, name="t")
     assert again.hit and again.texts == first.texts and again.tokens == first.tokens
     fresh = _enricher(tiny_lm).generate(TEXTS, ITEM_PROMPT)[0]
@@ -156,20 +159,74 @@ def test_enrich_command_reports_tokens_and_seconds_then_hits_the_cache(tiny_lm, 
     assert bad.returncode == 2 and "nothing is downloaded" in bad.stderr
 
 
-def test_shared_prefix_generation_matches_plain_generate(tiny_lm) -> None:
-    """The prefix-cached, split-thread path gives the tokens of one plain ``generate`` call per prompt."""
-    enr = _enricher(tiny_lm, max_new_tokens=8, batch_size=3, repetition_penalty=1.0, no_repeat_ngram_size=0)
-    got, tokens, _ = enr.generate(TEXTS, ITEM_PROMPT)
-    assert tokens > 0
+def _plain_generate(enr, text, max_new_tokens, **kw) -> list[int]:
+    """One ``generate`` call for one prompt (no padding, no shared prefix): the reference tokens."""
     tok, model = enr._tok, enr._model
-    for text, out in zip(TEXTS, got, strict=True):
-        enc = tok([enr.prompt(ITEM_PROMPT, text)], return_tensors="pt")
-        with torch.inference_mode():
-            gen = model.generate(**enc, max_new_tokens=8, do_sample=False, num_beams=1, pad_token_id=tok.pad_token_id)
-        seq = gen[0, enc["input_ids"].shape[1]:].tolist()
-        seq = seq[: seq.index(tok.eos_token_id)] if tok.eos_token_id in seq else seq
-        assert out == clean_generation(tok.decode(seq, skip_special_tokens=True))
+    enc = tok([enr.prompt(ITEM_PROMPT, text)], return_tensors="pt")
+    with torch.inference_mode():
+        gen = model.generate(**enc, max_new_tokens=max_new_tokens, do_sample=False, num_beams=1,
+                             pad_token_id=tok.pad_token_id, **kw)
+    seq = gen[0, enc["input_ids"].shape[1]:].tolist()
+    return seq[: seq.index(tok.eos_token_id)] if tok.eos_token_id in seq else seq
+
+
+@pytest.mark.parametrize("penalties", [False, True])
+def test_batched_generation_matches_plain_generate(tiny_lm, penalties) -> None:
+    """Shared prefix, padded batch, early stops, split threads: the answers of one plain ``generate`` call per
+    prompt, with the repetition penalty and the n-gram ban too (which must not see a batch mate's padding)."""
+    kw = {"repetition_penalty": 1.3, "no_repeat_ngram_size": 3} if penalties else {}
+    enr = _enricher(tiny_lm, max_new_tokens=8, batch_size=3,
+                    **(kw or {"repetition_penalty": 1.0, "no_repeat_ngram_size": 0}))
+    got, tokens, _ = enr.generate(TEXTS, ITEM_PROMPT)
+    assert tokens > 0 and enr.last_stats.prefill_tokens > 0
+    refs = [_plain_generate(enr, text, 8, **kw) for text in TEXTS]
+    for out, ref in zip(got, refs, strict=True):
+        assert out == clean_generation(enr._tok.decode(ref, skip_special_tokens=True))
+    assert len({len(ids) for ids in (enr._tok(enr.prompt(ITEM_PROMPT, t))["input_ids"] for t in TEXTS)}) > 1  # padded
     assert torch.get_num_threads() >= 1
+
+
+def test_finished_rows_leave_the_batch_and_the_others_are_unchanged(tiny_lm) -> None:
+    """Rows stopped by ``settled`` at different steps are dropped from the batch and its KV cache; every row
+    keeps the tokens of its own plain ``generate`` call, cut where ``settled`` first fired on them."""
+    from recgym.encoders.enrich_decode import DecodeStats, greedy_decode
+
+    texts = [*TEXTS, "Night Train (1987). Genres: thriller. A chase."]
+    enr = _enricher(tiny_lm, max_new_tokens=10)
+    enr._load()
+    tok = enr._tok
+    ids = [tok(enr.prompt(ITEM_PROMPT, t))["input_ids"] for t in texts]
+    refs = [_plain_generate(enr, t, 10, repetition_penalty=1.3) for t in texts]
+    marks = [tuple(ref[:cut]) for ref, cut in zip(refs, [4, 5, 2, 10], strict=True)]
+
+    def settled(g: list[int]) -> bool:
+        return tuple(g) in marks
+
+    cuts = [next((k for k in range(1, len(ref) + 1) if settled(ref[:k])), None) for ref in refs]
+    expected = [ref[:cut] if cut else ref for ref, cut in zip(refs, cuts, strict=True)]
+    # Forward passes per row after the prefill: one per further token, and one more for an EOS it emitted.
+    runs = [cut - 1 if cut else min(len(ref), 9) for ref, cut in zip(refs, cuts, strict=True)]
+    assert len({len(e) for e in expected}) > 1  # the rows do stop at different steps
+    stats = DecodeStats()
+    with torch.inference_mode():
+        got = greedy_decode(enr._model, None, [], ids, pad_id=tok.pad_token_id, stop_ids={tok.eos_token_id},
+                            max_new_tokens=10, repetition_penalty=1.3, settled=settled, stats=stats)
+    assert got == expected
+    assert stats.steps == max(runs) and stats.row_steps == sum(runs)  # a row is computed only while it runs
+
+
+@given(st.text(alphabet="ab .!?\n\r\t-*•\"'\x85K:", max_size=14), st.text(alphabet="ab .!?\n\r\t-*•\"'\x85", max_size=8))
+@settings(max_examples=400, deadline=None)
+def test_a_settled_generation_cannot_change_its_answer(text, more) -> None:
+    if generation_settled(text):
+        assert clean_generation(text + more) == clean_generation(text)
+
+
+def test_settled_examples() -> None:
+    assert generation_settled(" war, battle\nThe above") and generation_settled("war, epic!")
+    assert generation_settled("war. b") and generation_settled("\n\n- war, battle\n")
+    assert not generation_settled("war, battle") and not generation_settled("war. ")
+    assert not generation_settled("\n- \n") and not generation_settled("")
 
 
 def test_common_prefix_keeps_a_token_per_prompt() -> None:
