@@ -13,7 +13,6 @@ short prompts only), so a row's answer would depend on its batch mates.
 
 from __future__ import annotations
 
-import contextlib
 import copy
 import time
 from collections.abc import Callable, Sequence
@@ -54,7 +53,7 @@ def greedy_decode(model: Any, prefix_cache: Any, prefix: Sequence[int], suffixes
     """
     import torch
 
-    from recgym.encoders.transformer import _torch_threads
+    from recgym.common.device import torch_threads
 
     dev = model.device
     b, p, width = len(suffixes), len(prefix), max(len(s) for s in suffixes)
@@ -84,7 +83,7 @@ def greedy_decode(model: Any, prefix_cache: Any, prefix: Sequence[int], suffixes
     if stats is not None:
         stats.prefill_tokens += b * width
         stats.prefill_seconds += t1 - t0
-    with contextlib.nullcontext() if decode_threads is None else _torch_threads(decode_threads):
+    with torch_threads(decode_threads):
         for step in range(max_new_tokens):
             if seen is not None:
                 logits = torch.where(seen, torch.where(logits < 0, logits * repetition_penalty,

@@ -33,6 +33,7 @@ import numpy as np
 import torch
 
 from recgym.common import resolve_device
+from recgym.common.device import torch_threads
 from recgym.encoders.base import validate_texts
 from recgym.encoders.modelfiles import ModelNotFoundError, resolve_model, weights_digest
 
@@ -124,19 +125,6 @@ def _loadavg_1min() -> float | None:
         return os.getloadavg()[0]
     except (AttributeError, OSError):
         return None
-
-
-@contextlib.contextmanager
-def _torch_threads(n: int) -> Iterator[None]:
-    """Run a block with ``n`` torch intra-op threads; the previous count is restored after."""
-    old = torch.get_num_threads()
-    if n != old:
-        torch.set_num_threads(n)
-    try:
-        yield
-    finally:
-        if n != old:
-            torch.set_num_threads(old)
 
 
 @contextlib.contextmanager
@@ -375,7 +363,7 @@ class TransformerEncoder:
             if self.precision in _AUTOCAST_DTYPES else contextlib.nullcontext()
         )
         # One autocast region for the whole call: the bf16 copies of the weights are made once, not per batch.
-        with (_progress(len(texts), bool(show), self.model_name) as advance, _torch_threads(self.last_threads),
+        with (_progress(len(texts), bool(show), self.model_name) as advance, torch_threads(self.last_threads),
               torch.inference_mode(), autocast):
             for start in range(0, len(texts), bs):
                 idx = order[start : start + bs]

@@ -25,8 +25,7 @@ dynamics, ``sim_return``, the return of one session per user (:func:`simulated_r
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -34,6 +33,7 @@ import numpy as np
 import torch
 from scipy import sparse
 
+from recgym.common.device import torch_threads
 from recgym.envs.worlds.fitted import FittedWorld, world_logits
 
 __all__ = ["PANEL", "PanelData", "panel_data", "fit_member", "real_values", "simulated_ctr", "simulated_returns",
@@ -61,16 +61,6 @@ class PanelData:
     heldout: sparse.csr_matrix  # (n, M) bool held-out positives of those users
     exclude: sparse.csr_matrix  # (n, M) bool items not rankable for them (their train items)
     candidates: np.ndarray  # (M,) bool warm items
-
-
-@contextlib.contextmanager
-def _one_thread() -> Iterator[None]:
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(old)
 
 
 def panel_data(fw: FittedWorld) -> PanelData:
@@ -117,7 +107,7 @@ def fit_bpr(x: sparse.csr_matrix, warm: np.ndarray, rng: np.random.Generator, *,
     V = torch.nn.Parameter(torch.randn(x.shape[1], dim, generator=g) * 0.1)
     B = torch.nn.Parameter(torch.zeros(x.shape[1]))
     opt = torch.optim.Adam([U, V, B], lr=lr)
-    with _one_thread():
+    with torch_threads(1):
         for _ in range(epochs):
             perm = rng.permutation(len(pu))
             u_all, i_all = torch.from_numpy(pu[perm]), torch.from_numpy(pi[perm])
@@ -158,7 +148,7 @@ def _ctr_adapter(fw: FittedWorld, pd: PanelData, rng: np.random.Generator, hist:
         propensity=np.full((u.size, k), np.nan, np.float32), reward=np.zeros(u.size, np.float32),
     )
     spec = EnvSpec(w.catalog.embeddings, k, k, "slate", item_features=feats)
-    with _one_thread():
+    with torch_threads(1):
         agent = CTRRecommender(spec, CTRConfig(seed=int(rng.integers(2**31)), device="cpu", epochs=3,
                                                batch_size=512)).fit(logged)
     m = pd.x.shape[1]
@@ -170,7 +160,7 @@ def _ctr_adapter(fw: FittedWorld, pd: PanelData, rng: np.random.Generator, hist:
             b = users[s:s + chunk]
             obs = {"profile": w.population.embeddings[b], "history": hist[b], "context": np.zeros((b.size, 4), np.float32),
                    "candidates": np.tile(np.arange(m), (b.size, 1)), "mask": np.ones((b.size, m), np.int8)}
-            with _one_thread():
+            with torch_threads(1):
                 out[s:s + chunk] = agent.score(obs)
         return out
 
@@ -246,7 +236,7 @@ def simulated_returns(fw: FittedWorld, users: np.ndarray, scorer: Scorer, env_co
     from recgym.envs.core import RankingCore
 
     core = RankingCore(fw.world, env_config, device="cpu")
-    with _one_thread():
+    with torch_threads(1):
         scores = np.asarray(scorer(users), np.float64)
         state = core.init_state(torch.as_tensor(users), seed=seed)
         active = np.ones(users.size, bool)

@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 import torch
 
+from recgym.common.device import torch_threads
 from recgym.encoders import (
     HashingEncoder,
     ModelNotFoundError,
@@ -252,7 +253,7 @@ def test_auto_threads_backs_off_on_a_busy_machine(monkeypatch: pytest.MonkeyPatc
     def unknown() -> tuple[float, float, float]:
         raise OSError("no load average here")
 
-    with transformer._torch_threads(2):
+    with torch_threads(2):
         for load, elsewhere, expected in [
             (0.0, 0, min(2, allowed)),  # idle
             (busy, None, 1),  # busy, instant count unknown

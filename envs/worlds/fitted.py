@@ -55,7 +55,6 @@ last, both atomic; the manifest carries the arrays' sha256 and is verified on lo
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import io
 import json
@@ -63,7 +62,6 @@ import logging
 import os
 import sys
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -81,6 +79,7 @@ from recgym.common import (
     sha256_bytes,
     sha256_texts,
 )
+from recgym.common.device import torch_threads
 from recgym.encoders.base import TextEncoder
 from recgym.envs.datasets import (
     InteractionData,
@@ -186,18 +185,6 @@ class _Model(torch.nn.Module):
         logit = (zu * xi).sum(1) + self.w_pop * logpop[i] + ai + keep_i * self.a[i] + bu + keep_u * self.s[u] + self.b
         reg = (self.r[u] ** 2).sum(1) + (self.q[i] ** 2).sum(1) + self.s[u] ** 2 + self.a[i] ** 2
         return logit, reg
-
-
-@contextlib.contextmanager
-def _threads(n: int) -> Iterator[None]:
-    """Temporarily set torch's intra-op thread count (a small model is fastest, and robust to a busy machine, on 1)."""
-    old = torch.get_num_threads()
-    if n > 0:
-        torch.set_num_threads(n)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(old)
 
 
 def negative_probs(data: InteractionData, split: Split, popularity_share: float) -> np.ndarray:
@@ -388,7 +375,7 @@ def build_fitted_world(
     if cached is not None:
         arrays, manifest = cached
     else:
-        with _threads(cfg.torch_threads):
+        with torch_threads(cfg.torch_threads):
             arrays, info = _train(data, split, eu, ei, logpop, cfg, rng, progress)
         buf = io.BytesIO()
         np.savez(buf, **arrays)

@@ -7,13 +7,15 @@ than after data and models are loaded.
 
 from __future__ import annotations
 
+import contextlib
 import re
+from collections.abc import Iterator
 
 import torch
 
 from recgym.common.config import ConfigError
 
-__all__ = ["check_device", "resolve_device"]
+__all__ = ["check_device", "resolve_device", "torch_threads"]
 
 _DEVICE = re.compile(r"auto|cpu(:\d{1,3})?|cuda(:\d{1,3})?")
 
@@ -55,3 +57,18 @@ def resolve_device(device: str | torch.device = "auto") -> torch.device:
     if device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     return torch.device(device)
+
+
+@contextlib.contextmanager
+def torch_threads(n: int | None) -> Iterator[None]:
+    """Run a block with ``n`` torch intra-op threads (``None`` or ``n <= 0``: unchanged); the previous count is
+    restored after."""
+    old = torch.get_num_threads()
+    change = n is not None and n > 0 and n != old
+    if change:
+        torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        if change:
+            torch.set_num_threads(old)
