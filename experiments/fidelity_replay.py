@@ -29,7 +29,7 @@ from typing import Any
 import numpy as np
 
 from recgym.envs.worlds.fitted import FittedWorld, pair_logits, world_logits
-from recgym.envs.worlds.fitted_exposure import popularity_deciles_of
+from recgym.envs.worlds.fitted_exposure import popularity_deciles_of, user_decile_sums
 
 __all__ = ["replay", "free_choice", "js_distance", "popularity_deciles"]
 
@@ -88,8 +88,7 @@ def _share_rel_se(users: np.ndarray, real: np.ndarray, deciles: np.ndarray, rng:
     standard deviation over ``n_boot`` resamples of the users (clicks of one user are not independent; about
     ``1 / sqrt(clicks)`` when they are)."""
     uniq, row = np.unique(users, return_inverse=True)
-    per = np.zeros((uniq.size, 10))
-    np.add.at(per, (row, deciles), real)
+    per = user_decile_sums(row, deciles, real, uniq.size)
     tot = rng.multinomial(uniq.size, np.full(uniq.size, 1.0 / uniq.size), size=n_boot) @ per
     shares = tot / np.maximum(tot.sum(1, keepdims=True), 1e-12)
     base = per.sum(0) / max(per.sum(), 1e-12)

@@ -58,8 +58,8 @@ import numpy as np
 
 from recgym.envs.world import PreferenceParams, World
 
-__all__ = ["Exposure", "fit_exposure", "fold_exposure", "popularity_deciles_of", "tail_basis", "TAIL_SHAPES",
-           "MIN_ROWS_PER_LABEL", "BOOTSTRAP"]
+__all__ = ["Exposure", "fit_exposure", "fold_exposure", "popularity_deciles_of", "user_decile_sums", "tail_basis",
+           "TAIL_SHAPES", "MIN_ROWS_PER_LABEL", "BOOTSTRAP"]
 
 TAIL_SHAPES = ("hinge", "step")
 MIN_ROWS_PER_LABEL = 20
@@ -175,7 +175,7 @@ def _chi2(real: np.ndarray, expected: np.ndarray) -> np.ndarray:
     return np.where(e > 0, (real - e) ** 2 / np.maximum(e, 1e-12), 0.0).sum(-1)
 
 
-def _decile_sums(rows_of_user: np.ndarray, deciles: np.ndarray, values: np.ndarray, n_users: int) -> np.ndarray:
+def user_decile_sums(rows_of_user: np.ndarray, deciles: np.ndarray, values: np.ndarray, n_users: int) -> np.ndarray:
     """``(U, 10)`` float64 per-user, per-decile sums of ``values`` ``(N,)``."""
     out = np.zeros((n_users, 10))
     np.add.at(out, (rows_of_user, deciles), values)
@@ -213,7 +213,7 @@ def fit_exposure(logits: np.ndarray, logpop: np.ndarray, labels: np.ndarray, use
                                            f"one-SE rule ({BOOTSTRAP} user bootstraps)"}
     if uniq.size >= folds:
         fold = (rng.permutation(uniq.size) % folds)[row_user]
-        real_ud = _decile_sums(row_user, dec, y, uniq.size)
+        real_ud = user_decile_sums(row_user, dec, y, uniq.size)
         sims: dict[str, np.ndarray] = {}
         for name, term in candidates.items():
             x = _design(z0, lp, None if term is None else tail_basis(term[0], term[1], lp))
@@ -225,7 +225,7 @@ def fit_exposure(logits: np.ndarray, logpop: np.ndarray, labels: np.ndarray, use
                 theta = _fit(x[tr], y[tr])
                 p[te] = 1.0 / (1.0 + np.exp(-np.clip(x[te] @ theta, -50, 50)))
             if np.isfinite(p).all():
-                sims[name] = _decile_sums(row_user, dec, p, uniq.size)
+                sims[name] = user_decile_sums(row_user, dec, p, uniq.size)
         if "linear" in sims:
             chi = {n: float(_chi2(real_ud.sum(0), s.sum(0))) for n, s in sims.items()}
             best = min((n for n in chi if n != "linear"), key=lambda n: chi[n], default="linear")
